@@ -1,0 +1,79 @@
+"""persidict: persistent dict-like stores with truly atomic conditional operations.
+
+The public API only; the layers live in ``engine``, ``backends``,
+``concurrency`` and ``stress``.
+"""
+
+from .backends.empty import EmptyDict
+from .backends.files import FileDirDict
+from .backends.memory import LocalDict
+from .engine.errors import BackendError, ConcurrencyConflictError, MutationPolicyError
+from .engine.flags import (
+    ALWAYS_RETRIEVE,
+    ANY_ETAG,
+    DELETE_CURRENT,
+    ETAG_HAS_CHANGED,
+    ETAG_IS_THE_SAME,
+    IF_ETAG_CHANGED,
+    ITEM_NOT_AVAILABLE,
+    KEEP_CURRENT,
+    NEVER_RETRIEVE,
+    VALUE_NOT_RETRIEVED,
+    AlwaysRetrieveFlag,
+    AnyETagFlag,
+    DeleteCurrentFlag,
+    ETagConditionFlag,
+    ETagHasChangedFlag,
+    ETagIsTheSameFlag,
+    IfETagChangedRetrieveFlag,
+    ItemNotAvailableFlag,
+    Joker,
+    KeepCurrentFlag,
+    NeverRetrieveFlag,
+    RetrieveValueFlag,
+    ValueNotRetrievedFlag,
+)
+from .engine.keys import NonEmptySafeStrTuple, SafeStrTuple, get_safe_chars, replace_unsafe_chars
+from .engine.persidict import PersiDict
+from .engine.results import ConditionalOperationResult, OperationResult
+from .engine.transform import TransformingFunction
+
+__all__ = [
+    "ALWAYS_RETRIEVE",
+    "ANY_ETAG",
+    "DELETE_CURRENT",
+    "ETAG_HAS_CHANGED",
+    "ETAG_IS_THE_SAME",
+    "IF_ETAG_CHANGED",
+    "ITEM_NOT_AVAILABLE",
+    "KEEP_CURRENT",
+    "NEVER_RETRIEVE",
+    "VALUE_NOT_RETRIEVED",
+    "AlwaysRetrieveFlag",
+    "AnyETagFlag",
+    "BackendError",
+    "ConcurrencyConflictError",
+    "ConditionalOperationResult",
+    "DeleteCurrentFlag",
+    "ETagConditionFlag",
+    "ETagHasChangedFlag",
+    "ETagIsTheSameFlag",
+    "EmptyDict",
+    "FileDirDict",
+    "IfETagChangedRetrieveFlag",
+    "ItemNotAvailableFlag",
+    "Joker",
+    "KeepCurrentFlag",
+    "LocalDict",
+    "MutationPolicyError",
+    "NeverRetrieveFlag",
+    "NonEmptySafeStrTuple",
+    "OperationResult",
+    "PersiDict",
+    "RetrieveValueFlag",
+    "SafeStrTuple",
+    "TransformingFunction",
+    "ValueNotRetrievedFlag",
+    "get_safe_chars",
+    "replace_unsafe_chars",
+]

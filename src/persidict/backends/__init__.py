@@ -1,0 +1,1 @@
+"""Stores and wrappers built on the engine's contract."""

@@ -1,0 +1,291 @@
+"""FileDirDict: one file per key under a base directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterator
+from typing import Any
+
+from ..concurrency.atomic import fsync_dir, write_atomic
+from ..concurrency.locks import DEFAULT_LOCK_TIMEOUT, KeyLocks
+from ..engine.contract import Version, sorted_params
+from ..engine.errors import PreconditionFailed
+from ..engine.flags import (
+    ITEM_NOT_AVAILABLE,
+    VALUE_NOT_RETRIEVED,
+    ETagValue,
+    ItemNotAvailableFlag,
+)
+from ..engine.keys import (
+    NonEmptySafeStrTuple,
+    sign_component,
+    to_prefix,
+    unsign_component,
+)
+from ..engine.persidict import PersiDict
+
+META_DIR = "@persidict"
+"""Our own files live here; '@' is not a safe key character, so no key can."""
+
+_NAME_MAX = 255
+
+
+def content_etag(data: bytes) -> ETagValue:
+    """The etag of stored bytes: a function of the content.
+
+    Etags made from stat() (mtime, size, inode) let a stale etag match a
+    same-size rewrite in the same clock tick, or a re-created file that got a
+    recycled inode. A content hash can only match the same bytes.
+    """
+    return ETagValue(hashlib.sha256(data).hexdigest()[:32])
+
+
+def _read(path: str) -> bytes | None:
+    """The whole file, or None if there is no such regular file."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.readall()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+class FileDirDict(PersiDict[Any]):
+    """A persistent dict storing each value in its own file.
+
+    Key ``("a", "b")`` lives in ``base_dir/a_<d>/b_<d>.<format>`` where
+    ``<d>`` is the first ``digest_len`` characters of the lower-cased base32
+    MD5 of the component (no suffix when ``digest_len=0``), so keys that differ
+    only by case coexist on case-insensitive filesystems.
+
+    Atomicity: every operation, including each ``*_if`` operation,
+    transform_item, pop, popitem and setdefault, is linearizable across
+    threads and processes of one machine. Mutations of a key hold that key's
+    lock (see ``concurrency/locks.py``) and replace its file by renaming a
+    fully written temp file, so readers take no lock and always see a whole
+    old or new value. Etags are content hashes. With ``durable=True`` (the
+    default) the temp file is fsynced before the rename and the directory
+    after it; ``durable=False`` skips both (faster; a power loss may then
+    lose recent writes, never tear them).
+    """
+
+    _backend_name = "filesystem"
+
+    def __init__(
+        self,
+        *,
+        base_dir: str | os.PathLike[str] = "__file_dir_dict__",
+        serialization_format: str = "pkl",
+        append_only: bool = False,
+        digest_len: int = 4,
+        base_class_for_values: type | None = None,
+        durable: bool = True,
+    ) -> None:
+        super().__init__(
+            append_only=append_only,
+            base_class_for_values=base_class_for_values,
+            serialization_format=serialization_format,
+        )
+        if not isinstance(digest_len, int) or isinstance(digest_len, bool) or digest_len < 0:
+            raise ValueError(f"digest_len must be a non-negative int, got {digest_len!r}")
+        if not isinstance(durable, bool):
+            raise TypeError(f"durable must be a bool, got {durable!r}")
+        if not isinstance(base_dir, (str, os.PathLike)):
+            raise TypeError(f"base_dir must be a path, got {type(base_dir).__name__}")
+        self.digest_len = digest_len
+        self.durable = durable
+        self._base = os.path.abspath(os.fspath(base_dir))
+        os.makedirs(self._base, exist_ok=True)
+        self._suffix = "." + serialization_format
+        # Locks belong to the directory this store was opened on; subdicts
+        # share their parent's lock file so both exclude each other.
+        self._set_lock_root(self._base, "")
+
+    def _set_lock_root(self, root: str, prefix: str) -> None:
+        self._lock_root = root
+        self._lock_prefix = prefix
+        self._locks = KeyLocks(os.path.join(root, META_DIR, "lock"), DEFAULT_LOCK_TIMEOUT)
+
+    @property
+    def base_dir(self) -> str:
+        """Absolute path of this store's directory."""
+        return self._base
+
+    def get_params(self) -> dict[str, Any]:
+        # docstring inherited
+        params = super().get_params()
+        params.update(base_dir=self._base, digest_len=self.digest_len, durable=self.durable)
+        return sorted_params(params)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"lock_root": self._lock_root, "lock_prefix": self._lock_prefix}
+
+    def _restore_extra(self, state: dict[str, Any]) -> None:
+        self._set_lock_root(state["lock_root"], state["lock_prefix"])
+
+    # -- paths --------------------------------------------------------------
+
+    def _signed(self, strings: tuple[str, ...], with_suffix: bool) -> list[str]:
+        parts = [sign_component(s, self.digest_len) for s in strings]
+        if with_suffix:
+            parts[-1] += self._suffix
+        for original, part in zip(strings, parts, strict=True):
+            if len(part.encode("utf-8")) > _NAME_MAX:
+                raise ValueError(
+                    f"key component {original[:40]!r}... is too long: its file name "
+                    f"{part[:40]!r}... exceeds {_NAME_MAX} bytes"
+                )
+        return parts
+
+    def _path(self, key: NonEmptySafeStrTuple) -> tuple[str, str]:
+        """(absolute file path, lock name relative to the lock root)."""
+        rel = "/".join(self._signed(key.strings, with_suffix=True))
+        return f"{self._base}/{rel}", self._lock_prefix + rel
+
+    def _current_etag(self, path: str) -> ETagValue | ItemNotAvailableFlag:
+        data = _read(path)
+        return ITEM_NOT_AVAILABLE if data is None else content_etag(data)
+
+    # -- primitives ---------------------------------------------------------
+
+    def _get(
+        self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
+    ) -> Version:
+        # docstring inherited
+        path, _ = self._path(key)
+        data = _read(path)
+        if data is None:
+            return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
+        etag = content_etag(data)
+        if not retrieve or etag == if_none_match:
+            return Version(etag, VALUE_NOT_RETRIEVED)
+        return Version(etag, self._decode(key, data, path))
+
+    def _load(self, key: NonEmptySafeStrTuple) -> Any:
+        path, _ = self._path(key)
+        data = _read(path)
+        if data is None:
+            raise KeyError(key)
+        return self._decode(key, data, path)
+
+    def _put(
+        self,
+        key: NonEmptySafeStrTuple,
+        value: Any,
+        *,
+        if_match: ETagValue | ItemNotAvailableFlag | None,
+        want_etag: bool = True,
+    ) -> ETagValue | None:
+        # docstring inherited
+        data = self._encode(key, value)  # before the lock: pickling can be slow
+        path, name = self._path(key)
+        with self._locks.hold(name, key):
+            if isinstance(if_match, ItemNotAvailableFlag):
+                if self._is_file(path):
+                    raise PreconditionFailed
+            elif if_match is not None and self._current_etag(path) != if_match:
+                raise PreconditionFailed
+            write_atomic(path, data, durable=self.durable)
+        return content_etag(data) if want_etag else None
+
+    def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
+        # docstring inherited
+        path, name = self._path(key)
+        with self._locks.hold(name, key):
+            if if_match is not None and self._current_etag(path) != if_match:
+                raise PreconditionFailed
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            directory = os.path.dirname(path)
+            if self.durable:
+                fsync_dir(directory)
+        self._prune(directory)
+        return True
+
+    def _prune(self, directory: str) -> None:
+        """Remove now-empty directories up to (not including) base_dir.
+
+        A writer racing with us re-creates a directory it finds gone
+        (concurrency/atomic.py), and rmdir never removes a non-empty one.
+        """
+        while len(directory) > len(self._base) and directory.startswith(self._base + "/"):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                return
+            directory = os.path.dirname(directory)
+
+    @staticmethod
+    def _is_file(path: str) -> bool:
+        try:
+            return stat.S_ISREG(os.stat(path).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+
+    def _contains(self, key: NonEmptySafeStrTuple) -> bool:
+        return self._is_file(self._path(key)[0])
+
+    def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
+        # docstring inherited
+        path, _ = self._path(key)
+        try:
+            st = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyError(key) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyError(key)
+        return st.st_mtime
+
+    def _iter_keys(
+        self, *, with_timestamps: bool = False
+    ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
+        # docstring inherited
+        return self._walk(self._base, (), with_timestamps)
+
+    def _walk(
+        self, directory: str, prefix: tuple[str, ...], with_timestamps: bool
+    ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
+        suffix, cut, digest_len = self._suffix, -len(self._suffix), self.digest_len
+        try:
+            entries = os.scandir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == "@":  # our temp files and metadata
+                    continue
+                if name.endswith(suffix) and entry.is_file(follow_symlinks=False):
+                    component = unsign_component(name[:cut], digest_len)
+                    if component is None:
+                        continue  # junk, not written by us
+                    ts: float | None = None
+                    if with_timestamps:
+                        try:
+                            ts = entry.stat(follow_symlinks=False).st_mtime
+                        except FileNotFoundError:
+                            continue  # deleted while we listed
+                    yield NonEmptySafeStrTuple._trusted((*prefix, component)), ts
+                elif entry.is_dir(follow_symlinks=False):
+                    component = unsign_component(name, digest_len)
+                    if component is not None:
+                        yield from self._walk(entry.path, (*prefix, component), with_timestamps)
+
+    def get_subdict(self, prefix_key: Any) -> FileDirDict:
+        """A FileDirDict rooted at the subdirectory of ``prefix_key``.
+
+        It shares this store's locks, so both stay atomic against each other.
+        """
+        prefix = to_prefix(prefix_key)
+        params = self.get_params()
+        rel = "/".join(self._signed(prefix.strings, with_suffix=False)) if prefix else ""
+        if rel:
+            params["base_dir"] = f"{self._base}/{rel}"
+        child = FileDirDict(**params)
+        child._set_lock_root(self._lock_root, self._lock_prefix + (rel + "/" if rel else ""))
+        return child
+
+

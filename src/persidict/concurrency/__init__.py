@@ -1,0 +1,1 @@
+"""Per-key locks, the atomic write, and (later) the crash journal."""

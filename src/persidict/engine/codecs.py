@@ -1,0 +1,49 @@
+"""Value codecs: pickle, jsonpickle, and plain UTF-8 text for other formats."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import jsonpickle
+
+Encoder = Callable[[Any], bytes]
+Decoder = Callable[[bytes], Any]
+
+
+def _pkl_encode(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _json_encode(value: Any) -> bytes:
+    text: str = jsonpickle.dumps(value, indent=4)
+    return text.encode("utf-8")
+
+
+def _json_decode(data: bytes) -> Any:
+    return jsonpickle.loads(data.decode("utf-8"))
+
+
+def _text_encode(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"text formats store str values only, got {type(value).__name__}")
+    return value.encode("utf-8")
+
+
+def _text_decode(data: bytes) -> Any:
+    return data.decode("utf-8")
+
+
+def codec_for(serialization_format: str) -> tuple[Encoder, Decoder]:
+    """Return the (encode, decode) pair for a serialization format."""
+    if serialization_format == "pkl":
+        return _pkl_encode, pickle.loads
+    if serialization_format == "json":
+        return _json_encode, _json_decode
+    return _text_encode, _text_decode
+
+
+def is_text_format(serialization_format: str) -> bool:
+    """Formats other than pkl and json hold plain text."""
+    return serialization_format not in ("pkl", "json")

@@ -1,0 +1,73 @@
+"""The error hierarchy. Every error pickles (errors cross process boundaries)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BackendError(RuntimeError):
+    """A backend/infrastructure condition prevents completion.
+
+    Always raised with chaining (``raise BackendError(...) from exc``).
+    """
+
+    def __init__(self, message: str, *, backend: str, operation: str, key: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.backend = backend
+        self.operation = operation
+        self.key = key
+
+    def __reduce__(self) -> Any:
+        args = (type(self), self.message, self.backend, self.operation, self.key)
+        return (_rebuild_backend_error, args)
+
+
+def _rebuild_backend_error(
+    cls: type[BackendError], message: str, backend: str, operation: str, key: Any
+) -> BackendError:
+    return cls(message, backend=backend, operation=operation, key=key)
+
+
+class ConcurrencyConflictError(RuntimeError):
+    """An operation gave up after its retries lost to concurrent writers."""
+
+    def __init__(self, key: Any, attempts: int) -> None:
+        super().__init__(
+            f"key {key!r}: gave up after {attempts} attempts lost to concurrent modifications"
+        )
+        self.key = key
+        self.attempts = attempts
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.key, self.attempts))
+
+
+class MutationPolicyError(TypeError):
+    """The store's mutation policy (e.g. append-only) forbids this mutation."""
+
+    def __init__(self, policy: str) -> None:
+        super().__init__(f"mutation forbidden by the {policy} policy")
+        self.policy = policy
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.policy,))
+
+
+class LockTimeoutError(TimeoutError):
+    """A per-key lock could not be acquired within the time limit."""
+
+    def __init__(self, key: Any, lock_path: str, timeout: float) -> None:
+        super().__init__(
+            f"key {key!r}: lock in {lock_path} not acquired within {timeout:g} s"
+        )
+        self.key = key
+        self.lock_path = lock_path
+        self.timeout = timeout
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.key, self.lock_path, self.timeout))
+
+
+class PreconditionFailed(Exception):
+    """Internal: a backend's conditional primitive found another version."""

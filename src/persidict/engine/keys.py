@@ -1,0 +1,183 @@
+"""Keys: flat, hashable tuples of URL/filename-safe strings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import string
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any, overload
+
+SAFE_CHARS_SET: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
+SAFE_STRING_MAX_LENGTH = 254
+_SAFE_RE = re.compile(r"[A-Za-z0-9()_\-~.=]+")
+
+
+def get_safe_chars() -> set[str]:
+    """Return a copy of the set of characters allowed in key components."""
+    return set(SAFE_CHARS_SET)
+
+
+def replace_unsafe_chars(a_str: str, replace_with: str) -> str:
+    """Replace every character outside the safe set by ``replace_with``."""
+    return "".join(c if c in SAFE_CHARS_SET else replace_with for c in a_str)
+
+
+def _check_component(s: object) -> str:
+    """Return ``s`` if it is a valid key component, else raise naming why."""
+    if type(s) is not str:
+        if isinstance(s, str):
+            s = str.__str__(s)  # a str subclass: keep only its text
+        else:
+            raise TypeError(f"key components must be str, got {type(s).__name__} {s!r}")
+    if not s:
+        raise ValueError("key components must be non-empty strings")
+    if len(s) >= SAFE_STRING_MAX_LENGTH:
+        raise ValueError(
+            f"key component {s[:40]!r}... is {len(s)} characters long; "
+            f"the limit is {SAFE_STRING_MAX_LENGTH - 1}"
+        )
+    if _SAFE_RE.fullmatch(s) is None:
+        bad = sorted({c for c in s if c not in SAFE_CHARS_SET})
+        raise ValueError(f"key component {s!r} contains unsafe characters {bad!r}")
+    if s in (".", ".."):
+        raise ValueError(f"key component {s!r} is not allowed (it names a directory)")
+    return s
+
+
+def _flatten(args: Sequence[Any], out: list[str]) -> None:
+    for a in args:
+        if isinstance(a, str):
+            out.append(_check_component(a))
+        elif isinstance(a, SafeStrTuple):
+            out.extend(a.strings)
+        elif isinstance(a, (list, tuple)):
+            _flatten(a, out)
+        else:
+            raise TypeError(
+                f"a key must be a str or a sequence of str, got {type(a).__name__} {a!r}"
+            )
+
+
+class SafeStrTuple(Sequence[str]):
+    """An immutable, hashable, flat sequence of URL/filename-safe strings."""
+
+    __slots__ = ("strings",)
+    strings: tuple[str, ...]
+
+    def __init__(self, *args: Any) -> None:
+        out: list[str] = []
+        _flatten(args, out)
+        object.__setattr__(self, "strings", tuple(out))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Hook for subclasses to add constraints."""
+
+    @classmethod
+    def _trusted(cls, strings: tuple[str, ...]) -> Any:
+        """Build from components already known to be valid (no checks)."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "strings", strings)
+        return obj
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    @property
+    def str_chain(self) -> tuple[str, ...]:
+        """Alias of ``strings`` kept for backward compatibility."""
+        return self.strings
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        return self.strings[i]
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.strings)
+
+    def __hash__(self) -> int:
+        return hash(self.strings)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SafeStrTuple):
+            return self.strings == other.strings
+        if isinstance(other, tuple):
+            return self.strings == other
+        return NotImplemented
+
+    def __add__(self, other: Any) -> SafeStrTuple:
+        return SafeStrTuple(self, other)
+
+    def __radd__(self, other: Any) -> SafeStrTuple:
+        return SafeStrTuple(other, self)
+
+    def __reduce__(self) -> Any:
+        return (type(self), self.strings)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.strings!r}"
+
+
+class NonEmptySafeStrTuple(SafeStrTuple):
+    """A SafeStrTuple with at least one component."""
+
+    __slots__ = ()
+
+    def _validate(self) -> None:
+        if not self.strings:
+            raise ValueError("a key must have at least one component")
+
+
+def to_key(key: Any) -> NonEmptySafeStrTuple:
+    """Normalize a user-supplied key once, at the API boundary."""
+    if type(key) is NonEmptySafeStrTuple:
+        return key
+    if type(key) is str:
+        return NonEmptySafeStrTuple._trusted((_check_component(key),))  # type: ignore[no-any-return]
+    return NonEmptySafeStrTuple(key)
+
+
+def to_prefix(prefix: Any) -> SafeStrTuple:
+    """Normalize a (possibly empty) key prefix."""
+    if isinstance(prefix, SafeStrTuple):
+        return prefix
+    return SafeStrTuple(prefix)
+
+
+@lru_cache(maxsize=65536)
+def component_digest(component: str, digest_len: int) -> str:
+    """First ``digest_len`` chars of the lower-cased base32 MD5 of ``component``."""
+    digest = hashlib.md5(component.encode("utf-8"), usedforsecurity=False).digest()
+    return base64.b32encode(digest).decode("ascii").lower()[:digest_len]
+
+
+def sign_component(component: str, digest_len: int) -> str:
+    """Append ``_<digest>`` so keys differing only by case never collide on disk."""
+    if digest_len <= 0:
+        return component
+    return f"{component}_{component_digest(component, digest_len)}"
+
+
+def unsign_component(name: str, digest_len: int) -> str | None:
+    """Inverse of sign_component; None if ``name`` is not a signed safe string."""
+    if digest_len > 0:
+        cut = len(name) - digest_len - 1
+        if cut <= 0 or name[cut] != "_":
+            return None
+        component = name[:cut]
+        if component_digest(component, digest_len) != name[cut + 1 :]:
+            return None
+    else:
+        component = name
+    if _SAFE_RE.fullmatch(component) is None or component in (".", ".."):
+        return None
+    return component

@@ -1,0 +1,200 @@
+"""PersiDict: the dict-like API over the backend primitives."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any, TypeVar
+
+from .conditional import ConditionalOps
+from .errors import MutationPolicyError, PreconditionFailed
+from .flags import DELETE_CURRENT, ITEM_NOT_AVAILABLE, KEEP_CURRENT
+from .keys import NonEmptySafeStrTuple, SafeStrTuple
+
+ValueType = TypeVar("ValueType")
+_MISSING = object()
+
+
+class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
+    """Abstract dict-like interface for durable key-value stores.
+
+    Keys are non-empty sequences of URL/filename-safe strings (a str is a
+    one-component key). Insertion order is not preserved. Subclasses
+    implement the primitives of ``StoreCore``; every operation here is built
+    on them, so it is as atomic as they are.
+    """
+
+    # -- item access ----------------------------------------------------------
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._load(self._key(key))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """Return the value for ``key``, or ``default`` if absent."""
+        try:
+            return self._load(self._key(key))
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        k = self._key(key)
+        if value is KEEP_CURRENT:
+            return
+        if value is DELETE_CURRENT:
+            self.discard(k)
+            return
+        self._check_value(k, value)
+        if self._append_only:
+            try:
+                self._put(k, value, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
+            except PreconditionFailed:
+                raise MutationPolicyError("append-only") from None
+        else:
+            self._put(k, value, if_match=None, want_etag=False)
+
+    def __delitem__(self, key: Any) -> None:
+        k = self._key(key)
+        self._forbid_if_append_only()
+        if not self._remove(k, if_match=None):
+            raise KeyError(k)
+
+    def __contains__(self, key: object) -> bool:
+        return self._contains(self._key(key))
+
+    def timestamp(self, key: Any) -> float:
+        """POSIX time of the last write of ``key``; KeyError if absent."""
+        return self._timestamp(self._key(key))
+
+    # -- listing --------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
+        for k, _ in self._iter_keys():
+            yield k
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._iter_keys())
+
+    def __bool__(self) -> bool:
+        return next(iter(self._iter_keys()), None) is not None
+
+    def keys(self) -> Iterator[NonEmptySafeStrTuple]:  # type: ignore[override]
+        """Iterate over keys (streamed, never listed in memory)."""
+        return iter(self)
+
+    def keys_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, float]]:
+        """Iterate over (key, timestamp) pairs."""
+        yield from self._iter_keys(with_timestamps=True)  # type: ignore[misc]
+
+    def items(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any]]:  # type: ignore[override]
+        """Iterate over (key, value); keys deleted while iterating are skipped."""
+        for k, _ in self._iter_keys():
+            value = self._get_or_missing(k)
+            if value is not _MISSING:
+                yield k, value
+
+    def values(self) -> Iterator[Any]:  # type: ignore[override]
+        """Iterate over values."""
+        for _, v in self.items():
+            yield v
+
+    def items_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any, float]]:
+        """Iterate over (key, value, timestamp) triples."""
+        for k, ts in self._iter_keys(with_timestamps=True):
+            value = self._get_or_missing(k)
+            if value is not _MISSING:
+                yield k, value, ts  # type: ignore[misc]
+
+    def _get_or_missing(self, k: NonEmptySafeStrTuple) -> Any:
+        try:
+            return self._load(k)
+        except KeyError:
+            return _MISSING
+
+    def clear(self) -> None:
+        """Remove every item of this store's serialization format."""
+        self._forbid_if_append_only()
+        for k, _ in list(self._iter_keys()):
+            self._remove(k, if_match=None)
+
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Set items from a mapping or iterable of pairs, then from kwargs."""
+        pairs = other.items() if isinstance(other, Mapping) else other
+        for k, v in pairs:
+            self[k] = v
+        for k, v in kwargs.items():
+            self[k] = v
+
+    def __ior__(self, other: Any) -> PersiDict[ValueType]:
+        self.update(other)
+        return self
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if isinstance(other, PersiDict) and type(other) is type(self):
+            try:
+                if other.get_params() == self.get_params():
+                    return True
+            except (TypeError, ValueError):
+                pass
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if len(self) != len(other):
+            return False
+        return all(k in other and other[k] == v for k, v in self.items())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- prefixes ---------------------------------------------------------------
+
+    def get_subdict(self, prefix_key: Any) -> Any:
+        """A store restricted to keys under ``prefix_key`` (empty prefix: all)."""
+        raise NotImplementedError(f"{type(self).__name__} has no hierarchical key space")
+
+    def subdicts(self) -> dict[str, Any]:
+        """Map each first-level key component that has keys below it to its subdict."""
+        firsts: dict[str, None] = {}
+        for k, _ in self._iter_keys():
+            if len(k) > 1:
+                firsts.setdefault(k.strings[0], None)
+        return {name: self.get_subdict(SafeStrTuple(name)) for name in firsts}
+
+    # -- age and sampling -------------------------------------------------------
+
+    def _by_age(self, max_n: int | None, newest: bool) -> list[NonEmptySafeStrTuple]:
+        if max_n is not None and max_n <= 0:
+            return []
+        stamped = self.keys_and_timestamps()
+        pick = heapq.nlargest if newest else heapq.nsmallest
+        if max_n is None:
+            return [k for k, _ in sorted(stamped, key=lambda p: p[1], reverse=newest)]
+        return [k for k, _ in pick(max_n, stamped, key=lambda p: p[1])]
+
+    def newest_keys(self, *, max_n: int | None = None) -> list[NonEmptySafeStrTuple]:
+        """Up to ``max_n`` keys, newest first (all if None, none if <= 0)."""
+        return self._by_age(max_n, newest=True)
+
+    def oldest_keys(self, *, max_n: int | None = None) -> list[NonEmptySafeStrTuple]:
+        """Up to ``max_n`` keys, oldest first (all if None, none if <= 0)."""
+        return self._by_age(max_n, newest=False)
+
+    def newest_values(self, *, max_n: int | None = None) -> list[Any]:
+        """Values of newest_keys(max_n=max_n); keys deleted meanwhile are skipped."""
+        return self._values_of(self.newest_keys(max_n=max_n))
+
+    def oldest_values(self, *, max_n: int | None = None) -> list[Any]:
+        """Values of oldest_keys(max_n=max_n); keys deleted meanwhile are skipped."""
+        return self._values_of(self.oldest_keys(max_n=max_n))
+
+    def _values_of(self, keys: list[NonEmptySafeStrTuple]) -> list[Any]:
+        values = (self._get_or_missing(k) for k in keys)
+        return [v for v in values if v is not _MISSING]
+
+    def random_key(self) -> NonEmptySafeStrTuple | None:
+        """A uniformly random key (reservoir sampling, streamed), or None if empty."""
+        chosen: NonEmptySafeStrTuple | None = None
+        for n, (k, _) in enumerate(self._iter_keys(), start=1):
+            if random.randrange(n) == 0:
+                chosen = k
+        return chosen

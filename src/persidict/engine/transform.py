@@ -1,0 +1,16 @@
+"""The transform_item callback protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol, TypeVar
+
+from .flags import ItemNotAvailableFlag, Joker
+
+ValueType = TypeVar("ValueType")
+
+
+class TransformingFunction(Protocol[ValueType]):
+    """Receives the current value (or ITEM_NOT_AVAILABLE) and returns the new
+    value, KEEP_CURRENT or DELETE_CURRENT."""
+
+    def __call__(self, value: ValueType | ItemNotAvailableFlag, /) -> ValueType | Joker: ...
