@@ -1,0 +1,8 @@
+"""Cross-process stress harness behind the ``persidict-stress`` console script.
+
+Workers (processes for the file backend, threads for the memory backend)
+hammer one store with contended conditional operations and append every
+completed outcome to a per-worker log. The parent replays those logs into an
+oracle that knows nothing about the store's internals, reads the final state
+back, and reports every broken invariant.
+"""

@@ -1,0 +1,338 @@
+"""``persidict-stress``: run the op mix from N workers, then check every invariant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .oracle import Oracle
+from .report import Histogram, build_report, format_json, format_text
+from .stores import (
+    BACKENDS,
+    NAMESPACES,
+    StoreSpec,
+    forget_memory_stores,
+    make_store,
+    read_all,
+)
+from .workers import KINDS, StoreFactory, WorkerConfig, run_worker, worker_process
+
+STARTUP_TIMEOUT = 120.0  # spawn + import on a loaded 2-core CI box can be slow
+POLL_SECONDS = 0.1
+PROGRESS_SECONDS = 1.0
+
+
+@dataclass
+class Options:
+    """Settings of one run (the CLI flags, plus hooks for in-process tests)."""
+
+    backend: str = "file"
+    dir: str | None = None
+    workers: int = 4
+    duration: float = 10.0
+    seed: int | None = None
+    durable: bool = True
+    max_ops: int = 1_000_000
+    grace: float = 30.0
+    progress: bool = True
+    json: bool = False
+    # In-process (thread) runs only: build stores with this instead of make_store.
+    store_factory: StoreFactory | None = None
+
+
+class _Tally:
+    """Replays worker logs: feeds the oracle and counts ops, conflicts, latencies."""
+
+    def __init__(self, oracle: Oracle) -> None:
+        self.oracle = oracle
+        self.ops: Counter[str] = Counter({kind: 0 for kind in KINDS})
+        self.conflicts: Counter[str] = Counter(
+            {"cas_retries": 0, "transform_retries": 0, "conflict_errors": 0, "cas_gave_up": 0}
+        )
+        self.hists: dict[str, Histogram] = {kind: Histogram() for kind in KINDS}
+        self.ready: set[int] = set()
+        self.done: set[int] = set()
+        self._offsets: dict[int, int] = {}
+        self._partial: dict[int, bytes] = {}
+
+    def poll(self, logs: dict[int, str]) -> None:
+        """Consume every complete line appended to the logs since the last poll."""
+        for wid, path in logs.items():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offsets.get(wid, 0))
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            self._offsets[wid] = self._offsets.get(wid, 0) + len(data)
+            lines = (self._partial.pop(wid, b"") + data).split(b"\n")
+            if lines[-1]:
+                self._partial[wid] = lines[-1]  # a line still being written
+            for line in lines[:-1]:
+                if line:
+                    self._feed(wid, json.loads(line))
+
+    def _feed(self, wid: int, rec: dict[str, Any]) -> None:
+        if "ready" in rec:
+            self.ready.add(wid)
+        elif "done" in rec:
+            self.done.add(wid)
+            for kind, data in rec["hist"].items():
+                self.hists.setdefault(kind, Histogram()).merge(Histogram.from_json(data))
+        elif "op" in rec:
+            self.ops[rec["op"]] += 1
+            retries = rec.get("retries", 0)
+            if rec["op"] == "counter_cas":
+                self.conflicts["cas_retries"] += retries
+            else:
+                self.conflicts["transform_retries"] += retries
+            self.conflicts["conflict_errors"] += rec.get("conflict", 0)
+            self.conflicts["cas_gave_up"] += rec.get("gave_up", 0)
+        self.oracle.feed(wid, rec)
+
+
+def _start_workers(
+    opts: Options, spec: StoreSpec, logdir: str, seed: int
+) -> tuple[dict[int, str], list[Any]]:
+    logs = {wid: os.path.join(logdir, f"worker-{wid}.jsonl") for wid in range(opts.workers)}
+    handles: list[Any] = []
+    ctx = multiprocessing.get_context("spawn")
+    for wid, log_path in logs.items():
+        cfg = WorkerConfig(
+            wid=wid,
+            spec=spec,
+            log_path=log_path,
+            go_path=os.path.join(logdir, "go.json"),
+            seed=seed,
+            max_ops=opts.max_ops,
+            startup_timeout=STARTUP_TIMEOUT,
+        )
+        handle: Any
+        if spec.backend == "memory":
+            # LocalDict is atomic across threads only: one process, N threads.
+            factory = opts.store_factory or make_store
+            handle = threading.Thread(target=run_worker, args=(cfg, factory), daemon=True)
+        else:
+            handle = ctx.Process(target=worker_process, args=(cfg,), name=f"stress-{wid}")
+        handle.start()
+        handles.append(handle)
+    return logs, handles
+
+
+class _Progress:
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+        self.tty = bool(stream is not None and stream.isatty())
+        self.last = time.monotonic()  # first line after a second, not at t0
+
+    def show(self, elapsed: float, ops: int, violations: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.stream is None or (not force and now - self.last < PROGRESS_SECONDS):
+            return
+        self.last = now
+        rate = ops / elapsed if elapsed > 0 else 0.0
+        line = f"[{elapsed:6.1f}s] ops={ops} ({rate:.0f} ops/s) violations={violations}"
+        self.stream.write(("\r" + line) if self.tty else (line + "\n"))
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str, Any]:
+    """Run one stress session and return the report (``report["ok"]`` is the verdict)."""
+    if opts.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {opts.backend!r}; expected one of {BACKENDS}")
+    seed = opts.seed if opts.seed is not None else random.randrange(2**31)
+    logdir = tempfile.mkdtemp(prefix="persidict-stress-logs-")
+    if opts.dir is not None and opts.backend == "file":
+        # A fresh subdirectory: never mix our keys with what the user keeps there.
+        root = os.path.join(os.path.abspath(opts.dir), f"persidict-stress-{os.getpid()}-{seed}")
+        os.makedirs(root)
+    else:
+        root = tempfile.mkdtemp(prefix="persidict-stress-") if opts.backend == "file" else logdir
+    spec = StoreSpec(backend=opts.backend, root=root, durable=opts.durable)
+    oracle = Oracle()
+    tally = _Tally(oracle)
+    progress = _Progress(progress_stream if opts.progress else None)
+    try:
+        logs, handles = _start_workers(opts, spec, logdir, seed)
+        t0 = _await_ready(tally, logs, handles, logdir, opts.duration)
+        end = _await_done(opts, tally, logs, handles, t0, progress)
+        progress.close()
+        tally.poll(logs)
+        _check_workers(opts, tally, handles, oracle)
+        factory = opts.store_factory if opts.backend == "memory" else None
+        final = _read_final(spec, factory or make_store, oracle)
+        violations = oracle.check_final(final)
+    finally:
+        if opts.backend == "memory":
+            forget_memory_stores(spec)
+        shutil.rmtree(logdir, ignore_errors=True)
+        if opts.dir is None and opts.backend == "file":
+            shutil.rmtree(root, ignore_errors=True)
+    settings = {
+        "backend": opts.backend,
+        "workers": opts.workers,
+        "duration_s": opts.duration,
+        "seed": seed,
+        "durable": opts.durable,
+        "dir": root if opts.dir is not None else None,
+    }
+    return build_report(
+        settings=settings,
+        elapsed_s=max(end - t0, 1e-9),
+        ops_by_kind=tally.ops,
+        hists=tally.hists,
+        conflicts=tally.conflicts,
+        violations=violations,
+    )
+
+
+def _await_ready(
+    tally: _Tally, logs: dict[int, str], handles: list[Any], logdir: str, duration: float
+) -> float:
+    """Wait until every worker has opened its stores, then publish the start time."""
+    give_up = time.monotonic() + STARTUP_TIMEOUT
+    while len(tally.ready) < len(handles) and time.monotonic() < give_up:
+        if not all(h.is_alive() for h in handles):
+            break  # a worker died during startup; _check_workers reports it
+        tally.poll(logs)
+        time.sleep(POLL_SECONDS)
+    t0 = time.time() + 0.05
+    tmp = os.path.join(logdir, "go.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"t0": t0, "deadline": t0 + duration}, f)
+    os.replace(tmp, os.path.join(logdir, "go.json"))  # workers never see half a file
+    return t0
+
+
+def _await_done(
+    opts: Options,
+    tally: _Tally,
+    logs: dict[int, str],
+    handles: list[Any],
+    t0: float,
+    progress: _Progress,
+) -> float:
+    """Wait for the workers, showing progress; return the wall time they finished."""
+    hard_stop = t0 + opts.duration + opts.grace
+    while any(h.is_alive() for h in handles) and time.time() < hard_stop:
+        tally.poll(logs)
+        progress.show(time.time() - t0, sum(tally.ops.values()), len(tally.oracle.violations))
+        time.sleep(POLL_SECONDS)
+    end = time.time()
+    tally.poll(logs)
+    progress.show(end - t0, sum(tally.ops.values()), len(tally.oracle.violations), force=True)
+    return end
+
+
+def _check_workers(opts: Options, tally: _Tally, handles: list[Any], oracle: Oracle) -> None:
+    for wid, handle in enumerate(handles):
+        if handle.is_alive():
+            oracle.violation(
+                "straggler",
+                f"worker {wid} still running {opts.grace:.0f}s after the deadline"
+                + ("; killed" if isinstance(handle, multiprocessing.process.BaseProcess) else ""),
+            )
+            if isinstance(handle, multiprocessing.process.BaseProcess):
+                handle.kill()  # SIGKILL: it is stuck, and its logged outcomes still count
+                handle.join(5)
+            continue
+        exitcode = getattr(handle, "exitcode", 0)
+        if exitcode:
+            oracle.violation("worker-crashed", f"worker {wid} exited with code {exitcode}")
+        elif wid not in tally.done:
+            oracle.violation("worker-incomplete", f"worker {wid} stopped without finishing")
+
+
+def _read_final(
+    spec: StoreSpec, factory: StoreFactory, oracle: Oracle
+) -> dict[str, dict[str, Any]]:
+    final: dict[str, dict[str, Any]] = {}
+    for namespace in NAMESPACES:
+        try:
+            final[namespace] = read_all(factory(spec, namespace))
+        except Exception as exc:  # an unreadable store is a finding, not a harness crash
+            oracle.violation("final-read", f"{namespace}: {type(exc).__name__}: {exc}")
+            final[namespace] = {}
+    return final
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    """Parse the command line into :class:`Options`."""
+    p = argparse.ArgumentParser(
+        prog="persidict-stress",
+        description="Hammer one persidict store from many workers and verify that "
+        "no conditional operation ever lost or duplicated an update.",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="file",
+        help="file: worker processes on a FileDirDict; memory: worker threads on a LocalDict",
+    )
+    p.add_argument(
+        "--dir",
+        default=None,
+        help="directory to test in, e.g. on an NFS mount (a fresh subdirectory "
+        "is created and kept); default: a temp dir, removed afterwards",
+    )
+    p.add_argument("--workers", type=int, default=4, help="number of workers (default 4)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the op mix")
+    p.add_argument(
+        "--durable",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fsync every write (FileDirDict durable=...; default on)",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--max-ops", type=int, default=1_000_000, help="per-worker op limit")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="seconds after the deadline before stuck workers are killed",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    ns = p.parse_args(argv)
+    if ns.workers < 1 or ns.duration <= 0 or ns.max_ops < 1 or ns.grace < 0:
+        p.error("--workers, --duration and --max-ops must be positive, --grace >= 0")
+    return Options(
+        backend=ns.backend,
+        dir=ns.dir,
+        workers=ns.workers,
+        duration=ns.duration,
+        seed=ns.seed,
+        durable=ns.durable,
+        max_ops=ns.max_ops,
+        grace=ns.grace,
+        progress=not ns.quiet,
+        json=ns.json,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: exit status 0 if every invariant held, 1 otherwise."""
+    opts = parse_args(argv)
+    report = run_stress(opts, progress_stream=sys.stderr)
+    print(format_json(report) if opts.json else format_text(report))
+    return 0 if report["ok"] else 1
+
+
+__all__ = ["Options", "main", "parse_args", "run_stress"]

@@ -1,0 +1,139 @@
+"""Latency histograms, percentiles and the final report (text or JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+# Buckets grow geometrically by 5 %: a percentile is off by at most that much,
+# and a histogram of any number of samples stays a few hundred ints.
+_GROWTH = 1.05
+_LOG_GROWTH = math.log(_GROWTH)
+
+
+class Histogram:
+    """A mergeable log-bucketed latency histogram (nanosecond samples)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+
+    def add(self, nanoseconds: int) -> None:
+        """Record one sample."""
+        micros = max(nanoseconds / 1000.0, 1.0)
+        index = int(math.log(micros) / _LOG_GROWTH)
+        self.buckets[index] = self.buckets.get(index, 0) + 1
+        self.count += 1
+
+    def merge(self, other: Histogram) -> None:
+        """Add all samples of ``other`` to this histogram."""
+        for index, n in other.buckets.items():
+            self.buckets[index] = self.buckets.get(index, 0) + n
+        self.count += other.count
+
+    def percentile_ms(self, q: float) -> float | None:
+        """Return the ``q``-th percentile (0..100) in milliseconds, or None if empty."""
+        if self.count == 0:
+            return None
+        rank = max(1, math.ceil(self.count * q / 100.0))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                # Geometric middle of the bucket [g**i, g**(i+1)) microseconds.
+                return float(_GROWTH ** (index + 0.5) / 1000.0)
+        raise AssertionError("unreachable: rank <= count")
+
+    def to_json(self) -> dict[str, int]:
+        """Serialize (JSON object keys must be strings)."""
+        return {str(i): n for i, n in self.buckets.items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, int]) -> Histogram:
+        """Inverse of :meth:`to_json`."""
+        hist = cls()
+        for index, n in data.items():
+            hist.buckets[int(index)] = int(n)
+            hist.count += int(n)
+        return hist
+
+
+def latency_summary(hists: Mapping[str, Histogram]) -> dict[str, dict[str, float | None]]:
+    """Return p50/p99 per kind plus an ``overall`` entry over all kinds."""
+    overall = Histogram()
+    out: dict[str, dict[str, float | None]] = {}
+    for kind in sorted(hists):
+        hist = hists[kind]
+        overall.merge(hist)
+        out[kind] = {"p50": hist.percentile_ms(50), "p99": hist.percentile_ms(99)}
+    out["overall"] = {"p50": overall.percentile_ms(50), "p99": overall.percentile_ms(99)}
+    return out
+
+
+def build_report(
+    *,
+    settings: Mapping[str, Any],
+    elapsed_s: float,
+    ops_by_kind: Mapping[str, int],
+    hists: Mapping[str, Histogram],
+    conflicts: Mapping[str, int],
+    violations: list[dict[str, str]],
+) -> dict[str, Any]:
+    """Assemble the machine-readable report (the text report renders this)."""
+    total = sum(ops_by_kind.values())
+    return {
+        "settings": dict(settings),
+        "elapsed_s": round(elapsed_s, 3),
+        "ops_total": total,
+        "ops_per_s": round(total / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "ops_by_kind": dict(sorted(ops_by_kind.items())),
+        "latency_ms": latency_summary(hists),
+        "conflicts": dict(sorted(conflicts.items())),
+        "violations": violations,
+        "ok": not violations,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_text(report: Mapping[str, Any]) -> str:
+    """Render the report for humans."""
+    settings = report["settings"]
+    lines = [
+        "persidict-stress report",
+        "  " + "  ".join(f"{k}={v}" for k, v in settings.items()),
+        f"operations: {report['ops_total']} in {report['elapsed_s']:.1f} s"
+        f" = {report['ops_per_s']:.1f} ops/s",
+        f"  {'kind':<20} {'ops':>9} {'ops/s':>9} {'p50 ms':>9} {'p99 ms':>9}",
+    ]
+    latency = report["latency_ms"]
+    elapsed = max(report["elapsed_s"], 1e-9)
+    rows = [*report["ops_by_kind"].items(), ("overall", report["ops_total"])]
+    for kind, n in rows:
+        lat = latency.get(kind, {"p50": None, "p99": None})
+        lines.append(
+            f"  {kind:<20} {n:>9} {n / elapsed:>9.1f} {_ms(lat['p50']):>9} {_ms(lat['p99']):>9}"
+        )
+    conflicts = report["conflicts"]
+    lines.append(
+        "conflicts retried: "
+        + ", ".join(f"{k}={v}" for k, v in conflicts.items())
+        + f" (total {sum(conflicts.values())})"
+    )
+    violations = report["violations"]
+    lines.append(f"violations: {len(violations)}")
+    for v in violations[:200]:
+        lines.append(f"  [{v['check']}] {v['detail']}")
+    if len(violations) > 200:
+        lines.append(f"  ... and {len(violations) - 200} more")
+    lines.append("RESULT: " + ("PASS" if report["ok"] else "FAIL"))
+    return "\n".join(lines)
+
+
+def format_json(report: Mapping[str, Any]) -> str:
+    """Render the report as JSON."""
+    return json.dumps(report, indent=2, sort_keys=False)

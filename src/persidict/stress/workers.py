@@ -1,0 +1,321 @@
+"""The op mix one worker runs against the shared store, and its outcome log.
+
+Every op first writes an *intent* line (which keys it may touch), then runs,
+then writes an *outcome* line with what the store told it; each line is
+flushed to the OS at once, so the outcomes a worker confirmed survive even a
+SIGKILL (a later ``--kill`` mode relies on this). Ops that began but never
+reported are treated by the oracle as "unknown" for the keys they named.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from persidict import (
+    ETAG_IS_THE_SAME,
+    ITEM_NOT_AVAILABLE,
+    NEVER_RETRIEVE,
+    ConcurrencyConflictError,
+    MutationPolicyError,
+    PersiDict,
+)
+
+from .oracle import check_blob, make_blob
+from .report import Histogram
+from .stores import NAMESPACES, StoreSpec, make_store
+
+StoreFactory = Callable[[StoreSpec, str], PersiDict[Any]]
+
+KINDS = (
+    "counter_transform",
+    "counter_cas",
+    "insert_race",
+    "append_race",
+    "discard_race",
+    "popitem_race",
+    "blob_write",
+    "blob_read",
+)
+DEFAULT_WEIGHTS = (3, 3, 3, 2, 3, 2, 1, 2)
+
+N_COUNTERS = 2  # few keys: every increment is contended
+N_BLOBS = 2
+BLOB_MIN, BLOB_MAX = 256 * 1024, 1024 * 1024
+# Workers race on the j-th fresh key of the current time slot: all workers
+# reach the same key at about the same moment, without a barrier per round.
+SLOT_SECONDS = 0.2
+TRANSFORM_RETRIES = 64
+CAS_MAX_ATTEMPTS = 256
+GO_POLL_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What one worker needs; must pickle for multiprocessing 'spawn'."""
+
+    wid: int
+    spec: StoreSpec
+    log_path: str
+    go_path: str
+    seed: int
+    max_ops: int
+    incarnation: int = 0
+    startup_timeout: float = 120.0
+
+
+def worker_process(cfg: WorkerConfig) -> None:
+    """Entry point of a worker process."""
+    run_worker(cfg, make_store)
+
+
+def run_worker(cfg: WorkerConfig, factory: StoreFactory) -> None:
+    """Open the stores, report ready, wait for the go file, then run the op mix."""
+    with open(cfg.log_path, "a", encoding="utf-8") as log:
+        worker = Worker(cfg, factory, log)
+        worker.write({"ready": cfg.wid, "pid": os.getpid()})
+        go = wait_for_go(cfg.go_path, cfg.startup_timeout)
+        if go is None:
+            worker.write({"abort": "no go signal"})
+            return
+        worker.run(go["t0"], go["deadline"])
+
+
+def wait_for_go(path: str, timeout: float) -> dict[str, float] | None:
+    """Poll for the parent's start file (works for threads and processes alike)."""
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data: dict[str, float] = json.load(f)
+                return data
+        except (FileNotFoundError, json.JSONDecodeError):
+            # The parent writes then renames, but be lenient about a partial read.
+            time.sleep(GO_POLL_SECONDS)
+    return None
+
+
+class Worker:
+    """One worker: a seeded random op mix, each outcome logged as it completes."""
+
+    def __init__(self, cfg: WorkerConfig, factory: StoreFactory, log: TextIO) -> None:
+        self.cfg = cfg
+        self.stores = {ns: factory(cfg.spec, ns) for ns in NAMESPACES}
+        self.rng = random.Random(f"{cfg.seed}:{cfg.wid}:{cfg.incarnation}")
+        self.hists = {kind: Histogram() for kind in KINDS}
+        self.seq = 0
+        self.t0 = 0.0
+        self._log = log
+        self._slots: dict[str, tuple[int, int]] = {}
+        self._started_ns = 0
+
+    def write(self, rec: dict[str, Any]) -> None:
+        """Append one record and hand it to the OS (survives our SIGKILL)."""
+        self._log.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self._log.flush()
+
+    def run(self, t0: float, deadline: float) -> None:
+        """Run ops until the deadline or ``max_ops``, then log latency histograms."""
+        self.t0 = t0
+        delay = t0 - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        ops = [getattr(self, "op_" + kind) for kind in KINDS]
+        while self.seq < self.cfg.max_ops and time.time() < deadline:
+            i = self.rng.choices(range(len(KINDS)), weights=DEFAULT_WEIGHTS)[0]
+            self.seq += 1
+            rec: dict[str, Any] = {"op": KINDS[i], "seq": self.seq}
+            self._started_ns = 0
+            try:
+                ops[i](rec)
+            except ConcurrencyConflictError:
+                rec["conflict"] = 1  # the op gave up and did nothing
+            except Exception as exc:  # any other surprise is a finding, not a crash
+                rec["error"] = f"{type(exc).__name__}: {exc}"
+            if self._started_ns:
+                self.hists[KINDS[i]].add(time.perf_counter_ns() - self._started_ns)
+            self.write(rec)
+        self.write({"done": self.cfg.wid, "hist": {k: h.to_json() for k, h in self.hists.items()}})
+
+    # ----------------------------------------------------------- helpers
+
+    def begin(self, rec: dict[str, Any], namespace: str, *keys: str) -> None:
+        """Log the intent (keys this op may touch) and start its latency clock."""
+        self.write({"begin": rec["seq"], "ns": namespace, "keys": list(keys)})
+        self._started_ns = time.perf_counter_ns()
+
+    def token(self) -> str:
+        """A value no other op of any worker ever writes."""
+        return f"w{self.cfg.wid}.{self.cfg.incarnation}.{self.seq}"
+
+    def race_key(self, prefix: str) -> str:
+        """The next fresh key of the current slot (shared by all workers)."""
+        slot = int((time.time() - self.t0) / SLOT_SECONDS)
+        last_slot, j = self._slots.get(prefix, (slot, -1))
+        j = j + 1 if last_slot == slot else 0
+        self._slots[prefix] = (slot, j)
+        return f"{prefix}{slot}-{j}"
+
+    # --------------------------------------------------------------- ops
+
+    def op_counter_transform(self, rec: dict[str, Any]) -> None:
+        """Increment a shared counter with ``transform_item``."""
+        key = rec["key"] = f"c{self.rng.randrange(N_COUNTERS)}"
+        calls = 0
+
+        def increment(value: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return (0 if value is ITEM_NOT_AVAILABLE else value) + 1
+
+        self.begin(rec, "counters", key)
+        try:
+            result = self.stores["counters"].transform_item(
+                key, transformer=increment, n_retries=TRANSFORM_RETRIES
+            )
+            rec["val"] = result.new_value
+        finally:
+            rec["retries"] = max(calls - 1, 0)
+
+    def op_counter_cas(self, rec: dict[str, Any]) -> None:
+        """Increment a shared counter with a hand-written get_with_etag/set_item_if loop."""
+        key = rec["key"] = f"c{self.rng.randrange(N_COUNTERS)}"
+        store = self.stores["counters"]
+        self.begin(rec, "counters", key)
+        for attempt in range(CAS_MAX_ATTEMPTS):
+            rec["retries"] = attempt
+            seen = store.get_with_etag(key)
+            current = seen.new_value
+            if isinstance(current, int):
+                base = current
+            elif current is ITEM_NOT_AVAILABLE:
+                base = 0
+            else:
+                rec["viol"] = f"{key}: get_with_etag returned {current!r}"
+                return
+            result = store.set_item_if(
+                key,
+                value=base + 1,
+                condition=ETAG_IS_THE_SAME,
+                expected_etag=seen.actual_etag,
+                retrieve_value=NEVER_RETRIEVE,
+            )
+            if result.condition_was_satisfied:
+                rec["val"] = base + 1
+                return
+        rec["gave_up"] = 1
+
+    def op_insert_race(self, rec: dict[str, Any]) -> None:
+        """Insert-if-absent on a fresh key every worker is racing for."""
+        key = rec["key"] = self.race_key("i")
+        tok = rec["tok"] = self.token()
+        store = self.stores["inserts"]
+        variant = rec["via"] = self.rng.choice(("setdefault_if", "set_item_if", "setdefault"))
+        rec["won"] = False
+        self.begin(rec, "inserts", key)
+        if variant == "setdefault":
+            current = store.setdefault(key, tok)
+            rec["won"] = current == tok
+            rec["seen"] = current
+            return
+        if variant == "setdefault_if":
+            result = store.setdefault_if(
+                key, default_value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
+            )
+        else:
+            result = store.set_item_if(
+                key, value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
+            )
+        rec["won"] = result.condition_was_satisfied and result.actual_etag is ITEM_NOT_AVAILABLE
+        if not rec["won"] and isinstance(result.new_value, str):
+            rec["seen"] = result.new_value
+
+    def op_append_race(self, rec: dict[str, Any]) -> None:
+        """Race to insert into the append-only store; then try (and fail) to mutate."""
+        key = rec["key"] = self.race_key("a")
+        tok = rec["tok"] = self.token()
+        store = self.stores["append"]
+        rec["won"] = False
+        self.begin(rec, "append", key)
+        try:
+            store[key] = tok
+            rec["won"] = True
+        except MutationPolicyError:
+            rec["seen"] = store[key]
+        # The value must never change once written: every mutation must be refused.
+        mutation = self.rng.choice(("overwrite", "discard", "delete"))
+        try:
+            if mutation == "overwrite":
+                store[key] = tok + "-overwrite"
+            elif mutation == "discard":
+                store.discard(key)
+            else:
+                del store[key]
+            rec["viol"] = f"append-only {key}: {mutation} was not refused"
+        except MutationPolicyError:
+            pass
+
+    def op_discard_race(self, rec: dict[str, Any]) -> None:
+        """Insert a key if absent, then race to remove it (exactly one remover)."""
+        key = rec["key"] = self.race_key("d")
+        tok = rec["tok"] = self.token()
+        store = self.stores["discards"]
+        rec["put"] = rec["removed"] = False
+        self.begin(rec, "discards", key)
+        result = store.set_item_if(
+            key, value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
+        )
+        rec["put"] = result.condition_was_satisfied and result.actual_etag is ITEM_NOT_AVAILABLE
+        if self.rng.random() < 0.5:
+            rec["via"] = "discard"
+            rec["removed"] = bool(store.discard(key))
+            return
+        rec["via"] = "discard_if"
+        seen = store.get_with_etag(key)
+        if seen.actual_etag is ITEM_NOT_AVAILABLE:
+            return
+        result = store.discard_if(key, condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
+        if result.condition_was_satisfied and result.actual_etag is not ITEM_NOT_AVAILABLE:
+            rec["removed"] = True
+            rec["rtok"] = seen.new_value
+
+    def op_popitem_race(self, rec: dict[str, Any]) -> None:
+        """Insert one unique item, then popitem() against every other worker."""
+        key = rec["key"] = f"p{self.cfg.wid}.{self.cfg.incarnation}.{self.seq}"
+        tok = rec["tok"] = self.token()
+        store = self.stores["pops"]
+        # Any key may be popped; the oracle pins "unknown" only on our own key.
+        self.begin(rec, "pops", key)
+        store[key] = tok
+        try:
+            popped_key, popped_value = store.popitem()
+        except KeyError:
+            return  # the others emptied the store first
+        rec["pk"] = "/".join(popped_key)
+        rec["pv"] = popped_value
+
+    def op_blob_write(self, rec: dict[str, Any]) -> None:
+        """Overwrite a shared key with a large self-checking value."""
+        key = rec["key"] = f"b{self.rng.randrange(N_BLOBS)}"
+        tok = rec["tok"] = self.token()
+        blob = make_blob(tok, self.rng.randbytes(self.rng.randint(BLOB_MIN, BLOB_MAX)))
+        self.begin(rec, "blobs", key)
+        self.stores["blobs"][key] = blob
+
+    def op_blob_read(self, rec: dict[str, Any]) -> None:
+        """Read a large value while others overwrite it: it must never be torn."""
+        key = rec["key"] = f"b{self.rng.randrange(N_BLOBS)}"
+        self.begin(rec, "blobs")  # reads change nothing: no key becomes unknown
+        value = self.stores["blobs"].get(key)
+        if value is None:
+            return
+        tok, reason = check_blob(value)
+        if tok is None:
+            rec["viol"] = f"torn read of {key}: {reason}"
+        else:
+            rec["seen"] = tok
