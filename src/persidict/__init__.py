@@ -4,9 +4,12 @@ The public API only; the layers live in ``engine``, ``backends``,
 ``concurrency`` and ``stress``.
 """
 
+from .backends.cached import AppendOnlyDictCached, MutableDictCached
 from .backends.empty import EmptyDict
 from .backends.files import FileDirDict
 from .backends.memory import LocalDict
+from .backends.multi import OverlappingMultiDict
+from .backends.write_once import WriteOnceDict
 from .engine.errors import BackendError, ConcurrencyConflictError, MutationPolicyError
 from .engine.flags import (
     ALWAYS_RETRIEVE,
@@ -51,6 +54,7 @@ __all__ = [
     "VALUE_NOT_RETRIEVED",
     "AlwaysRetrieveFlag",
     "AnyETagFlag",
+    "AppendOnlyDictCached",
     "BackendError",
     "ConcurrencyConflictError",
     "ConditionalOperationResult",
@@ -65,15 +69,18 @@ __all__ = [
     "Joker",
     "KeepCurrentFlag",
     "LocalDict",
+    "MutableDictCached",
     "MutationPolicyError",
     "NeverRetrieveFlag",
     "NonEmptySafeStrTuple",
     "OperationResult",
+    "OverlappingMultiDict",
     "PersiDict",
     "RetrieveValueFlag",
     "SafeStrTuple",
     "TransformingFunction",
     "ValueNotRetrievedFlag",
+    "WriteOnceDict",
     "get_safe_chars",
     "replace_unsafe_chars",
 ]

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .contract import StoreCore, Version
-from .errors import ConcurrencyConflictError, MutationPolicyError, PreconditionFailed
+from .errors import ConcurrencyConflictError, PreconditionFailed
 from .flags import (
     ALWAYS_RETRIEVE,
     ANY_ETAG,
@@ -184,7 +184,7 @@ class ConditionalOps(StoreCore):
                         True, actual, ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE
                     )
                 if self._append_only and not _absent(actual):
-                    raise MutationPolicyError("append-only")
+                    raise self._policy_error()
                 etag = self._put(k, value, if_match=actual)
                 return ConditionalOperationResult(True, actual, etag, value)  # type: ignore[arg-type]
             except PreconditionFailed:
@@ -299,7 +299,7 @@ class ConditionalOps(StoreCore):
                     return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
                 self._check_value(k, new_value)
                 if self._append_only and not _absent(version.etag):
-                    raise MutationPolicyError("append-only")
+                    raise self._policy_error()
                 etag = self._put(k, new_value, if_match=version.etag)
                 return OperationResult(etag, new_value)  # type: ignore[arg-type]
             except PreconditionFailed:

@@ -138,9 +138,15 @@ class StoreCore(ABC):
             ) from exc
         return self._check_loaded(key, value)
 
+    _policy_name = "append-only"
+
+    def _policy_error(self) -> MutationPolicyError:
+        """The error for a mutation this store's policy forbids."""
+        return MutationPolicyError(self._policy_name)
+
     def _forbid_if_append_only(self) -> None:
         if self._append_only:
-            raise MutationPolicyError("append-only")
+            raise self._policy_error()
 
     @staticmethod
     def _key(key: Any) -> NonEmptySafeStrTuple:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
 from .conditional import ConditionalOps
-from .errors import MutationPolicyError, PreconditionFailed
+from .errors import PreconditionFailed
 from .flags import DELETE_CURRENT, ITEM_NOT_AVAILABLE, KEEP_CURRENT
 from .keys import NonEmptySafeStrTuple, SafeStrTuple
 
@@ -49,7 +49,7 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
             try:
                 self._put(k, value, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
             except PreconditionFailed:
-                raise MutationPolicyError("append-only") from None
+                raise self._policy_error() from None
         else:
             self._put(k, value, if_match=None, want_etag=False)
 

@@ -1,0 +1,69 @@
+"""OverlappingMultiDict: one store per serialization format over shared storage."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from ..engine.persidict import PersiDict
+
+
+class OverlappingMultiDict:
+    """Several stores that share parameters (e.g. ``base_dir``) and differ only
+    by ``serialization_format``; each is an attribute named after its format.
+
+    ``multi.json["k"] = v`` and ``multi.txt["k"] = "text"`` write side by side
+    in one directory or bucket. The container itself has no items: item access
+    and pickling raise TypeError (use its sub-dicts).
+    """
+
+    def __init__(
+        self,
+        *,
+        dict_type: type[PersiDict[Any]],
+        shared_subdicts_params: dict[str, Any],
+        **individual_subdicts_params: dict[str, Any],
+    ) -> None:
+        if not (isinstance(dict_type, type) and issubclass(dict_type, PersiDict)):
+            raise TypeError(f"dict_type must be a PersiDict subclass, got {dict_type!r}")
+        if not isinstance(shared_subdicts_params, dict):
+            raise TypeError(
+                "shared_subdicts_params must be a dict, got "
+                f"{type(shared_subdicts_params).__name__}"
+            )
+        if not individual_subdicts_params:
+            raise ValueError("give at least one sub-dict: name=params, e.g. json={}")
+        self.dict_type = dict_type
+        self.shared_subdicts_params = dict(shared_subdicts_params)
+        self.individual_subdicts_params = dict(individual_subdicts_params)
+        self.subdicts_names = list(individual_subdicts_params)
+        for name, params in individual_subdicts_params.items():
+            if not isinstance(params, dict):
+                raise TypeError(f"parameters of sub-dict {name!r} must be a dict")
+            merged = {**self.shared_subdicts_params, **params, "serialization_format": name}
+            setattr(self, name, dict_type(**merged))
+
+    def __getattr__(self, name: str) -> PersiDict[Any]:
+        # Only reached for names that are not sub-dicts (typing aid for mypy).
+        raise AttributeError(f"{type(self).__name__} has no sub-dict {name!r}")
+
+    def _no_items(self, *args: Any) -> NoReturn:
+        raise TypeError(
+            f"{type(self).__name__} has no items of its own; use a sub-dict such as "
+            f".{self.subdicts_names[0]}"
+        )
+
+    __getitem__ = _no_items
+    __setitem__ = _no_items
+    __delitem__ = _no_items
+
+    def __getstate__(self) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} cannot be pickled; pickle its sub-dicts")
+
+    def __reduce__(self) -> NoReturn:
+        self.__getstate__()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dict_type={self.dict_type.__name__}, "
+            f"subdicts={self.subdicts_names!r})"
+        )
