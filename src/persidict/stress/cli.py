@@ -62,6 +62,10 @@ class _Tally:
             {"cas_retries": 0, "transform_retries": 0, "conflict_errors": 0, "cas_gave_up": 0}
         )
         self.hists: dict[str, Histogram] = {kind: Histogram() for kind in KINDS}
+        # Lost races prove the races really happened (a lone winner proves nothing).
+        self.races_lost: Counter[str] = Counter(
+            {"insert": 0, "append": 0, "discard_put": 0, "discard_remove": 0, "popitem_empty": 0}
+        )
         self.ready: set[int] = set()
         self.done: set[int] = set()
         self._offsets: dict[int, int] = {}
@@ -100,6 +104,14 @@ class _Tally:
                 self.conflicts["transform_retries"] += retries
             self.conflicts["conflict_errors"] += rec.get("conflict", 0)
             self.conflicts["cas_gave_up"] += rec.get("gave_up", 0)
+            if rec.get("won") is False:
+                self.races_lost["insert" if rec["op"] == "insert_race" else "append"] += 1
+            if rec.get("put") is False:
+                self.races_lost["discard_put"] += 1
+            if rec.get("removed") is False:
+                self.races_lost["discard_remove"] += 1
+            if rec["op"] == "popitem_race" and "pk" not in rec and "error" not in rec:
+                self.races_lost["popitem_empty"] += 1
         self.oracle.feed(wid, rec)
 
 
@@ -169,6 +181,11 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
     oracle = Oracle()
     tally = _Tally(oracle)
     progress = _Progress(progress_stream if opts.progress else None)
+    switch_interval = sys.getswitchinterval()
+    if opts.backend == "memory":
+        # Threads switch every 5 ms by default, far longer than a LocalDict op:
+        # switch often so that threads really interleave inside operations.
+        sys.setswitchinterval(1e-5)
     try:
         logs, handles = _start_workers(opts, spec, logdir, seed)
         t0 = _await_ready(tally, logs, handles, logdir, opts.duration)
@@ -180,6 +197,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         final = _read_final(spec, factory or make_store, oracle)
         violations = oracle.check_final(final)
     finally:
+        sys.setswitchinterval(switch_interval)
         if opts.backend == "memory":
             forget_memory_stores(spec)
         shutil.rmtree(logdir, ignore_errors=True)
@@ -199,6 +217,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         ops_by_kind=tally.ops,
         hists=tally.hists,
         conflicts=tally.conflicts,
+        races_lost=tally.races_lost,
         violations=violations,
     )
 

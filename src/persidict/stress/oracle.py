@@ -162,15 +162,15 @@ class Oracle:
         self._on_race("append", worker, rec)
 
     def _on_discard_race(self, worker: int, rec: Mapping[str, Any]) -> None:
-        churn = self._churn[rec["key"]]
         if rec["put"]:
-            churn.put_tokens.append(rec["tok"])
+            self._churn[rec["key"]].put_tokens.append(rec["tok"])
         if rec["removed"]:
-            churn.removed += 1
+            dkey = rec.get("dkey", rec["key"])
+            self._churn[dkey].removed += 1
             rtok = rec.get("rtok")
             if rtok is not None:
                 if rtok in self._removed_tokens:
-                    self.violation("discard-twice", f"{rec['key']}: value {rtok} removed twice")
+                    self.violation("discard-twice", f"{dkey}: value {rtok} removed twice")
                 self._removed_tokens.add(rtok)
 
     def _on_popitem_race(self, worker: int, rec: Mapping[str, Any]) -> None:

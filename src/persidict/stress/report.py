@@ -79,6 +79,7 @@ def build_report(
     ops_by_kind: Mapping[str, int],
     hists: Mapping[str, Histogram],
     conflicts: Mapping[str, int],
+    races_lost: Mapping[str, int],
     violations: list[dict[str, str]],
 ) -> dict[str, Any]:
     """Assemble the machine-readable report (the text report renders this)."""
@@ -91,6 +92,7 @@ def build_report(
         "ops_by_kind": dict(sorted(ops_by_kind.items())),
         "latency_ms": latency_summary(hists),
         "conflicts": dict(sorted(conflicts.items())),
+        "races_lost": dict(sorted(races_lost.items())),
         "violations": violations,
         "ok": not violations,
     }
@@ -124,6 +126,7 @@ def format_text(report: Mapping[str, Any]) -> str:
         + ", ".join(f"{k}={v}" for k, v in conflicts.items())
         + f" (total {sum(conflicts.values())})"
     )
+    lines.append("races lost: " + ", ".join(f"{k}={v}" for k, v in report["races_lost"].items()))
     violations = report["violations"]
     lines.append(f"violations: {len(violations)}")
     for v in violations[:200]:

@@ -113,6 +113,7 @@ class Worker:
         self._log = log
         self._slots: dict[str, tuple[int, int]] = {}
         self._started_ns = 0
+        self._prev_discard_key: str | None = None
 
     def write(self, rec: dict[str, Any]) -> None:
         """Append one record and hand it to the OS (survives our SIGKILL)."""
@@ -261,25 +262,29 @@ class Worker:
             pass
 
     def op_discard_race(self, rec: dict[str, Any]) -> None:
-        """Insert a key if absent, then race to remove it (exactly one remover)."""
+        """Insert this round's key if absent; race everyone to remove the previous one."""
         key = rec["key"] = self.race_key("d")
+        # Removing the key of the *previous* round gives every worker time to
+        # insert it first, so removals really contend (exactly one may succeed).
+        dkey = rec["dkey"] = self._prev_discard_key or key
+        self._prev_discard_key = key
         tok = rec["tok"] = self.token()
         store = self.stores["discards"]
         rec["put"] = rec["removed"] = False
-        self.begin(rec, "discards", key)
+        self.begin(rec, "discards", key, dkey)
         result = store.set_item_if(
             key, value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
         )
         rec["put"] = result.condition_was_satisfied and result.actual_etag is ITEM_NOT_AVAILABLE
         if self.rng.random() < 0.5:
             rec["via"] = "discard"
-            rec["removed"] = bool(store.discard(key))
+            rec["removed"] = bool(store.discard(dkey))
             return
         rec["via"] = "discard_if"
-        seen = store.get_with_etag(key)
+        seen = store.get_with_etag(dkey)
         if seen.actual_etag is ITEM_NOT_AVAILABLE:
             return
-        result = store.discard_if(key, condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
+        result = store.discard_if(dkey, condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
         if result.condition_was_satisfied and result.actual_etag is not ITEM_NOT_AVAILABLE:
             rec["removed"] = True
             rec["rtok"] = seen.new_value
