@@ -1,0 +1,347 @@
+"""BasicS3Dict: one S3 object per key, atomic through native conditional headers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from ..engine.contract import Version, sorted_params
+from ..engine.errors import BackendError, PreconditionFailed
+from ..engine.flags import (
+    ITEM_NOT_AVAILABLE,
+    VALUE_NOT_RETRIEVED,
+    ETagValue,
+    ItemNotAvailableFlag,
+)
+from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, to_prefix
+from ..engine.persidict import PersiDict
+from .s3_transport import NotFound, NotModified, RetryPolicy, Transport, error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# Buckets this process has already found or created: (endpoint, region, bucket).
+_known_buckets: set[tuple[str | None, str | None, str]] = set()
+# One client per (endpoint, region, pid): boto3 clients are thread-safe, and
+# building one costs far more than a request.
+_clients: dict[tuple[str | None, str | None, int], S3Client] = {}
+_shared_lock = threading.Lock()
+
+
+def make_client(endpoint_url: str | None, region: str | None) -> S3Client:
+    """This process's boto3 S3 client for an endpoint and region.
+
+    Its own retries are off: Transport retries, bounded and only on named
+    transient conditions. Credentials come from boto3's usual chain.
+    """
+    marker = (endpoint_url, region, os.getpid())
+    with _shared_lock:
+        client = _clients.get(marker)
+        if client is None:
+            config = Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                s3={"addressing_style": "path"} if endpoint_url else None,
+                connect_timeout=10,
+                read_timeout=60,
+                max_pool_connections=32,
+            )
+            client = boto3.client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+            _clients[marker] = client
+        return client
+
+
+def md5_etag(data: bytes) -> str:
+    """The ETag S3 gives a single-part, unencrypted upload of ``data``."""
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+_MAX_PAGES = 10**7  # 10**10 objects: a guard against a server that never ends a listing
+
+
+class BasicS3Dict(PersiDict[Any]):
+    """A persistent dict storing each value as one S3 object.
+
+    Key ``("a", "b")`` is the object ``<root_prefix>a/b.<serialization_format>``
+    in ``bucket_name``: plain key components, no digest suffixes (S3 keys are
+    case-sensitive, so keys differing only by case never collide). Values use
+    the same codecs as FileDirDict; etags are S3's native ETags.
+
+    Atomicity: every primitive is one S3 request, and the conditional ones
+    use the server's native preconditions, so every ``*_if`` operation,
+    transform_item, setdefault, pop and popitem is linearizable across
+    threads, processes and machines, provided the server honours them:
+    insert-if-absent is ``PUT If-None-Match: *``, compare-and-swap is
+    ``PUT If-Match``, conditional delete is ``DELETE If-Match``, and an
+    unchanged read is ``GET If-None-Match`` (304, no body). A plain delete is
+    ``DELETE If-Match: *`` so that whether the key existed is reported
+    atomically (412 means it did not). A plain write is a plain ``PUT``;
+    readers see a whole old or new object.
+
+    Locked: nothing; the server serializes conditional requests on a key.
+    Not atomic: listing (``len``, iteration, ``clear``, timestamps of many
+    keys) is a paginated ``ListObjectsV2`` and sees a moving bucket.
+    Not probed: the server's support for conditional requests is assumed,
+    never tested by writing into the user's bucket.
+    """
+
+    _backend_name = "s3"
+
+    def __init__(
+        self,
+        *,
+        bucket_name: str = "my_bucket",
+        region: str | None = None,
+        root_prefix: str = "",
+        serialization_format: str = "pkl",
+        append_only: bool = False,
+        base_class_for_values: type | None = None,
+        endpoint_url: str | None = None,
+        client: S3Client | None = None,
+    ) -> None:
+        super().__init__(
+            append_only=append_only,
+            base_class_for_values=base_class_for_values,
+            serialization_format=serialization_format,
+        )
+        if not isinstance(bucket_name, str) or not bucket_name:
+            raise ValueError(f"bucket_name must be a non-empty str, got {bucket_name!r}")
+        if not isinstance(root_prefix, str):
+            raise TypeError(f"root_prefix must be a str, got {type(root_prefix).__name__}")
+        for name, v in (("region", region), ("endpoint_url", endpoint_url)):
+            if v is not None and not isinstance(v, str):
+                raise TypeError(f"{name} must be a str or None, got {type(v).__name__}")
+        if root_prefix and not root_prefix.endswith("/"):
+            root_prefix += "/"
+        self.bucket_name = bucket_name
+        self.region = region
+        self.root_prefix = root_prefix
+        self.endpoint_url = endpoint_url
+        self._suffix = "." + serialization_format
+        self._injected = client is not None
+        self._client_pid = os.getpid()
+        self._client: S3Client = client if client is not None else make_client(
+            endpoint_url, region
+        )
+        self._transport = Transport(self._location)
+        self._ensure_bucket()
+
+    # -- configuration ------------------------------------------------------
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 client (rebuilt after a fork unless it was injected)."""
+        if not self._injected and self._client_pid != os.getpid():
+            # Connections of a pool inherited through fork() are shared with
+            # the parent: interleaved responses. A child gets its own.
+            self._client = make_client(self.endpoint_url, self.region)
+            self._client_pid = os.getpid()
+        return self._client
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Bounds of the retries of transient failures (tests inject sleep/clock)."""
+        return self._transport.policy
+
+    @retry_policy.setter
+    def retry_policy(self, policy: RetryPolicy) -> None:
+        self._transport.policy = policy
+
+    @property
+    def base_url(self) -> str:
+        """``s3://<bucket>/<root_prefix>``."""
+        return f"s3://{self.bucket_name}/{self.root_prefix}"
+
+    def get_params(self) -> dict[str, Any]:
+        # docstring inherited; the client is not a parameter: it is rebuilt
+        # from endpoint_url and region (a client cannot be pickled).
+        params = super().get_params()
+        params.update(
+            bucket_name=self.bucket_name,
+            region=self.region,
+            root_prefix=self.root_prefix,
+            endpoint_url=self.endpoint_url,
+        )
+        return sorted_params(params)
+
+    def _location(self, object_key: str) -> str:
+        return f"s3://{self.bucket_name}/{object_key}"
+
+    def _ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (once per process and bucket)."""
+        marker = (self.endpoint_url, self.region, self.bucket_name)
+        with _shared_lock:
+            if marker in _known_buckets:
+                return
+        call = self._transport.call
+        try:
+            call("head_bucket", self.client.head_bucket, Bucket=self.bucket_name)
+        except NotFound:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket_name}
+            if self.region and self.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            try:
+                call("create_bucket", self.client.create_bucket, **kwargs)
+            except BackendError as exc:
+                # Created meanwhile by another store or process of ours: fine.
+                cause = exc.__cause__
+                if not (isinstance(cause, ClientError)
+                        and error_code(cause) == "BucketAlreadyOwnedByYou"):
+                    raise
+        with _shared_lock:
+            _known_buckets.add(marker)
+
+    # -- keys ---------------------------------------------------------------
+
+    def _object_key(self, key: NonEmptySafeStrTuple) -> str:
+        return self.root_prefix + "/".join(key.strings) + self._suffix
+
+    def _key_of(self, object_key: str) -> NonEmptySafeStrTuple | None:
+        """The key an object name stands for, or None if it is not one of ours."""
+        if not object_key.startswith(self.root_prefix) or not object_key.endswith(self._suffix):
+            return None
+        parts = object_key[len(self.root_prefix) : -len(self._suffix)].split("/")
+        for p in parts:
+            if p in ("", ".", "..") or _SAFE_RE.fullmatch(p) is None:
+                return None
+        return NonEmptySafeStrTuple._trusted(tuple(parts))  # type: ignore[no-any-return]
+
+    # -- primitives ---------------------------------------------------------
+
+    def _get(
+        self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
+    ) -> Version:
+        # docstring inherited
+        ok = self._object_key(key)
+        call = self._transport.call
+        try:
+            if not retrieve:
+                head = call("head_object", self.client.head_object, key=key, object_key=ok,
+                            Bucket=self.bucket_name, Key=ok)
+                return Version(ETagValue(head["ETag"]), VALUE_NOT_RETRIEVED)
+            kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok}
+            if if_none_match is not None:
+                kwargs["IfNoneMatch"] = if_none_match
+            response, data = call("get_object", self._get_object, key=key, object_key=ok,
+                                  **kwargs)
+        except NotFound:
+            return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
+        except NotModified as nm:
+            return Version(ETagValue(nm.etag or if_none_match or ""), VALUE_NOT_RETRIEVED)
+        return Version(ETagValue(response["ETag"]), self._decode(key, data, self._location(ok)))
+
+    def _get_object(self, **kwargs: Any) -> tuple[Any, bytes]:
+        """GET and read the whole body: one retried unit (a broken stream re-GETs)."""
+        response = self.client.get_object(**kwargs)
+        body = response["Body"]
+        try:
+            return response, body.read()
+        finally:
+            body.close()
+
+    def _load(self, key: NonEmptySafeStrTuple) -> Any:
+        version = self._get(key, retrieve=True)
+        if isinstance(version.etag, ItemNotAvailableFlag):
+            raise KeyError(key)
+        return version.value
+
+    def _put(
+        self,
+        key: NonEmptySafeStrTuple,
+        value: Any,
+        *,
+        if_match: ETagValue | ItemNotAvailableFlag | None,
+        want_etag: bool = True,
+    ) -> ETagValue | None:
+        # docstring inherited
+        data = self._encode(key, value)  # outside the retried request, never retried
+        ok = self._object_key(key)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok, "Body": data}
+        if isinstance(if_match, ItemNotAvailableFlag):
+            kwargs["IfNoneMatch"] = "*"
+        elif if_match is not None:
+            kwargs["IfMatch"] = if_match
+        transport = self._transport
+        try:
+            response = transport.call("put_object", self.client.put_object, key=key,
+                                      object_key=ok, conditional=if_match is not None, **kwargs)
+        except PreconditionFailed:
+            if not transport.was_ambiguous:
+                raise
+            # An attempt that timed out may have been applied: if the object
+            # now holds exactly our bytes, that write was ours (or equal to it).
+            current = self._get(key, retrieve=False).etag
+            if current != md5_etag(data):
+                raise
+            return ETagValue(current)
+        return ETagValue(response["ETag"]) if want_etag else None
+
+    def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
+        # docstring inherited. A plain delete sends If-Match: * so that the
+        # server tells atomically whether the object existed (412: it did not);
+        # a plain S3 DELETE answers 204 either way.
+        ok = self._object_key(key)
+        try:
+            self._transport.call("delete_object", self.client.delete_object, key=key,
+                                 object_key=ok, conditional=True, Bucket=self.bucket_name,
+                                 Key=ok, IfMatch="*" if if_match is None else if_match)
+        except PreconditionFailed:
+            if if_match is None:
+                return False
+            raise
+        return True
+
+    def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
+        # docstring inherited
+        ok = self._object_key(key)
+        try:
+            head = self._transport.call("head_object", self.client.head_object, key=key,
+                                        object_key=ok, Bucket=self.bucket_name, Key=ok)
+        except NotFound:
+            raise KeyError(key) from None
+        return float(head["LastModified"].timestamp())
+
+    def _iter_keys(
+        self, *, with_timestamps: bool = False
+    ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
+        # docstring inherited; streamed page by page.
+        token: str | None = None
+        for _ in range(_MAX_PAGES):
+            kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Prefix": self.root_prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            try:
+                page = self._transport.call("list_objects_v2", self.client.list_objects_v2,
+                                            object_key=self.root_prefix, **kwargs)
+            except NotFound:
+                return
+            for obj in page.get("Contents", ()):
+                k = self._key_of(obj["Key"])
+                if k is not None:
+                    ts = float(obj["LastModified"].timestamp()) if with_timestamps else None
+                    yield k, ts
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def get_subdict(self, prefix_key: Any) -> BasicS3Dict:
+        """A BasicS3Dict whose root_prefix extends this one by ``prefix_key``.
+
+        It shares this store's client; an empty prefix gives the same key space.
+        """
+        prefix = to_prefix(prefix_key)
+        params = self.get_params()
+        if prefix:
+            params["root_prefix"] = self.root_prefix + "/".join(prefix.strings) + "/"
+        child = BasicS3Dict(**params, client=self._client if self._injected else None)
+        child._injected = self._injected
+        child.retry_policy = self.retry_policy
+        return child
