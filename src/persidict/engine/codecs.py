@@ -17,12 +17,15 @@ def _pkl_encode(value: Any) -> bytes:
 
 
 def _json_encode(value: Any) -> bytes:
-    text: str = jsonpickle.dumps(value, indent=4)
+    text: str = jsonpickle.dumps(value, indent=4, keys=False)
     return text.encode("utf-8")
 
 
 def _json_decode(data: bytes) -> Any:
-    return jsonpickle.loads(data.decode("utf-8"))
+    text = data.decode("utf-8")
+    if not text.strip():  # jsonpickle would quietly decode "" as None
+        raise ValueError("empty JSON document")
+    return jsonpickle.loads(text, keys=False)
 
 
 def _text_encode(value: Any) -> bytes:

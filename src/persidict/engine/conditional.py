@@ -316,7 +316,11 @@ class ConditionalOps(StoreCore):
         try:
             self._check_value(k, default)
         except TypeError:
-            return self._load(k)  # an invalid default is only an error if it is needed
+            # An invalid default is only an error if it would be inserted.
+            version = self._get(k, retrieve=True)
+            if _absent(version.etag):
+                raise
+            return version.value
         for _ in _races():
             try:
                 self._put(k, default, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
