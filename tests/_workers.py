@@ -639,8 +639,8 @@ def kill_writer(
     log_path: str,
     run: int,
     started: Any,
-    max_ops: int,
-    max_size: int,
+    max_ops: int = 1_000_000,
+    max_size: int = 1 << 20,
 ) -> None:
     """Hammer overwrites on ``keys`` until SIGKILLed; log intent and completion."""
     d = open_store(store)
@@ -680,7 +680,7 @@ def check_killed_value(v: Any) -> tuple[str, int, int]:
     return key, run, seq
 
 
-def cas_spinner(store: Any, key: str, started: Any, max_ops: int) -> None:
+def cas_spinner(store: Any, key: str, max_ops: int, started: Any) -> None:
     """A tight set_item_if loop: most of its life is spent holding the lock."""
     d = open_store(store)
     for i in range(max_ops):
@@ -694,7 +694,7 @@ def cas_spinner(store: Any, key: str, started: Any, max_ops: int) -> None:
     time.sleep(60)
 
 
-def pop_spinner(store: Any, started: Any, method: str) -> None:
+def pop_spinner(store: Any, method: str, started: Any) -> None:
     """popitem / clear on a populated store until killed."""
     d = open_store(store)
     started.set()
@@ -754,3 +754,38 @@ def lock_file_is_locked(lock_path: str | os.PathLike[str]) -> bool | None:
         return struct.unpack(_FLOCK, res)[0] != fcntl.F_UNLCK
     finally:
         os.close(fd)
+
+
+def fork_while_spinning(
+    store: Any, key: str, n_children: int, pids_path: str, started: Any
+) -> None:
+    """Spin set_item_if in a thread while the main thread forks idle children.
+
+    The children never touch the store (think: a worker pool forked by the
+    application). They inherit the lock descriptor; if one is forked while
+    the spinner holds the key lock, the lock must still die with its holder.
+    """
+    d = open_store(store)
+    stop = threading.Event()
+
+    def spin() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            d.set_item_if(key, value=(key, i), condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE)
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    time.sleep(0.05)
+    pids = []
+    for _ in range(n_children):
+        pid = os.fork()
+        if pid == 0:  # the child: idle, then leave without cleanup
+            time.sleep(30)
+            os._exit(0)
+        pids.append(pid)
+        time.sleep(0.003)
+    with open(pids_path, "w") as f:
+        f.write(" ".join(map(str, pids)))
+    started.set()
+    time.sleep(60)
