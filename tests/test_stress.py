@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,49 @@ def test_blob_codec_and_histogram() -> None:
     assert p50 is not None and abs(p50 - 0.5) < 0.03
     assert p99 is not None and abs(p99 - 0.99) < 0.05
     assert Histogram.from_json(json.loads(json.dumps(hist.to_json()))).count == 1000
+
+
+# ------------------------------------------------------- bounded in time
+
+
+class HangingDict(LocalDict):
+    """A store whose reads hang far beyond the deadline."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        time.sleep(3)
+        return super().get(key, default)
+
+
+def hanging_factory(spec: StoreSpec, namespace: str) -> PersiDict[Any]:
+    store = make_store(spec, namespace)
+    if namespace == "blobs":
+        store.__class__ = HangingDict
+    return store
+
+
+def test_stuck_thread_worker_is_reported() -> None:
+    opts = Options(
+        backend="memory",
+        workers=2,
+        duration=0.5,
+        grace=0.5,
+        progress=False,
+        store_factory=hanging_factory,
+    )
+    started = time.monotonic()
+    report = run_stress(opts)
+    assert time.monotonic() - started < 3
+    assert "straggler" in {v["check"] for v in report["violations"]}
+
+
+def test_stuck_worker_process_is_killed_and_reported() -> None:
+    proc = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    proc.start()
+    oracle = Oracle()
+    try:
+        cli._check_workers(Options(grace=0), cli._Tally(oracle), [proc], oracle)
+        assert not proc.is_alive()
+    finally:
+        proc.kill()
+    assert [v["check"] for v in oracle.violations] == ["straggler"]
+    assert "killed" in oracle.violations[0]["detail"]

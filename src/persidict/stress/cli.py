@@ -116,10 +116,10 @@ class _Tally:
 
 
 def _start_workers(
-    opts: Options, spec: StoreSpec, logdir: str, seed: int
-) -> tuple[dict[int, str], list[Any]]:
+    opts: Options, spec: StoreSpec, logdir: str, seed: int, handles: list[Any]
+) -> dict[int, str]:
+    """Start the workers (appending each to ``handles`` at once); return their logs."""
     logs = {wid: os.path.join(logdir, f"worker-{wid}.jsonl") for wid in range(opts.workers)}
-    handles: list[Any] = []
     ctx = multiprocessing.get_context("spawn")
     for wid, log_path in logs.items():
         cfg = WorkerConfig(
@@ -140,7 +140,7 @@ def _start_workers(
             handle = ctx.Process(target=worker_process, args=(cfg,), name=f"stress-{wid}")
         handle.start()
         handles.append(handle)
-    return logs, handles
+    return logs
 
 
 class _Progress:
@@ -186,8 +186,9 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         # Threads switch every 5 ms by default, far longer than a LocalDict op:
         # switch often so that threads really interleave inside operations.
         sys.setswitchinterval(1e-5)
+    handles: list[Any] = []
     try:
-        logs, handles = _start_workers(opts, spec, logdir, seed)
+        logs = _start_workers(opts, spec, logdir, seed, handles)
         t0 = _await_ready(tally, logs, handles, logdir, opts.duration)
         end = _await_done(opts, tally, logs, handles, t0, progress)
         progress.close()
@@ -197,6 +198,11 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         final = _read_final(spec, factory or make_store, oracle)
         violations = oracle.check_final(final)
     finally:
+        for handle in handles:
+            # Only after an exception (e.g. Ctrl-C) can a worker process be left here.
+            if isinstance(handle, multiprocessing.process.BaseProcess) and handle.is_alive():
+                handle.kill()
+                handle.join(5)
         sys.setswitchinterval(switch_interval)
         if opts.backend == "memory":
             forget_memory_stores(spec)
@@ -208,7 +214,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         "workers": opts.workers,
         "duration_s": opts.duration,
         "seed": seed,
-        "durable": opts.durable,
+        "durable": opts.durable if opts.backend == "file" else None,
         "dir": root if opts.dir is not None else None,
     }
     return build_report(
@@ -349,9 +355,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: exit status 0 if every invariant held, 1 otherwise."""
     opts = parse_args(argv)
-    report = run_stress(opts, progress_stream=sys.stderr)
+    try:
+        report = run_stress(opts, progress_stream=sys.stderr)
+    except KeyboardInterrupt:
+        print("\npersidict-stress: interrupted; workers stopped, no verdict", file=sys.stderr)
+        return 130
     print(format_json(report) if opts.json else format_text(report))
     return 0 if report["ok"] else 1
 
 
 __all__ = ["Options", "main", "parse_args", "run_stress"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -99,7 +99,9 @@ def build_report(
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
 def format_text(report: Mapping[str, Any]) -> str:
