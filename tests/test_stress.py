@@ -20,7 +20,9 @@ from persidict.stress.report import Histogram
 from persidict.stress.stores import StoreSpec, make_store
 from persidict.stress.workers import KINDS
 
-SCRIPT = Path(sys.executable).with_name("persidict-stress")
+_SCRIPT = Path(sys.executable).with_name("persidict-stress")
+# The console script when installed, else the same entry point via -m.
+STRESS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "persidict.stress.cli"]
 
 
 def assert_clean(report: dict[str, Any]) -> None:
@@ -37,7 +39,7 @@ def assert_clean(report: dict[str, Any]) -> None:
 
 def test_cli_file_backend_processes(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [str(SCRIPT), "--workers", "2", "--duration", "3", "--json", "--dir", str(tmp_path)],
+        [*STRESS, "--workers", "2", "--duration", "3", "--json", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -53,7 +55,7 @@ def test_cli_file_backend_processes(tmp_path: Path) -> None:
 
 def test_cli_text_report_memory() -> None:
     proc = subprocess.run(
-        [str(SCRIPT), "--backend", "memory", "--workers", "2", "--duration", "1", "--quiet"],
+        [*STRESS, "--backend", "memory", "--workers", "2", "--duration", "1", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -85,8 +85,14 @@ class _Tally:
             if lines[-1]:
                 self._partial[wid] = lines[-1]  # a line still being written
             for line in lines[:-1]:
-                if line:
-                    self._feed(wid, json.loads(line))
+                try:
+                    rec = json.loads(line) if line else None
+                except json.JSONDecodeError:
+                    # Workers write whole lines; garbage means the log itself broke.
+                    self.oracle.violation("log-corrupt", f"worker {wid}: {line[:200]!r}")
+                    continue
+                if rec is not None:
+                    self._feed(wid, rec)
 
     def _feed(self, wid: int, rec: dict[str, Any]) -> None:
         if "ready" in rec:
