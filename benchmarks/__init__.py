@@ -1,0 +1,1 @@
+"""persidict benchmarks: ``python -m benchmarks.run`` (see README.md here)."""
