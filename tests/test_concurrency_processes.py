@@ -284,16 +284,21 @@ def test_subdict_and_parent_share_locks(tmp_path: Path) -> None:
 
 
 # Catches: locks scoped to the directory a store was *opened* on. A subdict
-# rebuilt from its get_params() (the Parameterizable way to hand a store to
-# another process) or opened directly on the subdirectory names the same
-# files as its parent, so it must take the same per-key locks.
+# pickled to another process, rebuilt from its get_params() (the
+# Parameterizable way to hand a store over) or opened directly on the
+# subdirectory names the same files as its parent, so it must take the
+# same per-key locks.
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("how", ["get_params", "base_dir"])
+@pytest.mark.parametrize("how", ["pickled", "get_params", "base_dir"])
 def test_reopened_subdict_and_parent_share_locks(tmp_path: Path, how: str) -> None:
     base = tmp_path / "store"
     parent = _store(base)
     sub = parent.get_subdict("sub")
-    sub_spec = dict(sub.get_params()) if how == "get_params" else w.file_spec(sub.base_dir)
+    sub_spec: object = {
+        "pickled": sub,  # the subdict object itself crosses the process boundary
+        "get_params": dict(sub.get_params()),
+        "base_dir": w.file_spec(sub.base_dir),
+    }[how]
     kw = dict(n_incr=100, time_limit=20.0)
     results = w.run_processes(
         w.w_increment_transform,
