@@ -18,6 +18,7 @@ from persidict.stress.cli import Options, run_stress
 from persidict.stress.oracle import Oracle, check_blob, make_blob
 from persidict.stress.report import Histogram
 from persidict.stress.stores import StoreSpec, make_store
+from persidict.stress.tally import Tally
 from persidict.stress.workers import KINDS
 
 _SCRIPT = Path(sys.executable).with_name("persidict-stress")
@@ -256,7 +257,7 @@ def test_stuck_worker_process_is_killed_and_reported() -> None:
     proc.start()
     oracle = Oracle()
     try:
-        cli._check_workers(Options(grace=0), cli._Tally(oracle), [proc], oracle)
+        cli._check_workers(Options(grace=0), Tally(oracle), [proc], oracle)
         assert not proc.is_alive()
     finally:
         proc.kill()

@@ -1,4 +1,10 @@
-"""``persidict-stress``: run the op mix from N workers, then check every invariant."""
+"""``persidict-stress``: run the op mix from N workers, then check every invariant.
+
+Example: ``persidict-stress --workers 4 --duration 20`` (file backend, worker
+processes, fresh temp dir). ``--dir /mnt/nfs`` tests your own mount, ``--json``
+prints a machine-readable report. Exit status: 0 if every invariant held, 1 if
+any was violated (each is listed), 2 on bad usage, 130 if interrupted.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .oracle import Oracle
-from .report import Histogram, build_report, format_json, format_text
+from .report import build_report, format_json, format_text
 from .stores import (
     BACKENDS,
     NAMESPACES,
@@ -27,7 +32,8 @@ from .stores import (
     make_store,
     read_all,
 )
-from .workers import KINDS, StoreFactory, WorkerConfig, run_worker, worker_process
+from .tally import Tally
+from .workers import StoreFactory, WorkerConfig, run_worker, worker_process
 
 STARTUP_TIMEOUT = 120.0  # spawn + import on a loaded 2-core CI box can be slow
 POLL_SECONDS = 0.1
@@ -50,75 +56,6 @@ class Options:
     json: bool = False
     # In-process (thread) runs only: build stores with this instead of make_store.
     store_factory: StoreFactory | None = None
-
-
-class _Tally:
-    """Replays worker logs: feeds the oracle and counts ops, conflicts, latencies."""
-
-    def __init__(self, oracle: Oracle) -> None:
-        self.oracle = oracle
-        self.ops: Counter[str] = Counter({kind: 0 for kind in KINDS})
-        self.conflicts: Counter[str] = Counter(
-            {"cas_retries": 0, "transform_retries": 0, "conflict_errors": 0, "cas_gave_up": 0}
-        )
-        self.hists: dict[str, Histogram] = {kind: Histogram() for kind in KINDS}
-        # Lost races prove the races really happened (a lone winner proves nothing).
-        self.races_lost: Counter[str] = Counter(
-            {"insert": 0, "append": 0, "discard_put": 0, "discard_remove": 0, "popitem_empty": 0}
-        )
-        self.ready: set[int] = set()
-        self.done: set[int] = set()
-        self._offsets: dict[int, int] = {}
-        self._partial: dict[int, bytes] = {}
-
-    def poll(self, logs: dict[int, str]) -> None:
-        """Consume every complete line appended to the logs since the last poll."""
-        for wid, path in logs.items():
-            try:
-                with open(path, "rb") as f:
-                    f.seek(self._offsets.get(wid, 0))
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            self._offsets[wid] = self._offsets.get(wid, 0) + len(data)
-            lines = (self._partial.pop(wid, b"") + data).split(b"\n")
-            if lines[-1]:
-                self._partial[wid] = lines[-1]  # a line still being written
-            for line in lines[:-1]:
-                try:
-                    rec = json.loads(line) if line else None
-                except json.JSONDecodeError:
-                    # Workers write whole lines; garbage means the log itself broke.
-                    self.oracle.violation("log-corrupt", f"worker {wid}: {line[:200]!r}")
-                    continue
-                if rec is not None:
-                    self._feed(wid, rec)
-
-    def _feed(self, wid: int, rec: dict[str, Any]) -> None:
-        if "ready" in rec:
-            self.ready.add(wid)
-        elif "done" in rec:
-            self.done.add(wid)
-            for kind, data in rec["hist"].items():
-                self.hists.setdefault(kind, Histogram()).merge(Histogram.from_json(data))
-        elif "op" in rec:
-            self.ops[rec["op"]] += 1
-            retries = rec.get("retries", 0)
-            if rec["op"] == "counter_cas":
-                self.conflicts["cas_retries"] += retries
-            else:
-                self.conflicts["transform_retries"] += retries
-            self.conflicts["conflict_errors"] += rec.get("conflict", 0)
-            self.conflicts["cas_gave_up"] += rec.get("gave_up", 0)
-            if rec.get("won") is False:
-                self.races_lost["insert" if rec["op"] == "insert_race" else "append"] += 1
-            if rec.get("put") is False:
-                self.races_lost["discard_put"] += 1
-            if rec.get("removed") is False:
-                self.races_lost["discard_remove"] += 1
-            if rec["op"] == "popitem_race" and "pk" not in rec and "error" not in rec:
-                self.races_lost["popitem_empty"] += 1
-        self.oracle.feed(wid, rec)
 
 
 def _start_workers(
@@ -185,7 +122,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         root = tempfile.mkdtemp(prefix="persidict-stress-") if opts.backend == "file" else logdir
     spec = StoreSpec(backend=opts.backend, root=root, durable=opts.durable)
     oracle = Oracle()
-    tally = _Tally(oracle)
+    tally = Tally(oracle)
     progress = _Progress(progress_stream if opts.progress else None)
     switch_interval = sys.getswitchinterval()
     if opts.backend == "memory":
@@ -235,7 +172,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
 
 
 def _await_ready(
-    tally: _Tally, logs: dict[int, str], handles: list[Any], logdir: str, duration: float
+    tally: Tally, logs: dict[int, str], handles: list[Any], logdir: str, duration: float
 ) -> float:
     """Wait until every worker has opened its stores, then publish the start time."""
     give_up = time.monotonic() + STARTUP_TIMEOUT
@@ -254,7 +191,7 @@ def _await_ready(
 
 def _await_done(
     opts: Options,
-    tally: _Tally,
+    tally: Tally,
     logs: dict[int, str],
     handles: list[Any],
     t0: float,
@@ -272,7 +209,7 @@ def _await_done(
     return end
 
 
-def _check_workers(opts: Options, tally: _Tally, handles: list[Any], oracle: Oracle) -> None:
+def _check_workers(opts: Options, tally: Tally, handles: list[Any], oracle: Oracle) -> None:
     for wid, handle in enumerate(handles):
         if handle.is_alive():
             oracle.violation(
