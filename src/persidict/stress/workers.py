@@ -117,7 +117,8 @@ class Worker:
 
     def write(self, rec: dict[str, Any]) -> None:
         """Append one record and hand it to the OS (survives our SIGKILL)."""
-        self._log.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        # default=repr: a store returning junk must yield a finding, not a crash.
+        self._log.write(json.dumps(rec, separators=(",", ":"), default=repr) + "\n")
         self._log.flush()
 
     def run(self, t0: float, deadline: float) -> None:
