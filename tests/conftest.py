@@ -51,6 +51,12 @@ STORE_FACTORIES: dict[str, StoreFactory] = {
     "memory_json": _memory(serialization_format="json"),
 }
 
+pytest.register_assert_rewrite("_s3_plugin")
+from _s3_plugin import S3_STORE_FACTORIES  # noqa: E402 - S3 stores, real server
+
+STORE_FACTORIES.update(S3_STORE_FACTORIES)
+pytest_plugins = ["_s3_plugin"]
+
 FILE_STORE_NAMES = [n for n in STORE_FACTORIES if n.startswith("file")]
 
 _counter = itertools.count()

@@ -29,6 +29,11 @@ from dataclasses import dataclass
 ACCESS_KEY = "persidict-test"
 SECRET_KEY = "persidict-test-secret"
 REGION = "us-east-1"
+CREDENTIALS_ENV = {
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+    "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 START_TIMEOUT = 90.0  # seconds; a cold start on a busy CI machine takes ~10 s
 STOP_TIMEOUT = 15.0
 
@@ -148,7 +153,7 @@ def start_server() -> S3Server:
         *(f"-{flag}={port}" for flag, port in ports.items()),
     ]
     os.makedirs(f"{data_dir}/data")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+    env = dict(os.environ, **CREDENTIALS_ENV)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             args,
@@ -220,6 +225,9 @@ def get_server() -> S3Server:
         except Exception as exc:
             _failure = str(exc)
             raise
+        # Stores rebuilt from get_params() (pickling, child processes) find
+        # their credentials the usual boto3 way: the environment.
+        os.environ.update(CREDENTIALS_ENV)
         return _server
 
 

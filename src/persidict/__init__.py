@@ -9,6 +9,8 @@ from .backends.empty import EmptyDict
 from .backends.files import FileDirDict
 from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
+from .backends.s3 import BasicS3Dict
+from .backends.s3_cached import S3Dict, S3Dict_FileDirCached
 from .backends.write_once import WriteOnceDict
 from .engine.errors import BackendError, ConcurrencyConflictError, MutationPolicyError
 from .engine.flags import (
@@ -56,6 +58,7 @@ __all__ = [
     "AnyETagFlag",
     "AppendOnlyDictCached",
     "BackendError",
+    "BasicS3Dict",
     "ConcurrencyConflictError",
     "ConditionalOperationResult",
     "DeleteCurrentFlag",
@@ -77,6 +80,8 @@ __all__ = [
     "OverlappingMultiDict",
     "PersiDict",
     "RetrieveValueFlag",
+    "S3Dict",
+    "S3Dict_FileDirCached",
     "SafeStrTuple",
     "TransformingFunction",
     "ValueNotRetrievedFlag",
