@@ -22,7 +22,14 @@ from ..engine.flags import (
 )
 from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict
-from .s3_transport import NotFound, NotModified, RetryPolicy, Transport, error_code
+from .s3_transport import (
+    AmbiguousPreconditionFailed,
+    NotFound,
+    NotModified,
+    RetryPolicy,
+    Transport,
+    error_code,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -269,13 +276,11 @@ class BasicS3Dict(PersiDict[Any]):
             kwargs["IfNoneMatch"] = "*"
         elif if_match is not None:
             kwargs["IfMatch"] = if_match
-        transport = self._transport
         try:
-            response = transport.call("put_object", self.client.put_object, key=key,
-                                      object_key=ok, conditional=if_match is not None, **kwargs)
-        except PreconditionFailed:
-            if not transport.was_ambiguous:
-                raise
+            response = self._transport.call("put_object", self.client.put_object, key=key,
+                                            object_key=ok, conditional=if_match is not None,
+                                            **kwargs)
+        except AmbiguousPreconditionFailed:
             # An attempt that timed out may have been applied: if the object
             # now holds exactly our bytes, that write was ours (or equal to it).
             current = self._get(key, retrieve=False).etag

@@ -52,6 +52,11 @@ PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequest
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
+class AmbiguousPreconditionFailed(PreconditionFailed):
+    """Internal: a precondition failed on a retry after an attempt that may
+    have been applied (a timeout or 5xx after the request was sent)."""
+
+
 class NotFound(Exception):
     """Internal: the object does not exist."""
 
@@ -105,8 +110,6 @@ class Transport:
     def __init__(self, location: Callable[[str], str], policy: RetryPolicy | None = None) -> None:
         self.location = location
         self.policy = policy if policy is not None else RetryPolicy()
-        # Set when the last call() saw an ambiguous failure before its final outcome.
-        self.was_ambiguous = False
 
     def call(
         self,
@@ -125,14 +128,17 @@ class Transport:
         """
         policy = self.policy
         deadline = policy.clock() + policy.max_seconds
-        self.was_ambiguous = False
-        attempt = 0
-        while True:
-            attempt += 1
+        ambiguous = False
+        for attempt in range(1, policy.max_attempts + 1):
             try:
                 return fn(**kwargs)
             except ClientError as exc:
-                self._translate_client_error(exc, operation, key, object_key, conditional)
+                try:
+                    self._translate_client_error(exc, operation, key, object_key, conditional)
+                except PreconditionFailed as failed:
+                    if ambiguous:
+                        raise AmbiguousPreconditionFailed from failed.__cause__
+                    raise
                 failure: BaseException = exc
             except (BotoCoreError, OSError) as exc:
                 if not is_transient(exc):
@@ -141,13 +147,14 @@ class Transport:
             if isinstance(failure, AMBIGUOUS) or (
                 isinstance(failure, ClientError) and http_status(failure) >= 500
             ):
-                self.was_ambiguous = True
+                ambiguous = True
             delay = policy.delay(attempt)
             if attempt >= policy.max_attempts or policy.clock() + delay > deadline:
                 raise self._backend_error(
                     failure, operation, key, object_key, attempts=attempt
                 ) from failure
             policy.sleep(delay)
+        raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     def _translate_client_error(
         self, exc: ClientError, operation: str, key: Any, object_key: str, conditional: bool
