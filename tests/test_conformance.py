@@ -89,9 +89,20 @@ def keyset(d: PersiDict) -> set[tuple[str, ...]]:
     return {tuple(k) for k in d.keys()}
 
 
-def tick() -> None:
-    """Let the clock move so consecutive writes get distinct timestamps."""
-    time.sleep(0.03)
+def write_after(store: PersiDict, key: Any, value: Any, previous_ts: float | None) -> float:
+    """Write ``key`` so that its timestamp is strictly later than ``previous_ts``.
+
+    Stores have clocks of different resolution (ns for local files, 1 s for
+    S3): rewrite until the store's clock has moved on, within a generous bound.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        store[key] = value
+        ts = store.timestamp(key)
+        if previous_ts is None or ts > previous_ts:
+            return ts
+        assert time.monotonic() < deadline, f"timestamp of {key} never advanced past {ts}"
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------
@@ -318,9 +329,9 @@ def test_and_timestamps_views(store: PersiDict) -> None:
 def test_timestamp_advances_on_write(store: PersiDict) -> None:
     store["a"] = 1
     ts1 = store.timestamp("a")
-    tick()
-    store["a"] = 2
-    assert store.timestamp("a") > ts1
+    ts2 = write_after(store, "a", 2, ts1)
+    assert store.timestamp("a") == ts2 > ts1
+    assert store["a"] == 2
 
 
 def test_eq_and_bool(store: PersiDict, store_maker: Any) -> None:
@@ -462,9 +473,9 @@ def test_subdicts(store: PersiDict) -> None:
 
 def _fill_in_order(store: PersiDict, n: int = 5) -> list[tuple[str, ...]]:
     keys = [("k", f"{i}") if i % 2 else (f"k{i}",) for i in range(n)]
+    ts = None
     for i, k in enumerate(keys):
-        store[k] = i
-        tick()
+        ts = write_after(store, k, i, ts)
     return keys
 
 
@@ -485,7 +496,7 @@ def test_newest_oldest_keys(store: PersiDict) -> None:
     assert [tuple(k) for k in store.newest_keys(max_n=100)] == keys[::-1]
     assert [tuple(k) for k in store.oldest_keys(max_n=len(keys))] == keys
     # rewriting the oldest key makes it the newest
-    store[keys[0]] = "rewritten"
+    write_after(store, keys[0], "rewritten", store.timestamp(keys[-1]))
     assert tuple(store.newest_keys(max_n=1)[0]) == keys[0]
     assert [tuple(k) for k in store.oldest_keys(max_n=1)] == [keys[1]]
 
