@@ -54,6 +54,9 @@ class Options:
     grace: float = 30.0
     progress: bool = True
     json: bool = False
+    endpoint_url: str | None = None  # s3 only
+    bucket: str | None = None  # s3 only
+    region: str | None = None  # s3 only
     # In-process (thread) runs only: build stores with this instead of make_store.
     store_factory: StoreFactory | None = None
 
@@ -120,7 +123,8 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         os.makedirs(root)
     else:
         root = tempfile.mkdtemp(prefix="persidict-stress-") if opts.backend == "file" else logdir
-    spec = StoreSpec(backend=opts.backend, root=root, durable=opts.durable)
+    spec = StoreSpec(backend=opts.backend, root=root, durable=opts.durable,
+                     endpoint_url=opts.endpoint_url, bucket=opts.bucket, region=opts.region)
     oracle = Oracle()
     tally = Tally(oracle)
     progress = _Progress(progress_stream if opts.progress else None)
@@ -252,7 +256,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         "--backend",
         choices=BACKENDS,
         default="file",
-        help="file: worker processes on a FileDirDict; memory: worker threads on a LocalDict",
+        help="file: worker processes on a FileDirDict; memory: worker threads on a "
+        "LocalDict; s3: worker processes on a BasicS3Dict (--endpoint-url, --bucket)",
     )
     p.add_argument(
         "--dir",
@@ -278,6 +283,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="seconds after the deadline before stuck workers are killed",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.add_argument("--endpoint-url", default=None, help="s3: the S3 endpoint (default: AWS)")
+    p.add_argument("--bucket", default=None,
+                   help="s3: bucket (created if missing; default persidict-stress); "
+                   "each run writes under its own fresh prefix")
+    p.add_argument("--region", default=None, help="s3: region name")
     ns = p.parse_args(argv)
     if ns.workers < 1 or ns.duration <= 0 or ns.max_ops < 1 or ns.grace < 0:
         p.error("--workers, --duration and --max-ops must be positive, --grace >= 0")
@@ -292,6 +302,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         grace=ns.grace,
         progress=not ns.quiet,
         json=ns.json,
+        endpoint_url=ns.endpoint_url,
+        bucket=ns.bucket,
+        region=ns.region,
     )
 
 

@@ -7,14 +7,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from persidict import FileDirDict, LocalDict, PersiDict
+from persidict import BasicS3Dict, FileDirDict, LocalDict, PersiDict
 
 # One namespace per race so the races cannot disturb each other's invariants
 # (popitem, for one, pops from anything in its store).
 NAMESPACES = ("counters", "inserts", "append", "discards", "pops", "blobs")
 APPEND_ONLY_NAMESPACES = frozenset({"append"})
 
-BACKENDS = ("file", "memory")
+BACKENDS = ("file", "memory", "s3")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class StoreSpec:
     backend: str
     root: str
     durable: bool = True
+    endpoint_url: str | None = None  # s3 only
+    bucket: str | None = None  # s3 only
+    region: str | None = None  # s3 only
 
 
 # LocalDict lives in one process's memory: every thread must get the same
@@ -41,6 +44,16 @@ def make_store(spec: StoreSpec, namespace: str) -> PersiDict[Any]:
             serialization_format="pkl",
             append_only=append_only,
             durable=spec.durable,
+        )
+    if spec.backend == "s3":
+        # root is unique per run: its name keeps runs apart in a shared bucket.
+        return BasicS3Dict(
+            bucket_name=spec.bucket or "persidict-stress",
+            region=spec.region,
+            endpoint_url=spec.endpoint_url,
+            root_prefix=f"persidict-stress/{os.path.basename(spec.root)}/{namespace}",
+            serialization_format="pkl",
+            append_only=append_only,
         )
     if spec.backend == "memory":
         with _memory_lock:
