@@ -71,7 +71,7 @@ class Floor:
 
     def write(self, key: str, value: object) -> None:
         data = self.kind.dumps(value)
-        tmp = f"{self.root}/@tmp-{next(self._tmp)}"
+        tmp = f"{self.root}/@tmp-{os.getpid()}-{next(self._tmp)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         try:
             view = memoryview(data)

@@ -95,9 +95,21 @@ class Row:
         t = self.timings.get(label)
         return None if t is None else t.wall_us
 
+    def cpu(self, label: str) -> float | None:
+        """Median CPU microseconds per op of ``label`` (None if absent)."""
+        t = self.timings.get(label)
+        return None if t is None else t.cpu_us
+
     def ratio(self, label: str, baseline: str) -> float | None:
         """Wall time of ``label`` divided by that of ``baseline``."""
         a, b = self.us(label), self.us(baseline)
+        if a is None or b is None or b <= 0:
+            return None
+        return a / b
+
+    def cpu_ratio(self, label: str, baseline: str) -> float | None:
+        """CPU time of ``label`` divided by that of ``baseline``."""
+        a, b = self.cpu(label), self.cpu(baseline)
         if a is None or b is None or b <= 0:
             return None
         return a / b

@@ -39,7 +39,8 @@ def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def _header(cfg: Config, places: dict[str, str], elapsed: float) -> list[str]:
+def _header(cfg: Config, places: dict[str, str], elapsed: float,
+            load: tuple[float, float, float], load_end: tuple[float, float, float]) -> list[str]:
     where = ", ".join(f"{k}: {v} ({fs_type(v)})" for k, v in places.items())
     return [
         "# persidict benchmark report",
@@ -50,9 +51,14 @@ def _header(cfg: Config, places: dict[str, str], elapsed: float) -> list[str]:
         f"- filesystems: {where}",
         f"- mode: {'SMOKE (figures meaningless)' if cfg.smoke else 'full'}; median of "
         f"{cfg.reps} interleaved repetitions; run took {elapsed:.0f} s",
+        f"- load average (1/5/15 min) at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
+        f"at end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} "
+        "(other work on the machine inflates wall times, not CPU times)",
         "- `fast` = FileDirDict(durable=False), compared with diskcache's defaults (no fsync);"
         " `durable` = durable=True (fsync of file and directory per write), compared with the"
         " fsync floor",
+        "- floor = the same work as bare `os` calls in pure Python (see each row's note);"
+        " diskcache = `diskcache.Cache` defaults on the same filesystem",
         "- times are wall us per operation (median); `cpu` is this process's CPU time;"
         " ratios are of wall times",
         "",
@@ -69,19 +75,19 @@ def _tables(results: Results) -> list[str]:
         rows = [r for r in results.rows if r.section == section]
         peer = any("diskcache" in r.timings for r in rows)
         out += [f"## {section}", ""]
-        head = "| operation | ours | ours cpu | floor | ours/floor |"
-        rule = "|---|---:|---:|---:|---:|"
+        head = "| operation | ours | floor | ours/floor | ours cpu | floor cpu | cpu ratio |"
+        rule = "|---|---:|---:|---:|---:|---:|---:|"
         if peer:
-            head += " diskcache | ours/diskcache |"
-            rule += "---:|---:|"
+            head += " diskcache | ours/diskcache | diskcache cpu |"
+            rule += "---:|---:|---:|"
         out += [head + " notes |", rule + "---|"]
         for r in rows:
-            ours = r.timings.get("ours")
-            line = (f"| {r.op} | {fmt_us(r.us('ours'))} | {fmt_us(ours.cpu_us if ours else None)}"
-                    f" | {fmt_us(r.us('floor'))} | {fmt_ratio(r.ratio('ours', 'floor'))} |")
+            line = (f"| {r.op} | {fmt_us(r.us('ours'))} | {fmt_us(r.us('floor'))}"
+                    f" | {fmt_ratio(r.ratio('ours', 'floor'))} | {fmt_us(r.cpu('ours'))}"
+                    f" | {fmt_us(r.cpu('floor'))} | {fmt_ratio(r.cpu_ratio('ours', 'floor'))} |")
             if peer:
                 dc = fmt_ratio(r.ratio("ours", "diskcache"))
-                line += f" {fmt_us(r.us('diskcache'))} | {dc} |"
+                line += f" {fmt_us(r.us('diskcache'))} | {dc} | {fmt_us(r.cpu('diskcache'))} |"
             out.append(line + f" {r.note} |")
         out.append("")
     return out
@@ -108,7 +114,7 @@ def _contended_table(c: Any) -> list[str]:
 def _stream_lines(s: Any) -> list[str]:
     if not s:
         return []
-    lines = ["## memory while iterating (fresh forked process, fast mode, tmpfs)", "",
+    lines = ["## memory while iterating (fresh interpreter, fast mode, tmpfs)", "",
              "| keys | tracemalloc peak | RSS growth |", "|---:|---:|---:|"]
     for which in ("small", "big"):
         f = s[which]
@@ -117,19 +123,25 @@ def _stream_lines(s: Any) -> list[str]:
     return [*lines, ""]
 
 
-def report(cfg: Config, places: dict[str, str], results: Results, elapsed: float) -> str:
+def report(cfg: Config, places: dict[str, str], results: Results, elapsed: float,
+           load: tuple[float, float, float]) -> str:
     """The whole report as Markdown."""
-    lines = _header(cfg, places, elapsed) + _tables(results)
+    lines = _header(cfg, places, elapsed, load, os.getloadavg()) + _tables(results)
     lines += _contended_table(results.facts.get("contended"))
     lines += _stream_lines(results.facts.get("stream"))
     s3 = results.facts.get("s3")
     if isinstance(s3, dict) and "skipped" in s3:
         lines += ["## s3", "", f"skipped: {s3['skipped']}", ""]
     verdicts = judge(results)
-    lines += ["## targets", "", "| # | target | figure | limit | verdict |",
-              "|---:|---|---|---|---|"]
+    lines += ["## targets", "",
+              "Verdicts are on wall time, as the issue states them; the last column applies"
+              " the same limit to CPU time, which a loaded machine cannot inflate"
+              " (not applicable to fsync-bound and multi-process figures).", "",
+              "| # | target | figure | limit | verdict | on cpu |",
+              "|---:|---|---|---|---|---|"]
     for i, v in enumerate(verdicts, 1):
-        lines.append(f"| {i} | {v.target} | {v.figure} | {v.limit} | **{v.word}** |")
+        lines.append(f"| {i} | {v.target} | {v.figure} | {v.limit} | **{v.word}** |"
+                     f" {v.cpu_word} |")
     met = sum(v.met is True for v in verdicts)
     missed = sum(v.met is False for v in verdicts)
     lines += ["", f"**{met} MET, {missed} NOT MET, "
@@ -172,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("found neither /dev/shm nor a writable disk directory")
     scratch = Scratch(keep=cfg.keep)
     results = Results()
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()
     try:
         if "files" in cfg.sections:
             run_files(cfg, places, scratch, results, _log)
@@ -188,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             run_s3(cfg, results, _log)
     finally:
         scratch.cleanup()
-    text = report(cfg, places, results, time.perf_counter() - started)
+    text = report(cfg, places, results, time.perf_counter() - started, load)
     print(text)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as f:
