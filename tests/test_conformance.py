@@ -590,7 +590,6 @@ def test_get_with_etag(store: PersiDict) -> None:
 # Conditional operations: the full matrix
 # ---------------------------------------------------------------------------
 
-KEY = ("cond", "k")
 BYSTANDER = ("bystander",)
 OLD_VALUE = "old"
 CURRENT_VALUE = "current value, longer"
@@ -601,23 +600,27 @@ RETRIEVES = {"ALWAYS": ALWAYS_RETRIEVE, "NEVER": NEVER_RETRIEVE, "IFCHANGED": IF
 EXPECTED_KINDS = ["correct", "stale", "absent"]
 PRESENCE = ["present", "absent"]
 
+# Every combination of condition x expected etag x presence is its own test;
+# retrieve_value (and the kind of value written) vary inside it, each on its
+# own key, so a failure message names the whole combination.
 cond_params = pytest.mark.parametrize("cond_name", list(CONDITIONS))
 exp_params = pytest.mark.parametrize("expected_kind", EXPECTED_KINDS)
 presence_params = pytest.mark.parametrize("presence", PRESENCE)
-retrieve_params = pytest.mark.parametrize("retrieve_name", list(RETRIEVES))
 
 
-def _prepare(store: PersiDict, presence: str, expected_kind: str) -> tuple[Any, Any, dict]:
-    """Set up KEY; return (actual_etag, expected_etag, state_before)."""
+def _prepare(
+    store: PersiDict, key: tuple[str, ...], presence: str, expected_kind: str
+) -> tuple[Any, Any, dict]:
+    """Set up ``key``; return (actual_etag, expected_etag, state_before)."""
     store[BYSTANDER] = "bystander"
-    store[KEY] = OLD_VALUE
-    stale = store.etag(KEY)
+    store[key] = OLD_VALUE
+    stale = store.etag(key)
     if presence == "present":
-        store[KEY] = CURRENT_VALUE  # different size: even a stat-based etag differs
-        actual = store.etag(KEY)
+        store[key] = CURRENT_VALUE  # different size: even a stat-based etag differs
+        actual = store.etag(key)
         assert actual != stale, "etag did not change on rewrite"
     else:
-        del store[KEY]
+        del store[key]
         actual = ITEM_NOT_AVAILABLE
     expected = {"correct": actual, "stale": stale, "absent": ITEM_NOT_AVAILABLE}[expected_kind]
     return actual, expected, snapshot(store)
@@ -650,20 +653,20 @@ def _check_result_type(r: Any) -> None:
 @cond_params
 @exp_params
 @presence_params
-@retrieve_params
-def test_get_item_if(
-    store: PersiDict, cond_name: str, expected_kind: str, presence: str, retrieve_name: str
-) -> None:
-    actual, expected, before = _prepare(store, presence, expected_kind)
-    cond, retrieve = CONDITIONS[cond_name], RETRIEVES[retrieve_name]
-    r = store.get_item_if(KEY, condition=cond, expected_etag=expected, retrieve_value=retrieve)
-    _check_result_type(r)
-    assert r.condition_was_satisfied is _satisfied(cond, expected, actual)
-    assert same(r.actual_etag, actual)
-    assert same(r.resulting_etag, actual)
-    assert same(r.new_value, _retrieved(retrieve, presence, expected, actual)), r.new_value
-    assert r.value_was_mutated is False
-    assert_state(store, before)
+def test_get_item_if(store: PersiDict, cond_name: str, expected_kind: str, presence: str) -> None:
+    cond = CONDITIONS[cond_name]
+    for retrieve_name, retrieve in RETRIEVES.items():
+        key = ("cond", f"get_{retrieve_name}")
+        actual, expected, before = _prepare(store, key, presence, expected_kind)
+        r = store.get_item_if(key, condition=cond, expected_etag=expected, retrieve_value=retrieve)
+        ctx = (retrieve_name, r)
+        _check_result_type(r)
+        assert r.condition_was_satisfied is _satisfied(cond, expected, actual), ctx
+        assert same(r.actual_etag, actual), ctx
+        assert same(r.resulting_etag, actual), ctx
+        assert same(r.new_value, _retrieved(retrieve, presence, expected, actual)), ctx
+        assert r.value_was_mutated is False, ctx
+        assert_state(store, before)
 
 
 def test_get_item_if_default_retrieve_is_if_etag_changed(store: PersiDict) -> None:
@@ -679,94 +682,94 @@ def test_get_item_if_default_retrieve_is_if_etag_changed(store: PersiDict) -> No
 @cond_params
 @exp_params
 @presence_params
-@retrieve_params
 def test_set_item_if(
-    store: PersiDict,
-    cond_name: str,
-    expected_kind: str,
-    presence: str,
-    retrieve_name: str,
-    value_kind: str,
+    store: PersiDict, cond_name: str, expected_kind: str, presence: str, value_kind: str
 ) -> None:
-    actual, expected, before = _prepare(store, presence, expected_kind)
-    cond, retrieve = CONDITIONS[cond_name], RETRIEVES[retrieve_name]
+    cond = CONDITIONS[cond_name]
     value = {"value": NEW_VALUE, "keep": KEEP_CURRENT, "delete": DELETE_CURRENT}[value_kind]
-    sat = _satisfied(cond, expected, actual)
-    r = store.set_item_if(
-        KEY, value=value, condition=cond, expected_etag=expected, retrieve_value=retrieve
-    )
-    _check_result_type(r)
-    assert r.condition_was_satisfied is sat
-    assert same(r.actual_etag, actual)
-    after = dict(before)
-    if sat and value_kind == "value":
-        after[KEY] = NEW_VALUE
-        assert r.new_value == NEW_VALUE
-        assert r.resulting_etag == store.etag(KEY)
-        assert r.resulting_etag != actual
-        assert r.value_was_mutated is True
-    elif sat and value_kind == "delete":
-        after.pop(KEY, None)
-        assert r.new_value is ITEM_NOT_AVAILABLE
-        assert r.resulting_etag is ITEM_NOT_AVAILABLE
-        assert r.value_was_mutated is (presence == "present")
-    else:  # condition failed, or KEEP_CURRENT
-        assert same(r.resulting_etag, actual)
-        assert same(r.new_value, _retrieved(retrieve, presence, expected, actual)), r.new_value
-        assert r.value_was_mutated is False
-    assert_state(store, after)
-    if KEY in after:
-        assert store.etag(KEY) == r.resulting_etag
+    for retrieve_name, retrieve in RETRIEVES.items():
+        key = ("cond", f"set_{retrieve_name}")
+        actual, expected, before = _prepare(store, key, presence, expected_kind)
+        sat = _satisfied(cond, expected, actual)
+        r = store.set_item_if(
+            key, value=value, condition=cond, expected_etag=expected, retrieve_value=retrieve
+        )
+        ctx = (retrieve_name, r)
+        _check_result_type(r)
+        assert r.condition_was_satisfied is sat, ctx
+        assert same(r.actual_etag, actual), ctx
+        after = dict(before)
+        if sat and value_kind == "value":
+            after[key] = NEW_VALUE
+            assert r.new_value == NEW_VALUE, ctx
+            assert r.resulting_etag == store.etag(key), ctx
+            assert r.resulting_etag != actual, ctx
+            assert r.value_was_mutated is True, ctx
+        elif sat and value_kind == "delete":
+            after.pop(key, None)
+            assert r.new_value is ITEM_NOT_AVAILABLE, ctx
+            assert r.resulting_etag is ITEM_NOT_AVAILABLE, ctx
+            assert r.value_was_mutated is (presence == "present"), ctx
+        else:  # condition failed, or KEEP_CURRENT
+            assert same(r.resulting_etag, actual), ctx
+            assert same(r.new_value, _retrieved(retrieve, presence, expected, actual)), ctx
+            assert r.value_was_mutated is False, ctx
+        assert_state(store, after)
+        if key in after:
+            assert store.etag(key) == r.resulting_etag, ctx
 
 
 @cond_params
 @exp_params
 @presence_params
-@retrieve_params
 def test_setdefault_if(
-    store: PersiDict, cond_name: str, expected_kind: str, presence: str, retrieve_name: str
+    store: PersiDict, cond_name: str, expected_kind: str, presence: str
 ) -> None:
-    actual, expected, before = _prepare(store, presence, expected_kind)
-    cond, retrieve = CONDITIONS[cond_name], RETRIEVES[retrieve_name]
-    sat = _satisfied(cond, expected, actual)
-    r = store.setdefault_if(
-        KEY, default_value=NEW_VALUE, condition=cond, expected_etag=expected,
-        retrieve_value=retrieve,
-    )
-    _check_result_type(r)
-    assert r.condition_was_satisfied is sat
-    assert same(r.actual_etag, actual)
-    after = dict(before)
-    if presence == "absent" and sat:
-        after[KEY] = NEW_VALUE
-        assert r.new_value == NEW_VALUE
-        assert r.resulting_etag == store.etag(KEY)
-        assert r.value_was_mutated is True
-    elif presence == "absent":
-        assert r.new_value is ITEM_NOT_AVAILABLE
-        assert r.resulting_etag is ITEM_NOT_AVAILABLE
-        assert r.value_was_mutated is False
-    else:  # present: never mutated
-        assert same(r.resulting_etag, actual)
-        assert same(r.new_value, _retrieved(retrieve, presence, expected, actual)), r.new_value
-        assert r.value_was_mutated is False
-    assert_state(store, after)
+    cond = CONDITIONS[cond_name]
+    for retrieve_name, retrieve in RETRIEVES.items():
+        key = ("cond", f"setdefault_{retrieve_name}")
+        actual, expected, before = _prepare(store, key, presence, expected_kind)
+        sat = _satisfied(cond, expected, actual)
+        r = store.setdefault_if(
+            key, default_value=NEW_VALUE, condition=cond, expected_etag=expected,
+            retrieve_value=retrieve,
+        )
+        ctx = (retrieve_name, r)
+        _check_result_type(r)
+        assert r.condition_was_satisfied is sat, ctx
+        assert same(r.actual_etag, actual), ctx
+        after = dict(before)
+        if presence == "absent" and sat:
+            after[key] = NEW_VALUE
+            assert r.new_value == NEW_VALUE, ctx
+            assert r.resulting_etag == store.etag(key), ctx
+            assert r.value_was_mutated is True, ctx
+        elif presence == "absent":
+            assert r.new_value is ITEM_NOT_AVAILABLE, ctx
+            assert r.resulting_etag is ITEM_NOT_AVAILABLE, ctx
+            assert r.value_was_mutated is False, ctx
+        else:  # present: never mutated
+            assert same(r.resulting_etag, actual), ctx
+            assert same(r.new_value, _retrieved(retrieve, presence, expected, actual)), ctx
+            assert r.value_was_mutated is False, ctx
+        assert_state(store, after)
 
 
 @cond_params
 @exp_params
 @presence_params
 def test_discard_if(store: PersiDict, cond_name: str, expected_kind: str, presence: str) -> None:
-    actual, expected, before = _prepare(store, presence, expected_kind)
+    key = ("cond", "discard")
+    actual, expected, before = _prepare(store, key, presence, expected_kind)
     cond = CONDITIONS[cond_name]
     sat = _satisfied(cond, expected, actual)
-    r = store.discard_if(KEY, condition=cond, expected_etag=expected)
+    r = store.discard_if(key, condition=cond, expected_etag=expected)
     _check_result_type(r)
     assert r.condition_was_satisfied is sat
     assert same(r.actual_etag, actual)
     after = dict(before)
     if presence == "present" and sat:
-        del after[KEY]
+        del after[key]
         assert r.new_value is ITEM_NOT_AVAILABLE
         assert r.resulting_etag is ITEM_NOT_AVAILABLE
         assert r.value_was_mutated is True
