@@ -19,6 +19,7 @@ that negligible.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -41,22 +42,54 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 _FLOCK = struct.Struct("hhqqi4x")
 _BUSY = (errno.EAGAIN, errno.EACCES)
 
-# Descriptors inherited through fork() share the parent's open file
-# description, hence its locks: after a fork every descriptor is reopened.
+# A descriptor inherited through fork() shares the parent's open file
+# description, hence the parent's locks: a child that keeps it would keep a
+# dead parent's locks alive. So the child closes every lock descriptor right
+# after fork (its copies only; the parent's locks are unaffected) and opens
+# fresh ones on first use.
 _fork_generation = 0
+_open_fds: set[int] = set()
+_open_fds_lock = threading.Lock()
 
 
-def _after_fork() -> None:
-    global _fork_generation
+def _after_fork_in_child() -> None:
+    global _fork_generation, _open_fds_lock
     _fork_generation += 1
+    _open_fds_lock = threading.Lock()  # may have been held by a vanished thread
+    for fd in _open_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _open_fds.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Descriptor:
+    """One thread's descriptor of a lock file; closed when the thread ends."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        self.fd = fd
+        self.generation = _fork_generation
+        with _open_fds_lock:
+            _open_fds.add(fd)
+
+    def __del__(self) -> None:
+        # After a fork the number was closed already and may name another file.
+        if self.generation == _fork_generation:
+            with _open_fds_lock:
+                _open_fds.discard(self.fd)
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
 
 
 class _ThreadFd(threading.local):
-    fd: int = -1
-    generation: int = -1
+    descriptor: _Descriptor | None = None
 
 
 def _offset(name: str) -> int:
@@ -72,22 +105,10 @@ class KeyLocks:
         self._local = _ThreadFd()
 
     def _fd(self) -> int:
-        local = self._local
-        if local.generation != _fork_generation:
-            # A descriptor from before a fork must not be reused (see above);
-            # closing the child's copy does not release the parent's locks.
-            if local.fd >= 0:
-                os.close(local.fd)
-            local.fd = -1
-        if local.fd < 0:
-            try:
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            local.fd = fd
-            local.generation = _fork_generation
-        return local.fd
+        d = self._local.descriptor
+        if d is None or d.generation != _fork_generation:
+            d = self._local.descriptor = _Descriptor(self.lock_path)
+        return d.fd
 
     @contextmanager
     def hold(self, name: str, key: object = None) -> Iterator[None]:
