@@ -420,10 +420,11 @@ def test_read_of_escaping_key_does_not_read_outside(tmp_path: pathlib.Path) -> N
     assert planted.read_bytes() == pickle.dumps("secret")
 
 
-def test_base_dir_with_tilde_or_relative(tmp_path: pathlib.Path, monkeypatch: Any) -> None:
+def test_relative_base_dir(tmp_path: pathlib.Path, monkeypatch: Any) -> None:
     """A relative base_dir is fixed at construction (cwd changes do not move the store)."""
     monkeypatch.chdir(tmp_path)
     d = FileDirDict(base_dir="rel_store")
+    assert os.path.isabs(d.base_dir)
     d["a"] = 1
     other = tmp_path / "elsewhere"
     other.mkdir()

@@ -1214,3 +1214,65 @@ def test_empty_dict() -> None:
     assert called == []
     assert r.new_value is ITEM_NOT_AVAILABLE
     assert pickle.loads(pickle.dumps(d)).get_params() == d.get_params()
+
+
+# ---------------------------------------------------------------------------
+# Several serialization formats in one location
+# ---------------------------------------------------------------------------
+
+
+def _sibling(store: PersiDict, fmt: str) -> PersiDict:
+    params = dict(store.get_params())
+    params["serialization_format"] = fmt
+    return type(store)(**params)
+
+
+@pytest.mark.parametrize("name", ["file", "file_nodigest", "memory"])
+def test_formats_share_a_location_without_interference(name: str, tmp_path: Any) -> None:
+    """pkl and json views of one location are separate namespaces (OverlappingMultiDict)."""
+    pkl = make_store(name, tmp_path)
+    js = _sibling(pkl, "json")
+    pkl["a"] = "from pkl"
+    pkl["p", "q"] = 1
+    js["a"] = "from json"
+    assert pkl["a"] == "from pkl" and js["a"] == "from json"
+    assert keyset(pkl) == {("a",), ("p", "q")}
+    assert keyset(js) == {("a",)}
+    assert len(js) == 1
+    js.clear()
+    assert keyset(pkl) == {("a",), ("p", "q")}
+    assert pkl["a"] == "from pkl"
+    assert len(js) == 0
+    del pkl["a"]
+    js["b"] = 2
+    pkl.clear()
+    assert keyset(js) == {("b",)}
+
+
+def test_text_format(tmp_path: Any) -> None:
+    """Other formats store str values as plain text files (interchangeable layout)."""
+    d = FileDirDict(base_dir=str(tmp_path / "t"), serialization_format="txt",
+                    base_class_for_values=str)
+    d["a"] = "hello\nworld ✓"
+    d["x", "y"] = ""
+    p = path_for_key(d, ("a",))
+    assert p.suffix == ".txt"
+    assert p.read_text(encoding="utf-8") == "hello\nworld ✓"
+    assert read_ground_truth(d) == {("a",): "hello\nworld ✓", ("x", "y"): ""}
+    with pytest.raises(TypeError):
+        d["b"] = 5
+    q = path_for_key(d, ("by", "hand"))
+    q.parent.mkdir(parents=True)
+    q.write_text("plain", encoding="utf-8")
+    assert d["by", "hand"] == "plain"
+    assert len(d) == 3
+
+
+def test_text_format_requires_str_values(tmp_path: Any) -> None:
+    try:
+        d = FileDirDict(base_dir=str(tmp_path / "t"), serialization_format="txt")
+    except (ValueError, TypeError):
+        return  # rejecting the configuration up front is fine
+    with pytest.raises(TypeError):
+        d["a"] = 5
+    assert len(d) == 0
