@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..concurrency.atomic import fsync_dir, write_atomic
+from ..concurrency.journal import Journal
 from ..concurrency.locks import DEFAULT_LOCK_TIMEOUT, KeyLocks
+from ..concurrency.repair import META_DIR, CheckReport, check_tree
 from ..engine.contract import Version, sorted_params
 from ..engine.errors import PreconditionFailed
 from ..engine.flags import (
@@ -26,8 +30,8 @@ from ..engine.keys import (
 )
 from ..engine.persidict import PersiDict
 
-META_DIR = "@persidict"
-"""Our own files live here; '@' is not a safe key character, so no key can."""
+# META_DIR ("@persidict"): our own files live there; '@' is not a safe key
+# character, so no key can.
 
 _NAME_MAX = 255
 
@@ -68,6 +72,12 @@ class FileDirDict(PersiDict[Any]):
     default) the temp file is fsynced before the rename and the directory
     after it; ``durable=False`` skips both (faster; a power loss may then
     lose recent writes, never tear them).
+
+    Crashes: temp files are made in ``@persidict/tmp/`` and named after their
+    writer (see ``concurrency/journal.py``); opening a store, and writers
+    every ``LAZY_INTERVAL`` seconds, reclaim those of dead writers. A SIGKILL
+    at any point leaves only states that single-key operations produce.
+    ``check(fix=...)`` reports and repairs what crashes or outside hands left.
     """
 
     _backend_name = "filesystem"
@@ -101,11 +111,16 @@ class FileDirDict(PersiDict[Any]):
         # Locks belong to the directory this store was opened on; subdicts
         # share their parent's lock file so both exclude each other.
         self._set_lock_root(self._base, "")
+        # Recovery on open: reclaim temp files of dead writers (one listdir).
+        # A read-only store is still readable, so failures are not fatal.
+        with contextlib.suppress(OSError):
+            self._journal.recover()
 
     def _set_lock_root(self, root: str, prefix: str) -> None:
         self._lock_root = root
         self._lock_prefix = prefix
         self._locks = KeyLocks(os.path.join(root, META_DIR, "lock"), DEFAULT_LOCK_TIMEOUT)
+        self._journal = Journal(os.path.join(root, META_DIR))
 
     @property
     def base_dir(self) -> str:
@@ -186,7 +201,8 @@ class FileDirDict(PersiDict[Any]):
                     raise PreconditionFailed
             elif if_match is not None and self._current_etag(path) != if_match:
                 raise PreconditionFailed
-            write_atomic(path, data, durable=self.durable)
+            write_atomic(path, data, durable=self.durable, tmp_dir=self._journal.directory)
+        self._journal.maybe_recover()
         return content_etag(data) if want_etag else None
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
@@ -273,6 +289,28 @@ class FileDirDict(PersiDict[Any]):
                     component = unsign_component(name, digest_len)
                     if component is not None:
                         yield from self._walk(entry.path, (*prefix, component), with_timestamps)
+
+    def check(self, fix: bool = False) -> CheckReport:
+        """Report what crashes or outside hands left in this store's directory.
+
+        Finds temp files of dead writers (``dead_intent`` in the journal,
+        ``orphan_temp`` elsewhere), ``unreadable`` (torn or garbage) values,
+        ``stray`` files no key maps to, and ``empty_dir`` trees. With
+        ``fix=True`` it repairs them without losing data: dead temps (never
+        committed) are removed, unreadable values and strays are moved into
+        ``@persidict/quarantine/``, empty directories are pruned. Temp files
+        of live writers are never touched. See ``concurrency/repair.py``.
+        """
+        return check_tree(
+            self._base,
+            meta_dir=os.path.join(self._lock_root, META_DIR),
+            digest_len=self.digest_len,
+            lock_for=self._lock_for,
+            fix=fix,
+        )
+
+    def _lock_for(self, rel: str) -> AbstractContextManager[None]:
+        return self._locks.hold(self._lock_prefix + rel)
 
     def get_subdict(self, prefix_key: Any) -> FileDirDict:
         """A FileDirDict rooted at the subdirectory of ``prefix_key``.

@@ -1,24 +1,36 @@
-"""The one atomic-write primitive: temp file in the same directory + rename."""
+"""The one atomic-write primitive: a journaled temp file renamed over the target.
+
+The temp file is created in the journal directory (see ``journal.py``: its
+name records the owner, so recovery can reclaim it after a crash) and
+renamed over the target, which is atomic within one filesystem: readers see
+the old or the new bytes, whole. Durable writes follow the order that makes
+a rename survive power loss (fsync(2), rename(2), and ext4's
+``auto_da_alloc`` notes): fsync(temp) -> rename -> fsync(target directory),
+all before returning; directories created on the way are fsynced into
+their parents. Non-durable writes skip every fsync (a power loss may then
+lose recent writes, never tear them).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import secrets
 
-TEMP_PREFIX = "@tmp-"
-"""Temp files start with '@', which no key component can contain."""
+from .journal import TEMP_PREFIX, temp_name
+
+__all__ = ["TEMP_PREFIX", "fsync_dir", "make_dirs", "temp_name", "write_atomic"]
 
 _MAX_DIR_RACES = 100
 
-
-def temp_name() -> str:
-    """A unique temp file name that records its writer's pid (for recovery)."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+# Key directories found on another filesystem than their journal directory
+# (a mount point inside the store): they get same-directory temp files.
+_cross_device: set[str] = set()
+_MAX_CROSS_DEVICE = 4096
 
 
 def fsync_dir(path: str) -> None:
-    """fsync a directory so a rename or unlink in it survives power loss."""
+    """fsync a directory so a rename, unlink or mkdir in it survives power loss."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -26,28 +38,74 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _create_temp(directory: str) -> tuple[str, int]:
-    """Create a temp file in ``directory``, creating the directory if needed.
+def make_dirs(directory: str, *, durable: bool) -> None:
+    """``mkdir -p directory``; durable: fsync each parent that gained an entry.
 
-    A concurrent deleter may prune the directory between our makedirs and
-    our open; we then simply create it again (bounded).
+    May raise FileNotFoundError when a concurrent pruner removes a parent
+    between two mkdirs; callers retry (bounded).
     """
+    missing = []
+    current = directory
+    for _ in range(4096):  # bounded by the path depth
+        if os.path.isdir(current) or os.path.dirname(current) == current:
+            break
+        missing.append(current)
+        current = os.path.dirname(current)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            continue
+        if durable:
+            fsync_dir(os.path.dirname(path))
+
+
+def _create_temp(directory: str, durable: bool) -> tuple[str, int]:
+    """Create a fresh temp file in ``directory``, creating the directory if needed."""
     for _ in range(_MAX_DIR_RACES):
         tmp = os.path.join(directory, temp_name())
         try:
             return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
-    raise FileNotFoundError(f"directory {directory} keeps disappearing")
+            with contextlib.suppress(FileNotFoundError):
+                make_dirs(directory, durable=durable)
+    raise FileNotFoundError(errno.ENOENT, "directory keeps disappearing", directory)
 
 
-def write_atomic(path: str, data: bytes, *, durable: bool) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or new bytes, whole.
+def _commit(tmp: str, path: str, durable: bool) -> bool:
+    """rename(tmp, path); False if they are on different filesystems (EXDEV).
 
-    Durable: fsync the temp file before the rename and the directory after it.
+    A deleter may prune the target's directory at any moment before the
+    rename; the rename then fails with ENOENT and we re-create it (bounded).
     """
     directory = os.path.dirname(path)
-    tmp, fd = _create_temp(directory)
+    for _ in range(_MAX_DIR_RACES):
+        try:
+            os.replace(tmp, path)
+            return True
+        except FileNotFoundError:
+            if not os.path.lexists(tmp):
+                raise  # our temp is gone: never commit something else
+            with contextlib.suppress(FileNotFoundError):
+                make_dirs(directory, durable=durable)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return False
+            raise
+    raise FileNotFoundError(errno.ENOENT, "directory keeps disappearing", directory)
+
+
+def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None = None) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or new bytes, whole.
+
+    ``tmp_dir`` is the journal directory (default: the target's directory).
+    Durable: fsync the temp file before the rename and the directory after
+    it. On failure the temp file is removed and the target is untouched.
+    """
+    directory = os.path.dirname(path)
+    if tmp_dir is None or directory in _cross_device:
+        tmp_dir = directory
+    tmp, fd = _create_temp(tmp_dir, durable)
     try:
         try:
             view = memoryview(data)
@@ -57,12 +115,17 @@ def write_atomic(path: str, data: bytes, *, durable: bool) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        # The temp file keeps the directory non-empty, so no pruner can
-        # remove it before this rename.
-        os.replace(tmp, path)
+        committed = _commit(tmp, path, durable)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if not committed:
+        os.unlink(tmp)
+        if len(_cross_device) >= _MAX_CROSS_DEVICE:
+            _cross_device.clear()
+        _cross_device.add(directory)
+        write_atomic(path, data, durable=durable, tmp_dir=directory)
+        return
     if durable:
         fsync_dir(directory)

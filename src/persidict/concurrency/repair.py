@@ -1,0 +1,303 @@
+"""``check(fix=False)``: report, then optionally repair, what crashes left behind.
+
+Like diskcache's ``Cache.check``: one walk over a FileDirDict directory that
+finds
+
+- ``dead_intent``: a temp file in a journal directory (``@persidict/tmp``)
+  whose owner is dead - an interrupted write (fix: remove it; it was never
+  committed, so nothing is lost);
+- ``orphan_temp``: the same outside a journal directory (EXDEV fallback
+  temps, or temps an outside hand copied in) (fix: remove it);
+- ``unreadable``: a value file whose bytes are not a well-formed value of
+  its format - torn or garbage (fix: move it into
+  ``@persidict/quarantine/<run>/``; never deleted);
+- ``stray``: anything that is neither a key nor ours - a name no key maps
+  to, a symlink, a fifo (fix: move it into the quarantine as well);
+- ``empty_dir``: a directory tree holding no file at all, left by a crash
+  between a delete and its pruning (fix: rmdir bottom-up; rmdir never
+  removes a directory a racing writer has just filled).
+
+Temp files of live writers are counted but never touched. Values are
+checked structurally (pickle opcodes via pickletools, JSON syntax, UTF-8)
+without constructing objects: a value whose class cannot be imported by
+the checking process is not corrupt, and must not be quarantined.
+Unreadable values are moved under their key's lock after re-reading them,
+so a value a writer just replaced is never moved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickletools
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass, field
+
+from ..engine.keys import _SAFE_RE, unsign_component
+from .atomic import make_dirs
+from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
+
+META_DIR = "@persidict"
+QUARANTINE_DIR = "quarantine"
+KINDS = ("dead_intent", "orphan_temp", "unreadable", "stray", "empty_dir")
+
+LockFor = Callable[[str], AbstractContextManager[object]]
+
+
+@dataclass
+class Finding:
+    """One problem: its kind, where it is, why, and what a fix did to it."""
+
+    kind: str
+    path: str
+    detail: str
+    action: str = ""
+
+
+@dataclass
+class CheckReport:
+    """The outcome of one check: problems found (and repaired if ``fixed``)."""
+
+    root: str
+    fixed: bool
+    findings: list[Finding] = field(default_factory=list)
+    value_files: int = 0
+    live_temps: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing was found."""
+        return not self.findings
+
+    def counts(self) -> dict[str, int]:
+        """Number of findings of each kind (every kind present, zeros included)."""
+        counts = dict.fromkeys(KINDS, 0)
+        for f in self.findings:
+            counts[f.kind] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-serializable form of the report."""
+        return {**asdict(self), "clean": self.clean, "counts": self.counts()}
+
+    def __str__(self) -> str:
+        lines = [
+            f"persidict check {self.root}: {self.value_files} value files, "
+            f"{self.live_temps} temp files of live writers"
+        ]
+        for f in self.findings:
+            action = f" -> {f.action}" if f.action else ""
+            lines.append(f"  {f.kind:12} {f.path}: {f.detail}{action}")
+        counts = ", ".join(f"{k}={n}" for k, n in self.counts().items() if n)
+        status = "clean" if self.clean else ("repaired: " if self.fixed else "PROBLEMS: ") + counts
+        lines.append(status)
+        return "\n".join(lines)
+
+
+def well_formed(data: bytes, fmt: str) -> str | None:
+    """None if ``data`` is a well-formed value of format ``fmt``, else why not."""
+    try:
+        if fmt == "pkl":
+            ops = list(pickletools.genops(data))  # raises on torn or garbage bytes
+            if not ops or ops[-1][0].name != "STOP":
+                return "no pickle STOP opcode"
+        elif fmt == "json":
+            json.loads(data.decode("utf-8"))
+        else:
+            data.decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        return f"not a well-formed {fmt!r} value: {exc}"
+    return None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.readall()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+class _Checker:
+    def __init__(
+        self, root: str, meta_dir: str, digest_len: int, lock_for: LockFor, fix: bool
+    ) -> None:
+        self.root = root
+        self.meta_dir = meta_dir
+        self.digest_len = digest_len
+        self.lock_for = lock_for
+        self.report = CheckReport(root=root, fixed=fix)
+        self.stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        self.seen_meta: set[str] = set()
+
+    def add(self, kind: str, path: str, detail: str) -> Finding:
+        finding = Finding(kind, path, detail)
+        self.report.findings.append(finding)
+        return finding
+
+    # -- fixes -------------------------------------------------------------
+
+    def quarantine(self, finding: Finding) -> bool:
+        """Move ``finding.path`` into the quarantine; True if it is gone."""
+        rel = os.path.relpath(finding.path, os.path.dirname(self.meta_dir))
+        dest = os.path.join(self.meta_dir, QUARANTINE_DIR, self.stamp, rel)
+        try:
+            make_dirs(os.path.dirname(dest), durable=False)
+            os.rename(finding.path, dest)
+        except FileNotFoundError:
+            finding.action = "already gone"
+            return True
+        except OSError as exc:
+            finding.action = f"NOT moved: {exc}"
+            return False
+        finding.action = f"moved to {dest}"
+        return True
+
+    def remove(self, finding: Finding) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(finding.path)
+        finding.action = "removed"
+
+    # -- the walk ------------------------------------------------------------
+
+    def temp(self, path: str, name: str, kind: str) -> bool:
+        """Judge a temp-named file; True if it remains (live or kept)."""
+        state = temp_verdict(path, name)
+        if state is None:
+            return self.stray(path, "a temp-like name that records no owner")
+        if state != "dead":
+            self.report.live_temps += 1
+            return True
+        finding = self.add(kind, path, "temp file of a dead writer (uncommitted write)")
+        if self.report.fixed:
+            self.remove(finding)
+            return False
+        return True
+
+    def stray(self, path: str, detail: str) -> bool:
+        finding = self.add("stray", path, detail)
+        return not (self.report.fixed and self.quarantine(finding))
+
+    def meta(self, path: str) -> None:
+        """A ``@persidict`` directory: check its journal, skip lock and quarantine."""
+        if path in self.seen_meta:
+            return
+        self.seen_meta.add(path)
+        journal = os.path.join(path, JOURNAL_DIR)
+        try:
+            names = os.listdir(journal)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            self.temp(os.path.join(journal, name), name, "dead_intent")
+
+    def value(self, path: str, rel: str, fmt: str) -> bool:
+        """Check one value file; True if it remains in place."""
+        self.report.value_files += 1
+        data = _read(path)
+        if data is None:
+            return False  # deleted while we looked
+        why = well_formed(data, fmt)
+        if why is None:
+            return True
+        finding = self.add("unreadable", path, why)
+        if not self.report.fixed:
+            return True
+        with self.lock_for(rel):
+            if _read(path) != data:
+                finding.action = "left: rewritten meanwhile"
+                return True
+            return not self.quarantine(finding)
+
+    def walk(self, directory: str, rel: str) -> bool:
+        """Check a directory tree; True if it is empty apart from empty dirs."""
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        remaining = 0
+        empty_children = []
+        for entry in entries:
+            name, path = entry.name, entry.path
+            child_rel = f"{rel}{name}"
+            if name == META_DIR and entry.is_dir(follow_symlinks=False):
+                self.meta(path)
+                remaining += 1
+            elif name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                remaining += self.temp(path, name, "orphan_temp")
+            elif name.startswith("@"):
+                remaining += self.stray(path, "not a key and not persidict's")
+            elif entry.is_dir(follow_symlinks=False):
+                if unsign_component(name, self.digest_len) is None:
+                    remaining += self.stray(path, "a directory name no key maps to")
+                elif self.walk(path, child_rel + "/"):
+                    empty_children.append(path)
+                else:
+                    remaining += 1
+            elif entry.is_file(follow_symlinks=False):
+                stem, dot, fmt = name.rpartition(".")
+                if not dot or not stem or _SAFE_RE.fullmatch(fmt) is None or (
+                    unsign_component(stem, self.digest_len) is None
+                ):
+                    remaining += self.stray(path, "a file name no key maps to")
+                else:
+                    remaining += self.value(path, child_rel, fmt)
+            else:
+                remaining += self.stray(path, "not a regular file or directory")
+        if remaining == 0 and directory != self.root:
+            return True  # our parent reports the topmost empty directory
+        for path in empty_children:
+            finding = self.add("empty_dir", path, "holds no file (a delete's pruning)")
+            if self.report.fixed:
+                _prune_tree(path)
+                finding.action = "pruned"
+        return False
+
+
+def _prune_tree(top: str) -> None:
+    """rmdir every directory under ``top``, deepest first (never rmtree)."""
+    for dirpath, _, _ in os.walk(top, topdown=False):
+        with contextlib.suppress(OSError):
+            os.rmdir(dirpath)
+
+
+def check_tree(
+    root: str, *, meta_dir: str, digest_len: int, lock_for: LockFor, fix: bool = False
+) -> CheckReport:
+    """Check (and with ``fix`` repair) the FileDirDict directory ``root``.
+
+    ``meta_dir`` is the ``@persidict`` directory of root's lock root (where
+    the journal and the quarantine live); ``lock_for(rel)`` holds the lock
+    of the key file at ``rel`` (relative to ``root``).
+    """
+    checker = _Checker(root, meta_dir, digest_len, lock_for, fix)
+    checker.meta(meta_dir)
+    checker.walk(root, "")
+    return checker.report
+
+
+def detect_digest_len(root: str, sample: int = 2000) -> int:
+    """Guess a directory's digest_len from its entry names (0 if unsigned).
+
+    Any name is valid with digest_len 0, so a positive length wins when it
+    explains most sampled names.
+    """
+    names: list[str] = []
+    for _dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith("@")]
+        names.extend(dirnames)
+        names.extend(f.rpartition(".")[0] for f in filenames if not f.startswith("@"))
+        if len(names) >= sample:
+            break
+    names = [n for n in names[:sample] if n]
+    if not names:
+        return 4
+    best, best_hits = 0, 0
+    for n in range(1, 27):  # base32 of an MD5 has 26 characters
+        hits = sum(unsign_component(name, n) is not None for name in names)
+        if hits > best_hits:
+            best, best_hits = n, hits
+    return best if best_hits * 2 > len(names) else 0
