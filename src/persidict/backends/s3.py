@@ -71,6 +71,8 @@ def md5_etag(data: bytes) -> str:
     return '"' + hashlib.md5(data).hexdigest() + '"'
 
 
+_SEGMENT_MAX = 255
+_KEY_MAX = 1024
 _MAX_PAGES = 10**7  # 10**10 objects: a guard against a server that never ends a listing
 
 
@@ -209,7 +211,26 @@ class BasicS3Dict(PersiDict[Any]):
     # -- keys ---------------------------------------------------------------
 
     def _object_key(self, key: NonEmptySafeStrTuple) -> str:
-        return self.root_prefix + "/".join(key.strings) + self._suffix
+        """The object name of ``key``; ValueError (before any request) if too long.
+
+        S3 allows 1024 bytes per object key; the limit of 255 bytes per
+        ``/``-separated segment is that of file names, which S3-compatible
+        servers backed by file systems (SeaweedFS among them) enforce.
+        """
+        segments = [*key.strings[:-1], key.strings[-1] + self._suffix]
+        for original, seg in zip(key.strings, segments, strict=True):
+            if len(seg.encode("utf-8")) > _SEGMENT_MAX:
+                raise ValueError(
+                    f"key component {original[:40]!r}... is too long: its object name "
+                    f"segment {seg[:40]!r}... exceeds {_SEGMENT_MAX} bytes"
+                )
+        name = self.root_prefix + "/".join(segments)
+        if len(name.encode("utf-8")) > _KEY_MAX:
+            raise ValueError(
+                f"key {key.strings!r} is too long: object name {name[:60]!r}... "
+                f"exceeds S3's {_KEY_MAX} bytes"
+            )
+        return name
 
     def _key_of(self, object_key: str) -> NonEmptySafeStrTuple | None:
         """The key an object name stands for, or None if it is not one of ours."""

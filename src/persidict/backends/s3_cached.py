@@ -7,8 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..engine.contract import sorted_params
-from ..engine.flags import ETagValue
-from ..engine.keys import _SAFE_RE, SafeStrTuple, to_prefix
+from ..engine.flags import ETagValue, ItemNotAvailableFlag
+from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, SafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict
 from ..engine.results import OperationResult
 from .cached import AppendOnlyDictCached, MutableDictCached
@@ -82,7 +82,22 @@ class S3Dict_FileDirCached(ForwardingStore):
         else:
             etags = self._cache("etags", "pkl", str, False)
             wrapped = MutableDictCached(main_dict=main, data_cache=data, etag_cache=etags)
+        self._data_cache = data
         self._init_forwarding(wrapped, append_only=append_only)
+
+    def _put(
+        self,
+        key: NonEmptySafeStrTuple,
+        value: Any,
+        *,
+        if_match: ETagValue | ItemNotAvailableFlag | None,
+        want_etag: bool = True,
+    ) -> ETagValue | None:
+        # docstring inherited. A key the local cache cannot hold (its file
+        # names carry a digest suffix) is refused before S3 is written, so a
+        # write never lands in S3 and then fails half-way in the cache.
+        self._data_cache._path(key)
+        return self._inner._put(key, value, if_match=if_match, want_etag=want_etag)
 
     def _cache(
         self, kind: str, fmt: str, base_class: type | None, append_only: bool
