@@ -118,9 +118,9 @@ def test_sigkilled_writer_leaves_whole_committed_values(tmp_path: Path, durable:
 
     ctx = _ctx()
     rng = random.Random(20240607 + durable)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 12
     n_kills = 0
-    for run in range(30):
+    for run in range(25):
         if time.monotonic() > deadline:
             break
         p, started = _start(ctx, w.kill_writer, spec, KEYS, str(log), run)
@@ -163,8 +163,8 @@ def test_kill_while_holding_lock_then_others_proceed(tmp_path: Path) -> None:
     ctx = _ctx()
     rng = random.Random(7)
     held_at_kill = 0
-    deadline = time.monotonic() + 25
-    for run in range(30):
+    deadline = time.monotonic() + 12
+    for run in range(25):
         if time.monotonic() > deadline:
             break
         p, started = _start(ctx, w.cas_spinner, spec, "hot", 10**6)
@@ -243,8 +243,8 @@ def test_sigkill_during_popitem_and_clear(tmp_path: Path, method: str) -> None:
     keys = [(f"g{i % 4}", f"s{i % 3}", f"k{i}") if i % 2 else (f"k{i}",) for i in range(80)]
     ctx = _ctx()
     rng = random.Random(11)
-    deadline = time.monotonic() + 20
-    for run in range(10):
+    deadline = time.monotonic() + 8
+    for run in range(8):
         if time.monotonic() > deadline:
             break
         d = FileDirDict(**spec)
@@ -285,7 +285,7 @@ def test_temp_files_of_killed_writers_are_reclaimed(tmp_path: Path) -> None:
         d[k] = (k, -1, 0, *w.make_blob(k, 10))
     ctx = _ctx()
     rng = random.Random(5)
-    for run in range(15):
+    for run in range(10):
         p, started = _start(ctx, w.kill_writer, spec, KEYS, str(tmp_path / "log"), run)
         try:
             assert started.wait(30)
