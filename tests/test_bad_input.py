@@ -29,10 +29,12 @@ from persidict import (
     ETAG_IS_THE_SAME,
     ITEM_NOT_AVAILABLE,
     KEEP_CURRENT,
+    BackendError,
     FileDirDict,
     NonEmptySafeStrTuple,
     PersiDict,
     SafeStrTuple,
+    get_safe_chars,
 )
 
 BAD = (ValueError, TypeError)
@@ -248,8 +250,14 @@ def test_unpicklable_values(name: str, tmp_path: pathlib.Path) -> None:
 
 
 def _is_internal(p: pathlib.Path, base: pathlib.Path) -> bool:
-    """Files a store may keep for itself (hidden bookkeeping such as locks/journals)."""
-    return any(part.startswith(".") for part in p.relative_to(base).parts)
+    """Files a store may keep for itself (bookkeeping such as locks/journals).
+
+    Hidden names, or names with a character no key component can contain.
+    """
+    safe = get_safe_chars()
+    return any(
+        part.startswith(".") or not set(part) <= safe for part in p.relative_to(base).parts
+    )
 
 
 JOKER_OPS = {
@@ -351,7 +359,7 @@ def test_corrupt_file(file_store: FileDirDict, garbage: bytes) -> None:
     assert not isinstance(ei.value, KeyError), "a corrupt value is not a missing key"
     msg = str(ei.value)
     assert "k" in msg and "dir" in msg, msg
-    assert str(path) in msg or os.path.realpath(path) in msg or path.name in msg, msg
+    assert str(path) in msg or os.path.realpath(path) in msg, msg
     # the other keys still work
     keys = {tuple(k) for k in d.keys()}
     assert keys == {("k",), ("dir", "k"), ("good", "one")}
@@ -480,3 +488,56 @@ def test_junk_files_ignored_nodigest(tmp_path: pathlib.Path) -> None:
         p.write_bytes(pickle.dumps("junk"))
     assert {tuple(k) for k in d.keys()} == set(INITIAL)
     assert len(d) == len(INITIAL)
+
+
+# ---------------------------------------------------------------------------
+# Bad configuration
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digest_len", [1, 8, 26, 32, 40, 100])
+def test_digest_len_range(tmp_path: pathlib.Path, digest_len: int) -> None:
+    """Any digest_len is either rejected up front or fully works (keys() sees the keys)."""
+    try:
+        d = FileDirDict(base_dir=str(tmp_path / "s"), digest_len=digest_len)
+    except ValueError:
+        return
+    d["a"] = 1
+    d["b", "c"] = 2
+    assert {tuple(k) for k in d.keys()} == {("a",), ("b", "c")}
+    assert len(d) == 2
+    assert read_ground_truth(d) == {("a",): 1, ("b", "c"): 2}
+
+
+@pytest.mark.parametrize("bad", [-1, "4", 2.0, None])
+def test_digest_len_type(tmp_path: pathlib.Path, bad: Any) -> None:
+    with pytest.raises(BAD) as ei:
+        FileDirDict(base_dir=str(tmp_path / "s"), digest_len=bad)
+    assert "digest_len" in str(ei.value)
+
+
+def test_base_dir_is_a_file(tmp_path: pathlib.Path) -> None:
+    """A clear library error (not a raw OSError) naming the path."""
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    with pytest.raises((ValueError, TypeError, BackendError)) as ei:
+        d = FileDirDict(base_dir=str(f))
+        d["a"] = 1
+    assert str(f) in str(ei.value)
+    assert f.read_text() == "x"
+
+
+def test_missing_base_dir_is_created(tmp_path: pathlib.Path) -> None:
+    d = FileDirDict(base_dir=str(tmp_path / "deep" / "er" / "store"))
+    assert len(d) == 0
+    d["a"] = 1
+    assert d["a"] == 1
+
+
+def test_stored_value_of_wrong_class_is_rejected_on_read(tmp_path: pathlib.Path) -> None:
+    d = FileDirDict(base_dir=str(tmp_path / "s"), base_class_for_values=int)
+    d["k"] = 1
+    path_for_key(d, "k").write_bytes(pickle.dumps("a str"))
+    with pytest.raises(TypeError) as ei:
+        d["k"]
+    assert "k" in str(ei.value)

@@ -466,6 +466,58 @@ def test_subdicts(store: PersiDict) -> None:
         assert len(subs["leaf"]) == 0
 
 
+def test_prefix_is_not_a_key(store: PersiDict) -> None:
+    store["p", "q"] = 1
+    store["p", "r", "s"] = 2
+    assert store.discard("p") is False
+    assert store.discard(("p", "r")) is False
+    with pytest.raises(KeyError):
+        del store["p"]
+    with pytest.raises(KeyError):
+        store.pop("p")
+    assert store.pop("p", "dflt") == "dflt"
+    store["p"] = "leaf"
+    del store["p"]  # deleting the leaf keeps everything under the prefix
+    assert_state(store, {("p", "q"): 1, ("p", "r", "s"): 2})
+
+
+def test_subdict_clear_only_clears_prefix(store: PersiDict) -> None:
+    store["a", "x"] = 1
+    store["a", "y", "z"] = 2
+    store["a"] = 3
+    store["ab", "x"] = 4
+    store["b"] = 5
+    store.get_subdict("a").clear()
+    assert_state(store, {("a",): 3, ("ab", "x"): 4, ("b",): 5})
+
+
+def test_subdicts_follow_deletions(store: PersiDict) -> None:
+    store["a", "x"] = 1
+    store["c", "d"] = 2
+    del store["a", "x"]
+    assert set(store.subdicts()) == {"c"}
+
+
+def test_subdict_rebuild_and_pickle(store: PersiDict) -> None:
+    store["s", "t", "u"] = 1
+    sub = store.get_subdict("s")
+    params = sub.get_params()
+    assert list(params) == sorted(params)
+    rebuilt = type(sub)(**params)
+    assert snapshot(rebuilt) == {("t", "u"): 1}
+    copy_ = pickle.loads(pickle.dumps(sub))
+    assert snapshot(copy_) == {("t", "u"): 1}
+    rebuilt["v"] = 2
+    assert store["s", "v"] == 2
+
+
+def test_transform_item_n_retries(store: PersiDict) -> None:
+    store["c"] = 1
+    assert store.transform_item("c", transformer=lambda v: v + 1, n_retries=0).new_value == 2
+    assert store.transform_item("c", transformer=lambda v: v + 1, n_retries=None).new_value == 3
+    assert store["c"] == 3
+
+
 # ---------------------------------------------------------------------------
 # Time ordering and random keys
 # ---------------------------------------------------------------------------
