@@ -52,15 +52,7 @@ def test_insert_if_absent_has_exactly_one_winner_per_key(shared: PersiDict) -> N
     assert {tuple(k): v for k, v in shared.items()} == {(k,): winners[k][0] for k in keys}
 
 
-CACHE_PAIR_BUG = (
-    "MutableDictCached keeps (value, etag) in two cache entries; two writers sharing the "
-    "caches can leave an older value under the newest etag, and a 304 then serves it "
-    "(lost update). See test_s3_cache_pair.py."
-)
-
-
-@pytest.fixture(params=["basic", pytest.param("cached", marks=pytest.mark.xfail(
-    reason=CACHE_PAIR_BUG, strict=False))])
+@pytest.fixture(params=["basic", "cached"])
 def counter_store(request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: Any) -> PersiDict:
     if request.param == "basic":
         return basic(s3_server)

@@ -104,18 +104,23 @@ class AppendOnlyDictCached(ForwardingStore):
 class MutableDictCached(ForwardingStore):
     """A mutable main store fronted by a value cache validated by etags.
 
-    Every read asks main whether the cached etag is still current (a
-    conditional read: on S3 a GET with If-None-Match, answered 304 without a
-    body) and serves the cached value only then; otherwise it fetches the
-    fresh value and refreshes both caches (self-healing). Every write and
-    delete goes to main first, atomically as main provides, and is then
-    mirrored into both caches. ``etag()`` answers from the etag cache when it
-    can (it may be stale if main was changed behind this wrapper's back;
-    conditional operations always check main itself).
+    Plain reads (``d[k]``, ``get``, ``items``...) ask main whether the cached
+    etag is still current (a conditional read: on S3 a GET with
+    If-None-Match, answered 304 without a body) and return the cached value
+    only then; otherwise they fetch the fresh value and refresh both caches
+    (self-healing). Every write and delete goes to main first, atomically as
+    main provides, and is then mirrored into both caches. ``etag()`` answers
+    from the etag cache when it can (it may be stale if main was changed
+    behind this wrapper's back).
 
-    Not atomic: the pair of cache entries. Two writers racing through
-    different wrapper instances that share caches can leave the caches
-    disagreeing with main; reads then detect the etag mismatch and refresh.
+    Atomic as main: every conditional operation (``*_if``, transform_item,
+    pop, popitem, setdefault, get_with_etag) reads its snapshot from main
+    itself, never from the caches, so no cache state can make it commit
+    against a value it did not see. Not atomic: the pair of cache entries.
+    Writers racing through different wrappers that share caches mirror
+    value-first and then verify, so a plain read can trust an older value
+    under a newer etag only if a writer dies between its cache writes; the
+    next write of that key heals it.
     """
 
     def __init__(
@@ -142,14 +147,19 @@ class MutableDictCached(ForwardingStore):
         )
 
     def _remember(self, key: NonEmptySafeStrTuple, etag: Any, value: Any) -> None:
-        """Mirror a (value, etag) pair: value first, so a reader never trusts a
-        new etag together with an old value written by this writer."""
+        """Mirror main's (value, etag) into the caches.
+
+        The etag goes last, and is withdrawn if another writer replaced the
+        value meanwhile, so no reader trusts our etag with their value.
+        """
         if not isinstance(etag, str):
             self._forget(key)
             return
         self._etags._remove(key, if_match=None)
-        self._cache._put(key, value, if_match=None, want_etag=False)
+        value_tag = self._cache._put(key, value, if_match=None)
         self._etags._put(key, etag, if_match=None, want_etag=False)
+        if self._cache._get(key, retrieve=False).etag != value_tag:
+            self._etags._remove(key, if_match=None)
 
     def _forget(self, key: NonEmptySafeStrTuple) -> None:
         self._etags._remove(key, if_match=None)
@@ -165,31 +175,30 @@ class MutableDictCached(ForwardingStore):
     def _get(
         self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
     ) -> Version:
-        if not retrieve:
-            return self._inner._get(key, retrieve=False)
+        # Snapshots for conditional operations come from main only.
+        version = self._inner._get(key, retrieve=retrieve, if_none_match=if_none_match)
+        if version.etag is ITEM_NOT_AVAILABLE:
+            if self._cached_etag(key) is not None:
+                self._forget(key)
+        elif version.value is not VALUE_NOT_RETRIEVED:
+            self._remember(key, version.etag, version.value)
+        return version
+
+    def _load(self, key: NonEmptySafeStrTuple) -> Any:
         cached = self._cached_etag(key)
-        ask = if_none_match if if_none_match is not None else cached
-        version = self._inner._get(key, retrieve=True, if_none_match=ask)
+        version = self._inner._get(key, retrieve=True, if_none_match=cached)
         if version.etag is ITEM_NOT_AVAILABLE:
             if cached is not None:
                 self._forget(key)
-            return version
-        if version.value is not VALUE_NOT_RETRIEVED:
-            self._remember(key, version.etag, version.value)
-            return version
-        if version.etag == if_none_match:
-            return version  # the caller already has this version
-        try:
-            return Version(version.etag, self._cache._load(key))
-        except KeyError:  # cache lost its value: fetch it
-            version = self._inner._get(key, retrieve=True)
-            self._remember(key, version.etag, version.value)
-            return version
-
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        version = self._get(key, retrieve=True)
-        if version.etag is ITEM_NOT_AVAILABLE:
             raise KeyError(key)
+        if version.value is VALUE_NOT_RETRIEVED:  # main confirmed the cached etag
+            try:
+                return self._cache._load(key)
+            except KeyError:  # the value cache lost it: fetch it
+                version = self._inner._get(key, retrieve=True)
+                if version.etag is ITEM_NOT_AVAILABLE:
+                    raise
+        self._remember(key, version.etag, version.value)
         return version.value
 
     def _put(
