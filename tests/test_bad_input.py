@@ -360,6 +360,7 @@ def test_corrupt_file(file_store: FileDirDict, garbage: bytes) -> None:
     msg = str(ei.value)
     assert "k" in msg and "dir" in msg, msg
     assert str(path) in msg or os.path.realpath(path) in msg, msg
+    assert bad_key in d  # it exists, it is just unreadable
     # the other keys still work
     keys = {tuple(k) for k in d.keys()}
     assert keys == {("k",), ("dir", "k"), ("good", "one")}

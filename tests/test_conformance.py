@@ -306,6 +306,35 @@ def test_iteration_views(store: PersiDict) -> None:
         assert k in store
 
 
+def _refill(store: PersiDict) -> None:
+    for i in range(4):
+        store["a", f"k{i}"] = i
+        store[f"t{i}"] = i
+
+
+def test_mutation_during_iteration(store: PersiDict) -> None:
+    """Keys vanishing mid-iteration (as other processes do) never break an iteration."""
+    _refill(store)
+    for k in store.keys():
+        del store[k]
+    assert len(store) == 0
+    iterations = {
+        "items": lambda: ((k, v) for k, v in store.items()),
+        "values": lambda: ((None, v) for v in store.values()),
+        "items_and_timestamps": lambda: ((k, v) for k, v, _ in store.items_and_timestamps()),
+    }
+    for name, it in iterations.items():
+        _refill(store)
+        n = 0
+        for _k, v in it():
+            n += 1
+            assert isinstance(v, int), name
+            for k2 in list(store.keys()):
+                store.discard(k2)
+        assert n >= 1, name
+        assert len(store) == 0, name
+
+
 def test_and_timestamps_views(store: PersiDict) -> None:
     t0 = time.time()
     data = {("a",): 1, ("b", "c"): 2}
