@@ -169,6 +169,27 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.store.pop(k, MISSING) == self.model.pop(k, MISSING)
 
     @rule()
+    def popitem(self) -> None:
+        if not self.model:
+            try:
+                self.store.popitem()
+            except KeyError:
+                return
+            raise AssertionError("popitem on an empty store did not raise KeyError")
+        k, v = self.store.popitem()
+        k = tuple(k)
+        assert self.model.pop(k) == v
+        self.mutated(k)
+
+    @rule()
+    def random_key(self) -> None:
+        k = self.store.random_key()
+        if self.model:
+            assert tuple(k) in self.model
+        else:
+            assert k is None
+
+    @rule()
     def length(self) -> None:
         assert len(self.store) == len(self.model)
         assert bool(self.store) == bool(self.model)
@@ -298,7 +319,7 @@ def test_state_machine(store_name: str) -> None:
     run_state_machine_as_test(
         machine,
         settings=settings(
-            max_examples=50,
+            max_examples=40,
             stateful_step_count=30,
             deadline=None,
             database=None,
