@@ -446,7 +446,10 @@ def test_pickle(stack: Stack) -> None:
 
 
 def test_stacks_work_in_a_spawned_process(tmp_path: pathlib.Path) -> None:
-    stacks = {name: ALL_STACKS[name](tmp_path / name) for name in FILE_ONLY_STACKS}
+    """Stores are sent pickled to a 'spawn' child and work there. File-backed
+    stacks share their data with the parent; RAM ones arrive as a copy."""
+    names = [*FILE_ONLY_STACKS, "mdc[mem|mem]", "aoc[mem|mem]", "wo[memory]"]
+    stacks = {name: ALL_STACKS[name](tmp_path / name) for name in names}
     for s in stacks.values():
         s.wrapper["a"] = 1
         s.wrapper["counter"] = 10
@@ -466,6 +469,9 @@ def test_stacks_work_in_a_spawned_process(tmp_path: pathlib.Path) -> None:
         assert cls_name == type(s.wrapper).__name__
         assert seen == {("a",): 1, ("counter",): 10}
         assert echoed == f"hello from {name}"
+        if not isinstance(s.root, FileDirDict):
+            assert through(s.wrapper) == {("a",): 1, ("counter",): 10}, name
+            continue
         counter = 10 if s.wrapper.append_only else 11
         expected = {("a",): 1, ("counter",): counter, ("from_child",): f"hello from {name}"}
         assert truth(s) == expected, name
@@ -1000,6 +1006,7 @@ def test_mdc_read_through_heals_after_main_changed_behind_its_back(mstack: Stack
     with pytest.raises(KeyError):
         w["gone"]
     assert w.get("gone", "dflt") == "dflt"
+    assert_caches_in_sync(mstack, [("gone",)])  # the read found it gone: nothing cached
     assert w["new"] == "written to main only"
     assert_state(mstack, {("k",): "v2 changed behind the wrapper's back",
                           ("new",): "written to main only"})
@@ -1017,7 +1024,7 @@ def test_mdc_conditional_ops_check_main_not_the_etag_cache(mstack: Stack) -> Non
     r = w.get_item_if("k", condition=ETAG_IS_THE_SAME, expected_etag=old,
                       retrieve_value=ALWAYS_RETRIEVE)
     assert r.condition_was_satisfied is False and r.new_value == 2
-    assert_caches_in_sync(mstack, [("k",)], strict=False)
+    assert_caches_in_sync(mstack, [("k",)])  # a fetched value refreshes the caches
     assert w["k"] == 2
 
 
@@ -1062,6 +1069,27 @@ def test_mdc_caches_in_sync_after_every_write(mstack: Stack) -> None:
     w.popitem()
     assert_caches_in_sync(mstack, [*keys, ("b",)])
     assert_state(mstack, {})
+
+
+def test_mdc_inherits_settings_from_main_and_its_append_only_rule() -> None:
+    main = LocalDict(append_only=True, serialization_format="json", base_class_for_values=dict)
+    w = MutableDictCached(
+        main_dict=main,
+        data_cache=LocalDict(base_class_for_values=dict),
+        etag_cache=LocalDict(),
+    )
+    assert w.serialization_format == "json"
+    assert w.base_class_for_values is dict
+    assert w.append_only is True
+    w["a"] = {"x": 1}
+    with pytest.raises(TypeError):
+        w["b"] = "not a dict"
+    with pytest.raises(MutationPolicyError):
+        w["a"] = {"x": 2}
+    with pytest.raises(MutationPolicyError):
+        del w["a"]
+    assert dict(main.items()) == {("a",): {"x": 1}}
+    assert w["a"] == {"x": 1}
 
 
 def test_mdc_constructor_validation(tmp_path: pathlib.Path) -> None:
@@ -1117,6 +1145,16 @@ def test_aoc_miss_falls_back_to_main_and_fills_the_cache(tmp_path: pathlib.Path)
     assert through(s.wrapper) == {("k",): "only in main"}
     assert s.wrapper.etag("k") == s.root.etag("k")
     assert s.wrapper.timestamp("k") == s.root.timestamp("k")
+
+
+def test_aoc_conditional_reads_fill_the_cache(tmp_path: pathlib.Path) -> None:
+    s = _aoc_files(tmp_path)
+    assert s.data_cache is not None
+    s.root["k"] = "only in main"
+    r = s.wrapper.get_item_if("k", condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE,
+                              retrieve_value=ALWAYS_RETRIEVE)
+    assert r.new_value == "only in main"
+    assert s.data_cache.get("k") == "only in main"
 
 
 def test_aoc_writes_go_to_main_and_the_cache(tmp_path: pathlib.Path) -> None:
@@ -1232,7 +1270,7 @@ def test_write_once_get_params_and_subdict(tmp_path: pathlib.Path) -> None:
     sub = w.get_subdict("s")
     assert isinstance(sub, WriteOnceDict) and sub.p_consistency_checks == 0.25
     sub["k"] = 1
-    sub["k"] = 2
+    sub["k"] = 1  # a repeated write (the same value: p is 0.25, a check may run)
     assert w["s", "k"] == 1
     copy_ = pickle.loads(pickle.dumps(w))
     assert copy_.p_consistency_checks == 0.25 and copy_["s", "k"] == 1
