@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from .killer import Killer
 from .oracle import Oracle
 from .report import build_report, format_json, format_text
 from .stores import (
@@ -59,34 +60,50 @@ class Options:
     region: str | None = None  # s3 only
     # In-process (thread) runs only: build stores with this instead of make_store.
     store_factory: StoreFactory | None = None
+    # SIGKILL this many worker processes at random moments (see killer.py).
+    kill: int = 0
 
 
 def _start_workers(
     opts: Options, spec: StoreSpec, logdir: str, seed: int, handles: list[Any]
 ) -> dict[int, str]:
     """Start the workers (appending each to ``handles`` at once); return their logs."""
-    logs = {wid: os.path.join(logdir, f"worker-{wid}.jsonl") for wid in range(opts.workers)}
-    ctx = multiprocessing.get_context("spawn")
-    for wid, log_path in logs.items():
-        cfg = WorkerConfig(
-            wid=wid,
-            spec=spec,
-            log_path=log_path,
-            go_path=os.path.join(logdir, "go.json"),
-            seed=seed,
-            max_ops=opts.max_ops,
-            startup_timeout=STARTUP_TIMEOUT,
-        )
-        handle: Any
-        if spec.backend == "memory":
-            # LocalDict is atomic across threads only: one process, N threads.
-            factory = opts.store_factory or make_store
-            handle = threading.Thread(target=run_worker, args=(cfg, factory), daemon=True)
-        else:
-            handle = ctx.Process(target=worker_process, args=(cfg,), name=f"stress-{wid}")
-        handle.start()
-        handles.append(handle)
+    logs: dict[int, str] = {}
+    for _ in range(opts.workers):
+        _start_worker(opts, spec, logdir, seed, handles, logs)
     return logs
+
+
+def _start_worker(
+    opts: Options,
+    spec: StoreSpec,
+    logdir: str,
+    seed: int,
+    handles: list[Any],
+    logs: dict[int, str],
+) -> None:
+    """Start one more worker; its id is its index in ``handles``."""
+    ctx = multiprocessing.get_context("spawn")
+    wid = len(handles)
+    log_path = logs[wid] = os.path.join(logdir, f"worker-{wid}.jsonl")
+    cfg = WorkerConfig(
+        wid=wid,
+        spec=spec,
+        log_path=log_path,
+        go_path=os.path.join(logdir, "go.json"),
+        seed=seed,
+        max_ops=opts.max_ops,
+        startup_timeout=STARTUP_TIMEOUT,
+    )
+    handle: Any
+    if spec.backend == "memory":
+        # LocalDict is atomic across threads only: one process, N threads.
+        factory = opts.store_factory or make_store
+        handle = threading.Thread(target=run_worker, args=(cfg, factory), daemon=True)
+    else:
+        handle = ctx.Process(target=worker_process, args=(cfg,), name=f"stress-{wid}")
+    handle.start()
+    handles.append(handle)
 
 
 class _Progress:
@@ -137,10 +154,14 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
     try:
         logs = _start_workers(opts, spec, logdir, seed, handles)
         t0 = _await_ready(tally, logs, handles, logdir, opts.duration)
-        end = _await_done(opts, tally, logs, handles, t0, progress)
+        killer = Killer(
+            opts.kill, t0, opts.duration, seed, handles,
+            lambda: _start_worker(opts, spec, logdir, seed, handles, logs),
+        )  # fmt: skip
+        end = _await_done(opts, tally, logs, handles, t0, progress, killer)
         progress.close()
         tally.poll(logs)
-        _check_workers(opts, tally, handles, oracle)
+        _check_workers(opts, tally, handles, oracle, killer.killed)
         factory = opts.store_factory if opts.backend == "memory" else None
         final = _read_final(spec, factory or make_store, oracle)
         violations = oracle.check_final(final)
@@ -163,6 +184,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         "seed": seed,
         "durable": opts.durable if opts.backend == "file" else None,
         "dir": root if opts.dir is not None else None,
+        "kills": len(killer.killed),
     }
     return build_report(
         settings=settings,
@@ -200,21 +222,28 @@ def _await_done(
     handles: list[Any],
     t0: float,
     progress: _Progress,
+    killer: Killer,
 ) -> float:
     """Wait for the workers, showing progress; return the wall time they finished."""
     hard_stop = t0 + opts.duration + opts.grace
     while any(h.is_alive() for h in handles) and time.time() < hard_stop:
+        killer.tick(time.time())
         tally.poll(logs)
         progress.show(time.time() - t0, sum(tally.ops.values()), len(tally.oracle.violations))
-        time.sleep(POLL_SECONDS)
+        due = killer.next_due()
+        time.sleep(POLL_SECONDS if due is None else min(POLL_SECONDS, max(0, due - time.time())))
     end = time.time()
     tally.poll(logs)
     progress.show(end - t0, sum(tally.ops.values()), len(tally.oracle.violations), force=True)
     return end
 
 
-def _check_workers(opts: Options, tally: Tally, handles: list[Any], oracle: Oracle) -> None:
+def _check_workers(
+    opts: Options, tally: Tally, handles: list[Any], oracle: Oracle, killed: set[int]
+) -> None:
     for wid, handle in enumerate(handles):
+        if wid in killed:
+            continue  # SIGKILLed on purpose (--kill): its logged outcomes still count
         if handle.is_alive():
             oracle.violation(
                 "straggler",
@@ -282,6 +311,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=30.0,
         help="seconds after the deadline before stuck workers are killed",
     )
+    p.add_argument(
+        "--kill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="SIGKILL N worker processes at random moments (each is replaced); "
+        "confirmed outcomes must survive and the run must still report 0 violations",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--endpoint-url", default=None, help="s3: the S3 endpoint (default: AWS)")
     p.add_argument("--bucket", default=None,
@@ -291,6 +328,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     ns = p.parse_args(argv)
     if ns.workers < 1 or ns.duration <= 0 or ns.max_ops < 1 or ns.grace < 0:
         p.error("--workers, --duration and --max-ops must be positive, --grace >= 0")
+    if ns.kill < 0 or (ns.kill and ns.backend == "memory"):
+        p.error("--kill must be >= 0 and needs worker processes (not --backend memory)")
     return Options(
         backend=ns.backend,
         dir=ns.dir,
@@ -305,6 +344,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         endpoint_url=ns.endpoint_url,
         bucket=ns.bucket,
         region=ns.region,
+        kill=ns.kill,
     )
 
 
