@@ -49,6 +49,7 @@ from persidict import (
     NEVER_RETRIEVE,
     VALUE_NOT_RETRIEVED,
     AppendOnlyDictCached,
+    ConcurrencyConflictError,
     ConditionalOperationResult,
     EmptyDict,
     FileDirDict,
@@ -837,8 +838,10 @@ def test_get_item_if_default_retrieve(stack: Stack) -> None:
     assert r.condition_was_satisfied is True and r.new_value == 1
     r = w.get_with_etag("a")
     assert r.new_value == 1 and r.actual_etag == stack.root.etag("a")
+    assert r.condition_was_satisfied is True
     r = w.get_with_etag("absent")
     assert r.new_value is ITEM_NOT_AVAILABLE and r.actual_etag is ITEM_NOT_AVAILABLE
+    assert r.condition_was_satisfied is True
 
 
 VALUE_KINDS = {"value": NEW, "keep": KEEP_CURRENT, "delete": DELETE_CURRENT}
@@ -983,6 +986,41 @@ def test_compare_and_swap_loop(mstack: Stack) -> None:
                               expected_etag=r.actual_etag)
         assert not stale.condition_was_satisfied and not stale.value_was_mutated
     assert_state(mstack, {("n",): 5})
+
+
+def test_transform_item_conflicts_with_writes_behind_the_back(mstack: Stack) -> None:
+    """Every attempt loses to a write made to main directly: after n_retries
+    retries (n_retries + 1 calls) ConcurrencyConflictError; nothing of ours lands."""
+    w, main = mstack.wrapper, mstack.root
+    w["c"] = 0
+    calls: list[Any] = []
+
+    def interfering(v: Any) -> Any:
+        calls.append(v)
+        main["c"] = 100 + len(calls)  # a competing writer wins the race
+        return v + 1
+
+    with pytest.raises(ConcurrencyConflictError) as info:
+        w.transform_item("c", transformer=interfering, n_retries=2)
+    assert len(calls) == 3
+    assert calls == [0, 101, 102]
+    assert info.value.attempts == 3 and tuple(info.value.key) == ("c",)
+    assert truth_of(mstack, ("c",)) == 103
+    assert w["c"] == 103
+    assert_caches_in_sync(mstack, [("c",)])
+
+    calls.clear()
+
+    def interferes_three_times(v: Any) -> Any:
+        calls.append(v)
+        if len(calls) <= 3:
+            main["c"] = 200 + len(calls)
+        return v + 1
+
+    r = w.transform_item("c", transformer=interferes_three_times, n_retries=None)
+    assert calls == [103, 201, 202, 203]
+    assert r.new_value == 204 and r.resulting_etag == main.etag("c")
+    assert_state(mstack, {("c",): 204})
 
 
 # ---------------------------------------------------------------------------
@@ -1198,6 +1236,11 @@ def test_aoc_constructor_validation() -> None:
     with pytest.raises(TypeError):
         w["a"] = "not an int"
     assert len(w) == 0
+    w["a"] = 1
+    assert w.setdefault("a", "not an int") == 1  # present: the default is not inserted
+    with pytest.raises(TypeError):
+        w.setdefault("b", "not an int")
+    assert dict(w.items()) == {("a",): 1}
 
 
 # ---------------------------------------------------------------------------
