@@ -542,3 +542,28 @@ def test_stored_value_of_wrong_class_is_rejected_on_read(tmp_path: pathlib.Path)
     with pytest.raises(TypeError) as ei:
         d["k"]
     assert "k" in str(ei.value)
+
+
+def test_json_values_that_cannot_round_trip(tmp_path: pathlib.Path) -> None:
+    """A value jsonpickle cannot restore must be rejected at write time, not read back as None.
+
+    (The API reference says nothing about this; silently losing a value is what
+    a storage library must never do.)
+    """
+    d = make_store("file_json", tmp_path)
+    _seed(d)
+
+    def local_function(x: int) -> int:
+        return x
+
+    for label, value in [("lambda", lambda x: x), ("local_function", local_function)]:
+        try:
+            d["k"] = value
+        except BAD as exc:
+            assert _mentions(exc, "k"), (label, str(exc))
+            continue
+        got = d["k"]
+        assert got is not None, f"{label} was stored and silently read back as None"
+        assert got is value or got == value, (label, got)
+        d["k"] = INITIAL[("k",)]
+    assert_state(d, INITIAL)
