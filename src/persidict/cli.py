@@ -18,8 +18,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .concurrency.locks import DEFAULT_LOCK_TIMEOUT, KeyLocks
-from .concurrency.repair import META_DIR, check_tree, detect_digest_len
+from .concurrency.locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks
+from .concurrency.repair import check_tree, detect_digest_len
 
 
 def _parser() -> argparse.ArgumentParser:

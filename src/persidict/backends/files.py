@@ -12,8 +12,8 @@ from typing import Any
 
 from ..concurrency.atomic import fsync_dir, write_atomic
 from ..concurrency.journal import Journal
-from ..concurrency.locks import DEFAULT_LOCK_TIMEOUT, KeyLocks
-from ..concurrency.repair import META_DIR, CheckReport, check_tree
+from ..concurrency.locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks, find_lock_root
+from ..concurrency.repair import CheckReport, check_tree
 from ..engine.contract import Version, sorted_params
 from ..engine.errors import PreconditionFailed
 from ..engine.flags import (
@@ -108,9 +108,13 @@ class FileDirDict(PersiDict[Any]):
         self._base = os.path.abspath(os.fspath(base_dir))
         os.makedirs(self._base, exist_ok=True)
         self._suffix = "." + serialization_format
-        # Locks belong to the directory this store was opened on; subdicts
-        # share their parent's lock file so both exclude each other.
-        self._set_lock_root(self._base, "")
+        # Stores opened anywhere inside a store's tree (subdicts, stores rebuilt
+        # from a subdict's get_params) share its lock file and journal.
+        root, prefix = find_lock_root(self._base)
+        if not prefix:
+            with contextlib.suppress(OSError):  # read-only stores stay readable
+                os.makedirs(os.path.join(root, META_DIR), exist_ok=True)
+        self._set_lock_root(root, prefix)
         # Recovery on open: reclaim temp files of dead writers (one listdir).
         # A read-only store is still readable, so failures are not fatal.
         with contextlib.suppress(OSError):
@@ -323,6 +327,8 @@ class FileDirDict(PersiDict[Any]):
         if rel:
             params["base_dir"] = f"{self._base}/{rel}"
         child = FileDirDict(**params)
+        # The directory may be pruned and re-created at any time; keep the
+        # lock root we know rather than trust a fresh search.
         child._set_lock_root(self._lock_root, self._lock_prefix + (rel + "/" if rel else ""))
         return child
 

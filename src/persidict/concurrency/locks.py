@@ -92,6 +92,34 @@ class _ThreadFd(threading.local):
     descriptor: _Descriptor | None = None
 
 
+META_DIR = "@persidict"
+"""A store's own files live here; '@' is not a safe key character, so no key can."""
+
+
+def find_lock_root(base_dir: str) -> tuple[str, str]:
+    """The directory whose lock file guards ``base_dir``, and the path between.
+
+    Every store opened on a directory inside an existing store (a subdict,
+    or a store rebuilt from a subdict's get_params) must share that store's
+    locks, or the two would not exclude each other. The root is the topmost
+    ancestor-or-self of ``base_dir`` holding a META_DIR; if there is none,
+    ``base_dir`` becomes a root. Returns (root, prefix) with ``prefix`` the
+    relative path from root to ``base_dir`` ending in '/' (or '').
+    """
+    real = os.path.realpath(base_dir)
+    root = real
+    candidate = real
+    while True:
+        if os.path.isdir(os.path.join(candidate, META_DIR)):
+            root = candidate
+        parent = os.path.dirname(candidate)
+        if parent == candidate:
+            break
+        candidate = parent
+    prefix = real[len(root) :].lstrip("/")
+    return root, prefix + "/" if prefix else ""
+
+
 def _offset(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big") >> 2
 

@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, field
 from ..engine.keys import _SAFE_RE, unsign_component
 from .atomic import make_dirs
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
+from .locks import META_DIR
 
-META_DIR = "@persidict"
 QUARANTINE_DIR = "quarantine"
 KINDS = ("dead_intent", "orphan_temp", "unreadable", "stray", "empty_dir")
 
