@@ -119,6 +119,16 @@ def _aoc(main: str, cache: str) -> Callable[[pathlib.Path], Stack]:
     return build
 
 
+def _aoc_over_registered(name: str) -> Callable[[pathlib.Path], Stack]:
+    def build(tmp: pathlib.Path) -> Stack:
+        root = make_store(name, tmp, append_only=True)
+        data = _ram(tmp, "data", append_only=True)
+        return Stack(AppendOnlyDictCached(main_dict=root, data_cache=data), root,
+                     "append_cached", data)
+
+    return build
+
+
 def _wo_registered(name: str) -> Callable[[pathlib.Path], Stack]:
     def build(tmp: pathlib.Path) -> Stack:
         root = make_store(name, tmp, append_only=True)
@@ -170,6 +180,7 @@ APPEND_STACKS: dict[str, Callable[[pathlib.Path], Stack]] = {
     "aoc[file|mem]": _aoc("file", "mem"),
     "aoc[mem|file]": _aoc("mem", "file"),
     "aoc[mem|mem]": _aoc("mem", "mem"),
+    **{f"aoc[{name}|mem]": _aoc_over_registered(name) for name in _S3_NAMES[:1]},
 }
 ALL_STACKS = {**MUTABLE_STACKS, **APPEND_STACKS}
 FILE_ONLY_STACKS = ["mdc[file|file]", "wo[file,mutable]", "aoc[file|file]"]
