@@ -102,6 +102,15 @@ class EmptyDict(PersiDict[Any]):
         self._check_value(k, default)
         return default
 
+    def discard(self, key: Any) -> bool:
+        """Always False: no key ever exists (even when append-only)."""
+        self._key(key)
+        return False
+
+    def delete_if_exists(self, key: Any) -> bool:
+        """Backward-compatible alias of discard(); always False."""
+        return self.discard(key)
+
     def transform_item(
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
