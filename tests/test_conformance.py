@@ -1025,6 +1025,28 @@ def test_append_only(store_maker: Any) -> None:
     assert_state(d, {("a",): 1, ("b", "c"): 2, ("new",): 3})
 
 
+def test_append_only_inserts_through_every_api(store_maker: Any) -> None:
+    d = store_maker(append_only=True)
+    r = d.set_item_if("a", value=1, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE)
+    assert r.condition_was_satisfied and r.value_was_mutated
+    r = d.setdefault_if("b", default_value=2, condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE)
+    assert r.condition_was_satisfied and r.value_was_mutated
+    try:
+        r2 = d.transform_item("c", transformer=lambda v: 3 if v is ITEM_NOT_AVAILABLE else v + 1)
+        assert r2.new_value == 3
+    except MutationPolicyError:
+        # The reference documents transform_item as unsupported on AppendOnlyDictCached
+        # (what S3Dict(append_only=True) is built on); then it must store nothing.
+        assert "c" not in d
+        d["c"] = 3
+    assert d.setdefault("e", 5) == 5
+    d.update({"f": 6})
+    # a failed condition on an existing key is not a mutation attempt
+    r = d.set_item_if("a", value=9, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE)
+    assert not r.condition_was_satisfied and not r.value_was_mutated
+    assert_state(d, {("a",): 1, ("b",): 2, ("c",): 3, ("e",): 5, ("f",): 6})
+
+
 def test_append_only_subdict_stays_append_only(store_maker: Any) -> None:
     d = store_maker(append_only=True)
     sub = d.get_subdict("s")
