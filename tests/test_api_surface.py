@@ -71,6 +71,18 @@ def test_all_is_exactly_the_public_api() -> None:
     assert not extra, f"not documented, but in __all__: {sorted(extra)}"
 
 
+def test_facade_defines_nothing_else() -> None:
+    """Every public attribute of the package is in __all__ (subpackages aside)."""
+    import types
+
+    stray = [
+        name for name, obj in vars(persidict).items()
+        if not name.startswith("_") and name not in persidict.__all__
+        and not isinstance(obj, types.ModuleType)
+    ]
+    assert not stray, stray
+
+
 @pytest.mark.parametrize("name", sorted(PUBLIC))
 def test_each_public_name_importable(name: str) -> None:
     mod = importlib.import_module("persidict")
