@@ -562,6 +562,8 @@ def _fill_in_order(store: PersiDict, n: int = 5) -> list[tuple[str, ...]]:
 
 def test_newest_oldest_keys(store: PersiDict) -> None:
     keys = _fill_in_order(store)
+    assert all(isinstance(k, NonEmptySafeStrTuple) for k in store.newest_keys())
+    assert all(isinstance(k, NonEmptySafeStrTuple) for k in store.oldest_keys(max_n=2))
     newest = [tuple(k) for k in store.newest_keys()]
     oldest = [tuple(k) for k in store.oldest_keys()]
     assert oldest == keys
@@ -1095,6 +1097,7 @@ def test_get_params(store: PersiDict) -> None:
     assert params["base_class_for_values"] == store.base_class_for_values
     store["a", "b"] = 1
     clone = type(store)(**params)
+    assert clone.get_params() == params
     assert snapshot(clone) == {("a", "b"): 1}
     clone["c"] = 2
     assert store["c"] == 2
@@ -1110,6 +1113,38 @@ def test_pickle_store(store: PersiDict) -> None:
     assert copy_["d"] == 3
     if is_file_store(store):  # the same data, not a copy of it
         assert store["d"] == 3
+        assert copy_.get_params() == store.get_params()
+
+
+def test_pickle_keeps_policy(store_maker: Any) -> None:
+    d = store_maker(append_only=True, base_class_for_values=int)
+    d["a"] = 1
+    c = pickle.loads(pickle.dumps(d))
+    assert c.append_only is True
+    assert c.base_class_for_values is int
+    assert c["a"] == 1
+    with pytest.raises(MutationPolicyError):
+        c["a"] = 2
+    with pytest.raises(TypeError):
+        c["b"] = "x"
+
+
+def test_safe_str_tuple() -> None:
+    t = SafeStrTuple("a", "b")
+    assert t.strings == ("a", "b") == t.str_chain
+    assert len(t) == 2 and t[0] == "a" and list(t) == ["a", "b"]
+    assert tuple(t) == ("a", "b")
+    assert t == SafeStrTuple("a", "b") and hash(t) == hash(SafeStrTuple("a", "b"))
+    assert t != SafeStrTuple("b", "a")
+    assert SafeStrTuple(["a", "b"]) == t
+    assert SafeStrTuple(t) == t
+    assert len(SafeStrTuple()) == 0
+    n = NonEmptySafeStrTuple("a", "b")
+    assert isinstance(n, SafeStrTuple) and tuple(n) == ("a", "b")
+    assert {t: 1}[SafeStrTuple("a", "b")] == 1
+    for bad in (("a/b",), ("",), ("a", 1), ("..",)):
+        with pytest.raises((ValueError, TypeError)):
+            SafeStrTuple(*bad)
 
 
 def _child_main(pickled: bytes, queue: Any) -> None:
@@ -1252,6 +1287,8 @@ def test_file_layout_matches_design(file_store: FileDirDict) -> None:
         assert decode_file(p, fmt) == v
     assert read_ground_truth(d) == data
     assert d.base_dir == str(base.resolve()) or d.base_dir == str(base)
+    for k in data:  # "POSIX timestamp of the underlying file"
+        assert d.timestamp(k) == pytest.approx(path_for_key(d, k).stat().st_mtime, abs=0.01)
 
 
 def test_file_written_around_the_store_is_read(file_store: FileDirDict) -> None:
