@@ -567,3 +567,43 @@ def test_json_values_that_cannot_round_trip(tmp_path: pathlib.Path) -> None:
         assert got is value or got == value, (label, got)
         d["k"] = INITIAL[("k",)]
     assert_state(d, INITIAL)
+
+
+@pytest.mark.parametrize("flag_name", ["ITEM_NOT_AVAILABLE", "VALUE_NOT_RETRIEVED"])
+def test_status_sentinels_are_not_values(store: PersiDict, flag_name: str) -> None:
+    """Storing a status sentinel would make a present key look absent / unread in results.
+
+    The reference does not say; a stored ITEM_NOT_AVAILABLE would make
+    get_item_if / transform_item report a present key as absent, so we expect
+    the same TypeError as for jokers where they are not allowed.
+    """
+    import persidict
+
+    flag = getattr(persidict, flag_name)
+    _seed(store)
+    ops: dict[str, Callable[[], Any]] = {
+        "setitem": lambda: store.__setitem__("k", flag),
+        "setitem_new": lambda: store.__setitem__("new", flag),
+        "setdefault": lambda: store.setdefault("new", flag),
+        "update": lambda: store.update({"new": flag}),
+        "set_item_if": lambda: store.set_item_if(
+            "new", value=flag, condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE
+        ),
+        "setdefault_if": lambda: store.setdefault_if(
+            "new", default_value=flag, condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE
+        ),
+    }
+    for name, op in ops.items():
+        with pytest.raises(TypeError):
+            op()
+        assert "new" not in store, name
+    assert_state(store, INITIAL)
+
+
+def test_base_dir_with_spaces_and_unicode(tmp_path: pathlib.Path) -> None:
+    """Key safety rules apply to keys, not to the user's base_dir."""
+    d = FileDirDict(base_dir=str(tmp_path / "my dir & ünï (1)"))
+    d["a"] = 1
+    d["b", "c"] = 2
+    assert_state(d, {("a",): 1, ("b",  "c"): 2})
+    assert d.get_subdict("b")["c"] == 2
