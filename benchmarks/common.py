@@ -62,11 +62,12 @@ class Config:
 
     smoke: bool = False
     reps: int = 5
+    reps_durable_disk: int = 9  # fsync latency is the noisiest figure: more repetitions
     # operations per timed body, by (filesystem kind, durable, value kind)
     ops_small_fast_tmpfs: int = 400
     ops_small_fast_disk: int = 60
     ops_small_durable_tmpfs: int = 200
-    ops_small_durable_disk: int = 25
+    ops_small_durable_disk: int = 30
     ops_big_fast: int = 12
     ops_big_durable: int = 5
     listing_keys: int = 10_000
@@ -85,6 +86,7 @@ class Config:
         return cls(
             smoke=True,
             reps=2,
+            reps_durable_disk=2,
             ops_small_fast_tmpfs=8,
             ops_small_fast_disk=4,
             ops_small_durable_tmpfs=4,

@@ -276,7 +276,9 @@ def run_files(cfg: Config, places: dict[str, str], scratch: Scratch, results: Re
                             prep = _peer_cases(peer, op, kind.value, n)
                             if prep is not None:
                                 cases.append(Case("diskcache", prep, n))
-                        results.add(Row(section, op, interleave(cases, cfg.reps),
+                        reps = cfg.reps_durable_disk if durable and place == "disk" \
+                            else cfg.reps
+                        results.add(Row(section, op, interleave(cases, reps),
                                         FLOOR_NOTES.get(op, "")))
                 finally:
                     if peer is not None:

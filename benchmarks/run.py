@@ -50,7 +50,8 @@ def _header(cfg: Config, places: dict[str, str], elapsed: float,
         f"diskcache {diskcache.__version__}",
         f"- filesystems: {where}",
         f"- mode: {'SMOKE (figures meaningless)' if cfg.smoke else 'full'}; median of "
-        f"{cfg.reps} interleaved repetitions; run took {elapsed:.0f} s",
+        f"{cfg.reps} interleaved repetitions ({cfg.reps_durable_disk} for durable mode on disk);"
+        f" run took {elapsed:.0f} s",
         f"- load average (1/5/15 min) at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, "
         f"at end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} "
         "(other work on the machine inflates wall times, not CPU times)",
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown sections {sorted(unknown)}")
         cfg.sections = wanted
     if args.reps:
-        cfg.reps = args.reps
+        cfg.reps = cfg.reps_durable_disk = args.reps
     cfg.keep = args.keep
     places = find_places(args.disk)
     if not places:
