@@ -884,6 +884,27 @@ def test_compare_and_swap_loop(store: PersiDict) -> None:
     assert store["n"] == 10
 
 
+def test_two_handles_on_one_store(store: PersiDict) -> None:
+    """A second handle (rebuilt from get_params) sees writes and invalidates etags."""
+    other = type(store)(**store.get_params())
+    store["k"] = "v1"
+    seen = store.get_with_etag("k")
+    other["k"] = "v2"  # same size, different content
+    assert store["k"] == "v2"
+    assert store.etag("k") != seen.actual_etag
+    r = store.set_item_if("k", value="v3", condition=ETAG_IS_THE_SAME,
+                          expected_etag=seen.actual_etag, retrieve_value=ALWAYS_RETRIEVE)
+    assert not r.condition_was_satisfied
+    assert r.new_value == "v2"
+    r = store.get_item_if("k", condition=ETAG_HAS_CHANGED, expected_etag=seen.actual_etag)
+    assert r.condition_was_satisfied and r.new_value == "v2"
+    del other["k"]
+    assert "k" not in store
+    r = store.discard_if("k", condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
+    assert not r.condition_was_satisfied
+    assert r.actual_etag is ITEM_NOT_AVAILABLE
+
+
 # ---------------------------------------------------------------------------
 # Jokers
 # ---------------------------------------------------------------------------
