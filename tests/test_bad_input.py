@@ -361,6 +361,13 @@ def test_corrupt_file(file_store: FileDirDict, garbage: bytes) -> None:
     assert "k" in msg and "dir" in msg, msg
     assert str(path) in msg or os.path.realpath(path) in msg, msg
     assert bad_key in d  # it exists, it is just unreadable
+    # operations that need the value fail the same way and leave the file alone
+    for op in (lambda: d.pop(bad_key), lambda: d.transform_item(bad_key, transformer=repr)):
+        with pytest.raises(Exception) as ei2:
+            op()
+        assert not isinstance(ei2.value, KeyError)
+        assert "k" in str(ei2.value)
+        assert path.read_bytes() == garbage
     # the other keys still work
     keys = {tuple(k) for k in d.keys()}
     assert keys == {("k",), ("dir", "k"), ("good", "one")}
