@@ -239,7 +239,11 @@ def _await_done(
 
 
 def _check_workers(
-    opts: Options, tally: Tally, handles: list[Any], oracle: Oracle, killed: set[int]
+    opts: Options,
+    tally: Tally,
+    handles: list[Any],
+    oracle: Oracle,
+    killed: frozenset[int] | set[int] = frozenset(),
 ) -> None:
     for wid, handle in enumerate(handles):
         if wid in killed:
