@@ -11,11 +11,15 @@ from __future__ import annotations
 import collections
 import copy
 import multiprocessing
+import pathlib
 import pickle
+import tempfile
 import time
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from conftest import (
     assert_state,
@@ -58,6 +62,7 @@ from persidict import (
     PersiDict,
     SafeStrTuple,
     ValueNotRetrievedFlag,
+    get_safe_chars,
 )
 
 FLAGS = {
@@ -442,6 +447,31 @@ def test_deep_keys(store: PersiDict) -> None:
     del store[key]
     assert len(store) == 0
     assert_state(store, {})
+
+
+_SAFE_ALPHABET = "".join(sorted(get_safe_chars()))
+_components = st.text(alphabet=_SAFE_ALPHABET, min_size=1, max_size=24).filter(
+    lambda c: c not in (".", "..")
+)
+_keys = st.lists(_components, min_size=1, max_size=3).map(tuple)
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(keys=st.lists(_keys, min_size=1, max_size=6, unique=True))
+def test_any_safe_keys_roundtrip(store_name: str, keys: list[tuple[str, ...]]) -> None:
+    """Arbitrary safe components (dots, '=', '_xxxx' digest look-alikes...) round-trip."""
+    with tempfile.TemporaryDirectory() as tmp:
+        d = make_store(store_name, pathlib.Path(tmp))
+        expected = {k: i for i, k in enumerate(keys)}
+        for k, v in expected.items():
+            d[k] = v
+        assert_state(d, expected)
+        for k, v in expected.items():
+            assert d[k] == v
+        for k in keys:
+            del d[k]
+        assert_state(d, {})
 
 
 # ---------------------------------------------------------------------------
