@@ -23,6 +23,7 @@ from ..engine.flags import (
     ItemNotAvailableFlag,
 )
 from ..engine.keys import (
+    MAX_DIGEST_LEN,
     NonEmptySafeStrTuple,
     sign_component,
     to_prefix,
@@ -97,8 +98,13 @@ class FileDirDict(PersiDict[Any]):
             base_class_for_values=base_class_for_values,
             serialization_format=serialization_format,
         )
-        if not isinstance(digest_len, int) or isinstance(digest_len, bool) or digest_len < 0:
-            raise ValueError(f"digest_len must be a non-negative int, got {digest_len!r}")
+        if not isinstance(digest_len, int) or isinstance(digest_len, bool):
+            raise TypeError(f"digest_len must be an int, got {digest_len!r}")
+        if not 0 <= digest_len <= MAX_DIGEST_LEN:
+            raise ValueError(
+                f"digest_len must be within [0, {MAX_DIGEST_LEN}] (the length of a base32 "
+                f"MD5), got {digest_len}"
+            )
         if not isinstance(durable, bool):
             raise TypeError(f"durable must be a bool, got {durable!r}")
         if not isinstance(base_dir, (str, os.PathLike)):
@@ -106,7 +112,10 @@ class FileDirDict(PersiDict[Any]):
         self.digest_len = digest_len
         self.durable = durable
         self._base = os.path.abspath(os.fspath(base_dir))
-        os.makedirs(self._base, exist_ok=True)
+        try:
+            os.makedirs(self._base, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
         self._suffix = "." + serialization_format
         # Stores opened anywhere inside a store's tree (subdicts, stores rebuilt
         # from a subdict's get_params) share its lock file and journal.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,8 +17,21 @@ def _pkl_encode(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+# jsonpickle writes lambdas as null, and local functions and classes under a
+# name that cannot be imported back (they then decode as None): refuse them.
+_UNRESTORABLE = re.compile(
+    r'"py/(?:function|type|object|reduce)": "([^"]*<(?:lambda|locals)>[^"]*)"'
+)
+
+
 def _json_encode(value: Any) -> bytes:
     text: str = jsonpickle.dumps(value, indent=4, keys=False)
+    if text == "null" and value is not None:
+        raise TypeError(f"{type(value).__name__} {value!r:.60} cannot be stored as JSON")
+    if '"py/' in text:
+        bad = _UNRESTORABLE.search(text)
+        if bad is not None:
+            raise TypeError(f"{bad.group(1)} cannot be restored from JSON")
     return text.encode("utf-8")
 
 

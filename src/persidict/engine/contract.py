@@ -90,7 +90,7 @@ class StoreCore(ABC):
 
     def _check_value(self, key: NonEmptySafeStrTuple, value: Any) -> None:
         """Reject jokers and values of the wrong class before anything is written."""
-        if isinstance(value, Joker):
+        if isinstance(value, (Joker, ItemNotAvailableFlag, ValueNotRetrievedFlag)):
             raise TypeError(f"key {key.strings!r}: {value!r} is not allowed here")
         base = self.base_class_for_values
         if base is not None and not isinstance(value, base):

@@ -12,6 +12,8 @@ from typing import Any, overload
 
 SAFE_CHARS_SET: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
 SAFE_STRING_MAX_LENGTH = 254
+MAX_DIGEST_LEN = 26
+"""Characters in the unpadded base32 of an MD5 digest."""
 _SAFE_RE = re.compile(r"[A-Za-z0-9()_\-~.=]+")
 
 
