@@ -116,6 +116,30 @@ class SafeStrTuple(Sequence[str]):
             return self.strings == other
         return NotImplemented
 
+    def _other_strings(self, other: object) -> tuple[str, ...] | None:
+        if isinstance(other, SafeStrTuple):
+            return other.strings
+        if isinstance(other, tuple):
+            return other
+        return None
+
+    # Ordered like tuples, so sorted(d.keys()) works.
+    def __lt__(self, other: object) -> bool:
+        o = self._other_strings(other)
+        return NotImplemented if o is None else self.strings < o
+
+    def __le__(self, other: object) -> bool:
+        o = self._other_strings(other)
+        return NotImplemented if o is None else self.strings <= o
+
+    def __gt__(self, other: object) -> bool:
+        o = self._other_strings(other)
+        return NotImplemented if o is None else self.strings > o
+
+    def __ge__(self, other: object) -> bool:
+        o = self._other_strings(other)
+        return NotImplemented if o is None else self.strings >= o
+
     def __add__(self, other: Any) -> SafeStrTuple:
         return SafeStrTuple(self, other)
 
