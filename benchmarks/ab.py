@@ -37,11 +37,27 @@ def _run(tree: str, sections: str, reps: int, smoke: bool, out: str) -> dict[str
 
 
 def _ours(figures: dict[str, Any]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(section, op) -> (cpu, wall) of ours; facts become rows too.
+
+    Contended runs: us per completed operation (1e6 / goodput) as "wall",
+    CPU per operation as "cpu". Streaming: first-pass us/key as both, and
+    the tracemalloc peak in KiB as both.
+    """
     out = {}
     for row in figures["rows"]:
         t = row["timings"].get("ours")
         if t:
             out[(row["section"], row["op"])] = (t["cpu_us"], t["wall_us"])
+    facts = figures.get("facts", {})
+    for kind, by in (facts.get("contended") or {}).get("runs", {}).items():
+        for procs, r in by.items():
+            out[("contended", f"{kind} x{procs}")] = (r["cpu_us_per_op"], 1e6 / r["goodput"])
+    stream = facts.get("stream") or {}
+    for which in ("small", "big"):
+        f = stream.get(which)
+        if f:
+            out[("stream", f"first pass us/key, {f['keys']} keys")] = (f["cold_us_per_key"],) * 2
+            out[("stream", f"peak KiB, {f['keys']} keys")] = (f["peak_bytes"] / 1024,) * 2
     return out
 
 
@@ -75,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         b_cpu = statistics.median(x[key][0] for x in runs["b"])
         a_wall = statistics.median(x[key][1] for x in runs["a"])
         b_wall = statistics.median(x[key][1] for x in runs["b"])
-        print(f"| {key[0]} | {key[1]} | {a_cpu:.1f} | {b_cpu:.1f} | {b_cpu / a_cpu:.2f}x |"
-              f" {a_wall:.1f} | {b_wall:.1f} | {b_wall / a_wall:.2f}x |")
+        print(f"| {key[0]} | {key[1]} | {a_cpu:.1f} | {b_cpu:.1f} | {b_cpu / max(a_cpu, 1e-9):.2f}x"
+              f" | {a_wall:.1f} | {b_wall:.1f} | {b_wall / max(a_wall, 1e-9):.2f}x |")
     return 0
 
 
