@@ -4,13 +4,14 @@ The public API only; the layers live in ``engine``, ``backends``,
 ``concurrency`` and ``stress``.
 """
 
+import importlib as _importlib
+import typing as _typing
+
 from .backends.cached import AppendOnlyDictCached, MutableDictCached
 from .backends.empty import EmptyDict
 from .backends.files import FileDirDict
 from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
-from .backends.s3 import BasicS3Dict
-from .backends.s3_cached import S3Dict, S3Dict_FileDirCached
 from .backends.write_once import WriteOnceDict
 from .engine.errors import BackendError, ConcurrencyConflictError, MutationPolicyError
 from .engine.flags import (
@@ -42,6 +43,30 @@ from .engine.keys import NonEmptySafeStrTuple, SafeStrTuple, get_safe_chars, rep
 from .engine.persidict import PersiDict
 from .engine.results import ConditionalOperationResult, OperationResult
 from .engine.transform import TransformingFunction
+
+if _typing.TYPE_CHECKING:
+    from .backends.s3 import BasicS3Dict
+    from .backends.s3_cached import S3Dict, S3Dict_FileDirCached
+
+# The S3 stores import boto3 (over 100 ms); load them on first use only.
+_LAZY = {
+    "BasicS3Dict": "persidict.backends.s3",
+    "S3Dict": "persidict.backends.s3_cached",
+    "S3Dict_FileDirCached": "persidict.backends.s3_cached",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'persidict' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "ALWAYS_RETRIEVE",

@@ -20,7 +20,7 @@ from ..engine.keys import NonEmptySafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict
 
 # (value, version number, timestamp)
-_Entry = tuple[Any, int, float]
+_Entry = tuple[Any, int, float, NonEmptySafeStrTuple]  # (value, version, ts, full key)
 
 
 class _RAMStore:
@@ -160,6 +160,7 @@ class LocalDict(PersiDict[Any]):
     ) -> ETagValue | None:
         # docstring inherited
         full = self._full(key)
+        key_object = NonEmptySafeStrTuple._trusted(full) if self._prefix else key
         store = self._store
         with store.lock:
             if if_match is not None:
@@ -168,8 +169,8 @@ class LocalDict(PersiDict[Any]):
                 if current != if_match:
                     raise PreconditionFailed
             version, ts = store.stamp()
-            self._map[full] = (value, version, ts)
-        return ETagValue(str(version))
+            self._map[full] = (value, version, ts, key_object)
+        return ETagValue(str(version)) if want_etag else None
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited
@@ -210,6 +211,13 @@ class LocalDict(PersiDict[Any]):
         if not self._prefix:
             return len(self._map)
         return super().__len__()
+
+    def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
+        if self._prefix:
+            return super().__iter__()
+        # Entries hold their key objects: one pass at C speed under the lock.
+        with self._store.lock:
+            return iter([entry[3] for entry in self._map.values()])
 
     def get_subdict(self, prefix_key: Any) -> LocalDict:
         """A view of the keys under ``prefix_key``, sharing this store."""

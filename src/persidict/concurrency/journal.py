@@ -59,6 +59,7 @@ such temps count as dead only once untouched for ``FOREIGN_STALE_SECONDS``.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import time
@@ -143,16 +144,26 @@ def me() -> Owner:
 
 
 def _after_fork() -> None:
-    global _me
+    global _me, _salt
     _me = None
+    _salt = secrets.token_hex(3)
 
 
 os.register_at_fork(after_in_child=_after_fork)
 
 
+_seq = itertools.count()
+_salt = secrets.token_hex(3)
+
+
 def temp_name() -> str:
-    """A unique temp file name that records its owner (the journal entry)."""
-    return f"{TEMP_PREFIX}{me().tag}-{secrets.token_hex(6)}"
+    """A unique temp file name that records its owner (the journal entry).
+
+    The owner tag is unique per process incarnation; a per-process salt and
+    a counter (atomic under the GIL) make the name unique within it without
+    a getrandom() system call per write.
+    """
+    return f"{TEMP_PREFIX}{me().tag}-{_salt}{next(_seq):x}"
 
 
 def parse_temp_name(name: str) -> Owner | None:

@@ -120,8 +120,10 @@ def find_lock_root(base_dir: str) -> tuple[str, str]:
     return root, prefix + "/" if prefix else ""
 
 
-def _offset(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big") >> 2
+def lock_offset(name: str) -> int:
+    """The byte of the lock file that stands for ``name``."""
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 2
 
 
 class KeyLocks:
@@ -138,23 +140,36 @@ class KeyLocks:
             d = self._local.descriptor = _Descriptor(self.lock_path)
         return d.fd
 
-    @contextmanager
-    def hold(self, name: str, key: object = None) -> Iterator[None]:
-        """Hold the exclusive lock of ``name`` for the duration of the block."""
+    def acquire(self, offset: int, key: object) -> int:
+        """Take the lock at ``offset`` (see lock_offset); return the fd for release().
+
+        Waits at most ``timeout`` seconds, then raises LockTimeoutError.
+        """
         fd = self._fd()
-        offset = _offset(name)
         lock = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
         try:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)
         except OSError as exc:
             if exc.errno not in _BUSY:
                 raise
-            self._wait(fd, lock, key if key is not None else name)
+            self._wait(fd, lock, key)
+        return fd
+
+    @staticmethod
+    def release(fd: int, offset: int) -> None:
+        """Release what acquire() took."""
+        unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, unlock)
+
+    @contextmanager
+    def hold(self, name: str, key: object = None) -> Iterator[None]:
+        """Hold the exclusive lock of ``name`` for the duration of the block."""
+        offset = lock_offset(name)
+        fd = self.acquire(offset, key if key is not None else name)
         try:
             yield
         finally:
-            unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, unlock)
+            self.release(fd, offset)
 
     def _wait(self, fd: int, lock: bytes, key: object) -> None:
         """Poll with growing sleeps until the lock is free or the timeout passes.

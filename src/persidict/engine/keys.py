@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import string
@@ -82,7 +81,7 @@ class SafeStrTuple(Sequence[str]):
     def _trusted(cls, strings: tuple[str, ...]) -> Any:
         """Build from components already known to be valid (no checks)."""
         obj = object.__new__(cls)
-        object.__setattr__(obj, "strings", strings)
+        _set_strings(obj, strings)  # the slot's own setter: __setattr__ refuses
         return obj
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -153,6 +152,9 @@ class SafeStrTuple(Sequence[str]):
         return f"{type(self).__name__}{self.strings!r}"
 
 
+_set_strings = SafeStrTuple.__dict__["strings"].__set__
+
+
 class NonEmptySafeStrTuple(SafeStrTuple):
     """A SafeStrTuple with at least one component."""
 
@@ -179,11 +181,40 @@ def to_prefix(prefix: Any) -> SafeStrTuple:
     return SafeStrTuple(prefix)
 
 
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_VALUE = {c: i for i, c in enumerate(_B32)}
+
+
+def _digest(component: str, digest_len: int) -> str:
+    """Uncached component_digest, base32 by shifting (base64.b32encode is a Python loop).
+
+    The base32 characters of the 128-bit MD5 are its 5-bit groups; the 26th
+    is padded with two zero bits, as b32encode does. ``digest_len`` <= 26.
+    """
+    md5 = hashlib.md5(component.encode("utf-8"), usedforsecurity=False).digest()
+    n = int.from_bytes(md5, "big") << 2  # 130 bits: 26 groups of 5
+    return "".join([_B32[(n >> (125 - 5 * i)) & 31] for i in range(digest_len)])
+
+
+def _digest_matches(component: str, suffix: str) -> bool:
+    """Whether ``suffix`` is the digest of ``component`` (compares bits, caches nothing)."""
+    n = len(suffix)
+    if n > 25:  # the last group carries padding bits
+        return _digest(component, n) == suffix
+    expected = 0
+    for ch in suffix:
+        value = _B32_VALUE.get(ch)
+        if value is None:
+            return False
+        expected = (expected << 5) | value
+    digest = hashlib.md5(component.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest, "big") >> (128 - 5 * n) == expected
+
+
 @lru_cache(maxsize=65536)
 def component_digest(component: str, digest_len: int) -> str:
     """First ``digest_len`` chars of the lower-cased base32 MD5 of ``component``."""
-    digest = hashlib.md5(component.encode("utf-8"), usedforsecurity=False).digest()
-    return base64.b32encode(digest).decode("ascii").lower()[:digest_len]
+    return _digest(component, digest_len)
 
 
 def sign_component(component: str, digest_len: int) -> str:
@@ -200,7 +231,9 @@ def unsign_component(name: str, digest_len: int) -> str | None:
         if cut <= 0 or name[cut] != "_":
             return None
         component = name[:cut]
-        if component_digest(component, digest_len) != name[cut + 1 :]:
+        # Not component_digest: a listing sees each name once, and caching
+        # every name listed would grow memory with the number of keys.
+        if not _digest_matches(component, name[cut + 1 :]):
             return None
     else:
         component = name
