@@ -13,7 +13,7 @@ from ..engine.flags import (
     ETagValue,
     ItemNotAvailableFlag,
 )
-from ..engine.keys import NonEmptySafeStrTuple
+from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
 from ..engine.results import OperationResult
 from .forwarding import ForwardingStore, require_persidict
@@ -221,7 +221,7 @@ class MutableDictCached(ForwardingStore):
 
     def etag(self, key: Any) -> ETagValue:
         """The etag from the etag cache if present, else from main (then cached)."""
-        k = self._key(key)
+        k = to_key(key)
         cached = self._cached_etag(k)
         if cached is not None:
             return ETagValue(cached)

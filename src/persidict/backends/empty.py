@@ -17,7 +17,7 @@ from ..engine.flags import (
     check_condition_args,
     condition_holds,
 )
-from ..engine.keys import NonEmptySafeStrTuple
+from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
 from ..engine.results import ConditionalOperationResult, OperationResult
 
@@ -66,7 +66,7 @@ class EmptyDict(PersiDict[Any]):
         expected_etag: ETagValue | ItemNotAvailableFlag, retrieve_value: RetrieveValueFlag,
     ) -> ConditionalOperationResult[Any]:
         check_condition_args(condition, expected_etag, retrieve_value)
-        k = self._key(key)
+        k = to_key(key)
         if value is not None:
             self._check_value(k, value)
         satisfied = condition_holds(condition, expected_etag, ITEM_NOT_AVAILABLE)
@@ -93,18 +93,18 @@ class EmptyDict(PersiDict[Any]):
         retrieve_value: RetrieveValueFlag = IF_ETAG_CHANGED,
     ) -> ConditionalOperationResult[Any]:
         """Key is always absent; condition evaluated, write discarded on success."""
-        self._check_value(self._key(key), default_value)
+        self._check_value(to_key(key), default_value)
         return self._discarded(key, default_value, condition, expected_etag, retrieve_value)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Return ``default`` without storing it."""
-        k = self._key(key)
+        k = to_key(key)
         self._check_value(k, default)
         return default
 
     def discard(self, key: Any) -> bool:
         """Always False: no key ever exists (even when append-only)."""
-        self._key(key)
+        to_key(key)
         return False
 
     def delete_if_exists(self, key: Any) -> bool:
@@ -115,7 +115,7 @@ class EmptyDict(PersiDict[Any]):
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
         """No-op: returns ITEM_NOT_AVAILABLE without calling the transformer."""
-        self._key(key)
+        to_key(key)
         return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
 
     def get_subdict(self, prefix_key: Any) -> EmptyDict:

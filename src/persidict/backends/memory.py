@@ -32,12 +32,6 @@ class _RAMStore:
         self.versions = itertools.count(1)
         self.last_ts = 0.0
 
-    def stamp(self) -> tuple[int, float]:
-        """A new version number and a strictly increasing timestamp (call under lock)."""
-        ts = max(time.time(), self.last_ts + 1e-6)
-        self.last_ts = ts
-        return next(self.versions), ts
-
     def __getstate__(self) -> dict[str, Any]:
         with self.lock:
             next_version = next(self.versions)
@@ -159,8 +153,11 @@ class LocalDict(PersiDict[Any]):
         want_etag: bool = True,
     ) -> ETagValue | None:
         # docstring inherited
-        full = self._full(key)
-        key_object = NonEmptySafeStrTuple._trusted(full) if self._prefix else key
+        if self._prefix:
+            full = self._prefix + key.strings
+            key = NonEmptySafeStrTuple._trusted(full)
+        else:
+            full = key.strings
         store = self._store
         with store.lock:
             if if_match is not None:
@@ -168,8 +165,14 @@ class LocalDict(PersiDict[Any]):
                 current = ITEM_NOT_AVAILABLE if entry is None else str(entry[1])
                 if current != if_match:
                     raise PreconditionFailed
-            version, ts = store.stamp()
-            self._map[full] = (value, version, ts, key_object)
+            # A new version and a strictly increasing timestamp, so that
+            # newest_keys orders even writes within one clock tick.
+            ts = time.time()
+            if ts <= store.last_ts:
+                ts = store.last_ts + 1e-6
+            store.last_ts = ts
+            version = next(store.versions)
+            self._map[full] = (value, version, ts, key)
         return ETagValue(str(version)) if want_etag else None
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:

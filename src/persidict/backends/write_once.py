@@ -18,7 +18,7 @@ from ..engine.flags import (
     ItemNotAvailableFlag,
     RetrieveValueFlag,
 )
-from ..engine.keys import NonEmptySafeStrTuple
+from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
 from ..engine.results import ConditionalOperationResult
 from .files import FileDirDict
@@ -83,7 +83,7 @@ class WriteOnceDict(ForwardingStore):
         return sorted_params({"p_consistency_checks": self._p, "wrapped_dict": self._inner})
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        k = self._key(key)
+        k = to_key(key)
         if value is KEEP_CURRENT:
             return
         if value is DELETE_CURRENT:

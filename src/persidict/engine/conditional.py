@@ -35,7 +35,7 @@ from .flags import (
     check_condition_args,
     condition_holds,
 )
-from .keys import NonEmptySafeStrTuple
+from .keys import NonEmptySafeStrTuple, to_key
 from .results import ConditionalOperationResult, OperationResult
 
 # Re-reads after lost commits are progress made by others, so they are not
@@ -117,7 +117,7 @@ class ConditionalOps(StoreCore):
         expected_etag differs from the actual etag.
         """
         check_condition_args(condition, expected_etag, retrieve_value)
-        k = self._key(key)
+        k = to_key(key)
         version = self._snapshot(k, retrieve_value, expected_etag)
         return ConditionalOperationResult(
             condition_holds(condition, expected_etag, version.etag),
@@ -128,13 +128,13 @@ class ConditionalOps(StoreCore):
 
     def get_with_etag(self, key: Any) -> ConditionalOperationResult[Any]:
         """Return the value and its etag from one snapshot."""
-        k = self._key(key)
+        k = to_key(key)
         version = self._get(k, retrieve=True)
         return ConditionalOperationResult(True, version.etag, version.etag, version.value)
 
     def etag(self, key: Any) -> ETagValue:
         """Return the etag of a key; KeyError if absent."""
-        k = self._key(key)
+        k = to_key(key)
         etag = self._get(k, retrieve=False).etag
         if isinstance(etag, ItemNotAvailableFlag):
             raise KeyError(k)
@@ -154,7 +154,7 @@ class ConditionalOps(StoreCore):
         Linearizable on every backend whose primitives are atomic.
         """
         check_condition_args(condition, expected_etag, retrieve_value)
-        k = self._key(key)
+        k = to_key(key)
         is_joker = value is KEEP_CURRENT or value is DELETE_CURRENT
         if not is_joker:
             self._check_value(k, value)
@@ -205,7 +205,7 @@ class ConditionalOps(StoreCore):
         A present key is never modified. Atomic insert-if-absent.
         """
         check_condition_args(condition, expected_etag, retrieve_value)
-        k = self._key(key)
+        k = to_key(key)
         self._check_value(k, default_value)
         inserts_if_absent = condition_holds(condition, expected_etag, ITEM_NOT_AVAILABLE)
         for _ in _races():
@@ -241,7 +241,7 @@ class ConditionalOps(StoreCore):
         VALUE_NOT_RETRIEVED when the condition fails on a present key.
         """
         check_condition_args(condition, expected_etag)
-        k = self._key(key)
+        k = to_key(key)
         self._forbid_if_append_only()
         if condition is ETAG_IS_THE_SAME and isinstance(expected_etag, str):
             try:
@@ -283,7 +283,7 @@ class ConditionalOps(StoreCore):
             raise ValueError(f"n_retries must be a non-negative int or None, got {n_retries!r}")
         if not callable(transformer):
             raise TypeError(f"transformer must be callable, got {transformer!r}")
-        k = self._key(key)
+        k = to_key(key)
         attempt = 0
         while True:
             version = self._get(k, retrieve=True)
@@ -310,7 +310,7 @@ class ConditionalOps(StoreCore):
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         """Insert ``default`` if the key is absent; return the current value."""
-        k = self._key(key)
+        k = to_key(key)
         if default is KEEP_CURRENT or default is DELETE_CURRENT:
             raise TypeError(f"key {k.strings!r}: {default!r} cannot be a default value")
         try:
@@ -350,7 +350,7 @@ class ConditionalOps(StoreCore):
         """Remove a key and return its value (or the default), atomically."""
         if len(args) > 1:
             raise TypeError(f"pop expected at most 2 arguments, got {1 + len(args)}")
-        k = self._key(key)
+        k = to_key(key)
         version = self._pop_version(k)
         if _absent(version.etag):
             if args:
@@ -369,7 +369,7 @@ class ConditionalOps(StoreCore):
 
     def discard(self, key: Any) -> bool:
         """Delete a key if present; return whether it was there."""
-        k = self._key(key)
+        k = to_key(key)
         self._forbid_if_append_only()
         return self._remove(k, if_match=None)
 

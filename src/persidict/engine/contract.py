@@ -31,7 +31,7 @@ from .flags import (
     Joker,
     ValueNotRetrievedFlag,
 )
-from .keys import _SAFE_RE, NonEmptySafeStrTuple, to_key
+from .keys import _SAFE_RE, NonEmptySafeStrTuple
 
 
 class Version(NamedTuple):
@@ -147,10 +147,6 @@ class StoreCore(ABC):
     def _forbid_if_append_only(self) -> None:
         if self._append_only:
             raise self._policy_error()
-
-    @staticmethod
-    def _key(key: Any) -> NonEmptySafeStrTuple:
-        return to_key(key)
 
     # -- the primitives -----------------------------------------------------
 

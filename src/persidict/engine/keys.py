@@ -165,12 +165,23 @@ class NonEmptySafeStrTuple(SafeStrTuple):
             raise ValueError("a key must have at least one component")
 
 
+# Validated one-component keys, so hot loops over str keys skip the regex.
+_STR_KEYS: dict[str, NonEmptySafeStrTuple] = {}
+_STR_KEYS_MAX = 8192
+
+
 def to_key(key: Any) -> NonEmptySafeStrTuple:
     """Normalize a user-supplied key once, at the API boundary."""
+    if type(key) is str:
+        cached = _STR_KEYS.get(key)
+        if cached is None:
+            cached = NonEmptySafeStrTuple._trusted((_check_component(key),))
+            if len(_STR_KEYS) >= _STR_KEYS_MAX:
+                _STR_KEYS.clear()
+            _STR_KEYS[key] = cached
+        return cached
     if type(key) is NonEmptySafeStrTuple:
         return key
-    if type(key) is str:
-        return NonEmptySafeStrTuple._trusted((_check_component(key),))  # type: ignore[no-any-return]
     return NonEmptySafeStrTuple(key)
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from .conditional import ConditionalOps
 from .errors import PreconditionFailed
 from .flags import DELETE_CURRENT, ITEM_NOT_AVAILABLE, KEEP_CURRENT
-from .keys import NonEmptySafeStrTuple, SafeStrTuple
+from .keys import NonEmptySafeStrTuple, SafeStrTuple, to_key
 
 ValueType = TypeVar("ValueType")
 _MISSING = object()
@@ -28,17 +28,17 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
     # -- item access ----------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
-        return self._load(self._key(key))
+        return self._load(to_key(key))
 
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value for ``key``, or ``default`` if absent."""
         try:
-            return self._load(self._key(key))
+            return self._load(to_key(key))
         except KeyError:
             return default
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        k = self._key(key)
+        k = to_key(key)
         if value is KEEP_CURRENT:
             return
         if value is DELETE_CURRENT:
@@ -54,17 +54,17 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
             self._put(k, value, if_match=None, want_etag=False)
 
     def __delitem__(self, key: Any) -> None:
-        k = self._key(key)
+        k = to_key(key)
         self._forbid_if_append_only()
         if not self._remove(k, if_match=None):
             raise KeyError(k)
 
     def __contains__(self, key: object) -> bool:
-        return self._contains(self._key(key))
+        return self._contains(to_key(key))
 
     def timestamp(self, key: Any) -> float:
         """POSIX time of the last write of ``key``; KeyError if absent."""
-        return self._timestamp(self._key(key))
+        return self._timestamp(to_key(key))
 
     # -- listing --------------------------------------------------------------
 
