@@ -193,7 +193,9 @@ def to_prefix(prefix: Any) -> SafeStrTuple:
 
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_VALUE = {c: i for i, c in enumerate(_B32)}
+_B32_RE = re.compile(r"[a-z2-7]+")
+# base32 digits -> the digits int(x, 32) reads, so a suffix decodes in C.
+_B32_TO_INT_DIGITS = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
 
 
 def _digest(component: str, digest_len: int) -> str:
@@ -210,16 +212,11 @@ def _digest(component: str, digest_len: int) -> str:
 def _digest_matches(component: str, suffix: str) -> bool:
     """Whether ``suffix`` is the digest of ``component`` (compares bits, caches nothing)."""
     n = len(suffix)
-    if n > 25:  # the last group carries padding bits
-        return _digest(component, n) == suffix
-    expected = 0
-    for ch in suffix:
-        value = _B32_VALUE.get(ch)
-        if value is None:
-            return False
-        expected = (expected << 5) | value
-    digest = hashlib.md5(component.encode("utf-8"), usedforsecurity=False).digest()
-    return int.from_bytes(digest, "big") >> (128 - 5 * n) == expected
+    if n > MAX_DIGEST_LEN or _B32_RE.fullmatch(suffix) is None:
+        return False
+    expected = int(suffix.translate(_B32_TO_INT_DIGITS), 32)
+    md5 = hashlib.md5(component.encode("utf-8"), usedforsecurity=False).digest()
+    return (int.from_bytes(md5, "big") << 2) >> (130 - 5 * n) == expected
 
 
 @lru_cache(maxsize=65536)

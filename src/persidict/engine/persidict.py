@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from operator import itemgetter
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 
@@ -69,8 +70,7 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
     # -- listing --------------------------------------------------------------
 
     def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
-        for k, _ in self._iter_keys():
-            yield k
+        return map(itemgetter(0), self._iter_keys())
 
     def __len__(self) -> int:
         return sum(1 for _ in self._iter_keys())
