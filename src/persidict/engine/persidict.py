@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from operator import itemgetter
 from collections.abc import Iterator, Mapping, MutableMapping
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from .conditional import ConditionalOps
