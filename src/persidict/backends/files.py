@@ -54,13 +54,31 @@ def content_etag(data: bytes) -> ETagValue:
     return ETagValue(hashlib.sha256(data).hexdigest()[:32])
 
 
+_READ_CHUNK = 1 << 16
+
+
 def _read(path: str) -> bytes | None:
-    """The whole file, or None if there is no such regular file."""
+    """The whole file, or None if there is no such regular file.
+
+    open/read/close by hand: FileIO.readall() adds two fstat calls and an
+    lseek to every read, which is most of a small value's cost.
+    """
     try:
-        with open(path, "rb", buffering=0) as f:
-            return f.readall()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    try:
+        chunks = [os.read(fd, _READ_CHUNK)]
+        if len(chunks[0]) == _READ_CHUNK:  # a large file: size the next read by fstat
+            chunks.append(os.read(fd, max(os.fstat(fd).st_size - _READ_CHUNK, 0) + 1))
+        # Read to EOF: a short read means EOF on local files, not on every mount.
+        while chunks[-1]:
+            chunks.append(os.read(fd, _READ_CHUNK))
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 2 else b"".join(chunks)
 
 
 class FileDirDict(PersiDict[Any]):
