@@ -32,8 +32,9 @@ from contextlib import contextmanager
 
 from ..engine.errors import LockTimeoutError
 
-if not hasattr(fcntl, "F_OFD_SETLK"):  # pragma: no cover - non-Linux
-    raise ImportError("persidict's FileDirDict needs Linux OFD locks (fcntl.F_OFD_SETLK)")
+# Without OFD locks (macOS, BSD) FileDirDict refuses to open rather than
+# fall back to locks that do not exclude threads; the other stores still work.
+HAVE_OFD_LOCKS = hasattr(fcntl, "F_OFD_SETLK")
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -130,6 +131,8 @@ class KeyLocks:
     """Byte-range locks on ``lock_path``, one byte per key name."""
 
     def __init__(self, lock_path: str, timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        if not HAVE_OFD_LOCKS:  # pragma: no cover - non-Linux
+            raise OSError("FileDirDict needs Linux open-file-description locks (F_OFD_SETLK)")
         self.lock_path = lock_path
         self.timeout = timeout
         self._local = _ThreadFd()
