@@ -59,7 +59,7 @@ def test_lock_wait_is_bounded_and_names_the_key(tmp_path: pathlib.Path) -> None:
     t.start()
     try:
         assert held.wait(10)
-        d._locks.timeout = 0.2
+        d.lock_timeout = 0.2
         with pytest.raises(TimeoutError) as ei:
             d["k"] = "new"
         assert isinstance(ei.value, LockTimeoutError)
@@ -76,3 +76,43 @@ def _digest(component: str) -> str:
     from persidict.engine.keys import component_digest
 
     return component_digest(component, 4)
+
+
+def test_opening_a_parent_later_does_not_move_a_stores_locks(tmp_path: pathlib.Path) -> None:
+    """Catches: lock files chosen by the topmost marker, which a parent store
+    opened later changes for new openers only (found by review: 1077 of 3000
+    increments lost). Two handles opened before and after the parent must
+    exclude each other."""
+    import sys
+
+    from persidict import ITEM_NOT_AVAILABLE
+
+    child = tmp_path / "parent" / "child"
+    before = FileDirDict(base_dir=child, durable=False)
+    FileDirDict(base_dir=tmp_path / "parent", durable=False)
+    after = FileDirDict(base_dir=child, durable=False)
+    rounds = 300
+
+    def bump(d: FileDirDict, key: object) -> None:
+        for _ in range(rounds):
+            d.transform_item(
+                key, transformer=lambda v: 1 if v is ITEM_NOT_AVAILABLE else v + 1, n_retries=None
+            )
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [
+            threading.Thread(target=bump, args=(before, "n")),
+            threading.Thread(target=bump, args=(after, "n")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        sys.setswitchinterval(old)
+    assert before["n"] == 2 * rounds
+    assert before._where(NonEmptySafeStrTuple("n"))[1].lock_path == after._where(
+        NonEmptySafeStrTuple("n")
+    )[1].lock_path

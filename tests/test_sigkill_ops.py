@@ -250,7 +250,7 @@ _PROBE = """
 import sys
 from persidict import ANY_ETAG, ITEM_NOT_AVAILABLE, FileDirDict
 d = FileDirDict(base_dir=sys.argv[1], digest_len=int(sys.argv[2]))
-d._locks.timeout = 1.0  # progress within a second, or LockTimeoutError
+d.lock_timeout = 1.0  # progress within a second, or LockTimeoutError
 for key in eval(sys.argv[3]):
     d.set_item_if(key, value=("probe", b"", ""), condition=ANY_ETAG,
                   expected_etag=ITEM_NOT_AVAILABLE)

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .concurrency.locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks
+from .concurrency.locks import META_DIR, LockTree, find_lock_root
 from .concurrency.repair import check_tree, detect_digest_len
 
 
@@ -57,10 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if digest_len < 0:
         print("persidict check: --digest-len must be >= 0", file=sys.stderr)
         return 2
-    meta = os.path.join(root, META_DIR)
-    # The same lock file and names as FileDirDict(base_dir=root), so a fix
-    # never moves a value a live writer is replacing.
-    locks = KeyLocks(os.path.join(meta, "lock"), DEFAULT_LOCK_TIMEOUT)
+    real = os.path.realpath(root)
+    home = find_lock_root(real) or real
+    meta = os.path.join(home, META_DIR)
+    # The same locks as FileDirDict(base_dir=root), so a fix never moves a
+    # value a live writer is replacing.
+    locks = LockTree(real, home)
     report = check_tree(
         root, meta_dir=meta, digest_len=digest_len, lock_for=locks.hold, fix=args.fix
     )

@@ -14,9 +14,9 @@ from typing import Any
 from ..concurrency.atomic import fsync_dir, write_atomic
 from ..concurrency.journal import Journal
 from ..concurrency.locks import (
-    DEFAULT_LOCK_TIMEOUT,
     META_DIR,
     KeyLocks,
+    LockTree,
     find_lock_root,
     lock_offset,
 )
@@ -145,24 +145,32 @@ class FileDirDict(PersiDict[Any]):
         except (FileExistsError, NotADirectoryError) as exc:
             raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
         self._suffix = "." + serialization_format
-        # Stores opened anywhere inside a store's tree (subdicts, stores rebuilt
-        # from a subdict's get_params) share its lock file and journal.
-        root, prefix = find_lock_root(self._base)
-        if not prefix:
+        # Keys are locked in the lock file of the nearest directory above them
+        # holding a META_DIR (see LockTree); a store opened where there is
+        # none creates one.
+        self._real_base = os.path.realpath(self._base)
+        home = find_lock_root(self._real_base)
+        if home is None:
+            home = self._real_base
             with contextlib.suppress(OSError):  # read-only stores stay readable
-                os.makedirs(os.path.join(root, META_DIR), exist_ok=True)
-        self._set_lock_root(root, prefix)
+                os.makedirs(os.path.join(home, META_DIR), exist_ok=True)
+        self._home_root = home
+        self._journal = Journal(os.path.join(home, META_DIR))
+        self._lock_tree = LockTree(self._real_base, home)
+        self._paths: dict[tuple[str, ...], tuple[str, KeyLocks, int]] = {}
         # Recovery on open: reclaim temp files of dead writers (one listdir).
         # A read-only store is still readable, so failures are not fatal.
         with contextlib.suppress(OSError):
             self._journal.recover()
 
-    def _set_lock_root(self, root: str, prefix: str) -> None:
-        self._lock_root = root
-        self._lock_prefix = prefix
-        self._paths: dict[tuple[str, ...], tuple[str, str, int]] = {}
-        self._locks = KeyLocks(os.path.join(root, META_DIR, "lock"), DEFAULT_LOCK_TIMEOUT)
-        self._journal = Journal(os.path.join(root, META_DIR))
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds a write waits for a key's lock before LockTimeoutError (60)."""
+        return self._lock_tree.timeout
+
+    @lock_timeout.setter
+    def lock_timeout(self, seconds: float) -> None:
+        self._lock_tree.timeout = seconds
 
     @property
     def base_dir(self) -> str:
@@ -174,12 +182,6 @@ class FileDirDict(PersiDict[Any]):
         params = super().get_params()
         params.update(base_dir=self._base, digest_len=self.digest_len, durable=self.durable)
         return sorted_params(params)
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"lock_root": self._lock_root, "lock_prefix": self._lock_prefix}
-
-    def _restore_extra(self, state: dict[str, Any]) -> None:
-        self._set_lock_root(state["lock_root"], state["lock_prefix"])
 
     # -- paths --------------------------------------------------------------
 
@@ -195,20 +197,21 @@ class FileDirDict(PersiDict[Any]):
                 )
         return parts
 
-    def _path(self, key: NonEmptySafeStrTuple) -> tuple[str, str]:
-        """(absolute file path, lock name relative to the lock root)."""
-        path, name, _ = self._where(key)
-        return path, name
+    def _path(self, key: NonEmptySafeStrTuple) -> tuple[str, KeyLocks]:
+        """(absolute file path, the lock file that guards it)."""
+        path, locks, _ = self._where(key)
+        return path, locks
 
-    def _where(self, key: NonEmptySafeStrTuple) -> tuple[str, str, int]:
-        """(path, lock name, lock offset), from a bounded per-store cache."""
+    def _where(self, key: NonEmptySafeStrTuple) -> tuple[str, KeyLocks, int]:
+        """(path, lock file, lock offset), from a bounded per-store cache."""
         strings = key.strings
         hit = self._paths.get(strings)
         if hit is not None:
             return hit
-        rel = "/".join(self._signed(strings, with_suffix=True))
-        name = self._lock_prefix + rel
-        hit = (f"{self._base}/{rel}", name, lock_offset(name))
+        signed = self._signed(strings, with_suffix=True)
+        rel = "/".join(signed)
+        locks, name = self._lock_tree.locate(tuple(signed[:-1]), rel)
+        hit = (f"{self._base}/{rel}", locks, lock_offset(name))
         if len(self._paths) >= _PATH_CACHE_MAX:
             self._paths.clear()
         self._paths[strings] = hit
@@ -250,10 +253,12 @@ class FileDirDict(PersiDict[Any]):
     ) -> ETagValue | None:
         # docstring inherited
         data = self._encode(key, value)  # before the lock: pickling can be slow
-        path, _, offset = self._where(key)
-        locks = self._locks
-        fd = locks.acquire(offset, key)  # not hold(): a generator costs ~5% of a write
+        path, locks, offset = self._where(key)
+        # Not hold(): a generator costs ~5% of a write. release() is harmless
+        # when the lock is not held, so it sits in finally even if acquire()
+        # is interrupted (a signal handler raising) after taking the lock.
         try:
+            locks.acquire(offset, key)
             if isinstance(if_match, ItemNotAvailableFlag):
                 if self._is_file(path):
                     raise PreconditionFailed
@@ -261,16 +266,16 @@ class FileDirDict(PersiDict[Any]):
                 raise PreconditionFailed
             write_atomic(path, data, durable=self.durable, tmp_dir=self._journal.directory)
         finally:
-            locks.release(fd, offset)
+            locks.release(offset)
         self._journal.maybe_recover()
         return content_etag(data) if want_etag else None
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited
-        path, _, offset = self._where(key)
+        path, locks, offset = self._where(key)
         directory = os.path.dirname(path)
-        fd = self._locks.acquire(offset, key)
         try:
+            locks.acquire(offset, key)
             if if_match is not None and self._current_etag(path) != if_match:
                 raise PreconditionFailed
             try:
@@ -280,7 +285,7 @@ class FileDirDict(PersiDict[Any]):
             if self.durable:
                 fsync_dir(directory)
         finally:
-            self._locks.release(fd, offset)
+            locks.release(offset)
         self._prune(directory)
         return True
 
@@ -391,14 +396,14 @@ class FileDirDict(PersiDict[Any]):
         """
         return check_tree(
             self._base,
-            meta_dir=os.path.join(self._lock_root, META_DIR),
+            meta_dir=os.path.join(self._home_root, META_DIR),
             digest_len=self.digest_len,
             lock_for=self._lock_for,
             fix=fix,
         )
 
     def _lock_for(self, rel: str) -> AbstractContextManager[None]:
-        return self._locks.hold(self._lock_prefix + rel)
+        return self._lock_tree.hold(rel)
 
     def get_subdict(self, prefix_key: Any) -> FileDirDict:
         """A FileDirDict rooted at the subdirectory of ``prefix_key``.
@@ -410,10 +415,6 @@ class FileDirDict(PersiDict[Any]):
         rel = "/".join(self._signed(prefix.strings, with_suffix=False)) if prefix else ""
         if rel:
             params["base_dir"] = f"{self._base}/{rel}"
-        child = FileDirDict(**params)
-        # The directory may be pruned and re-created at any time; keep the
-        # lock root we know rather than trust a fresh search.
-        child._set_lock_root(self._lock_root, self._lock_prefix + (rel + "/" if rel else ""))
-        return child
+        return FileDirDict(**params)
 
 

@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from ..engine.errors import LockTimeoutError
 
@@ -48,45 +48,57 @@ _BUSY = (errno.EAGAIN, errno.EACCES)
 # dead parent's locks alive. So the child closes every lock descriptor right
 # after fork (its copies only; the parent's locks are unaffected) and opens
 # fresh ones on first use.
+# Opening and registering a descriptor happen under _open_fds_lock, which
+# fork() also takes, so no fork can see a descriptor open but unregistered.
 _fork_generation = 0
 _open_fds: set[int] = set()
 _open_fds_lock = threading.Lock()
 
 
+def _before_fork() -> None:
+    _open_fds_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _open_fds_lock.release()
+
+
 def _after_fork_in_child() -> None:
     global _fork_generation, _open_fds_lock
     _fork_generation += 1
-    _open_fds_lock = threading.Lock()  # may have been held by a vanished thread
+    _open_fds_lock = threading.Lock()  # held by the forking thread: start afresh
     for fd in _open_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
     _open_fds.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 class _Descriptor:
     """One thread's descriptor of a lock file; closed when the thread ends."""
 
     def __init__(self, path: str) -> None:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        self.fd = fd
-        self.generation = _fork_generation
         with _open_fds_lock:
-            _open_fds.add(fd)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            self.generation = _fork_generation
+            self.pid = os.getpid()
+            _open_fds.add(self.fd)
 
     def __del__(self) -> None:
-        # After a fork the number was closed already and may name another file.
-        if self.generation == _fork_generation:
+        # In a forked child the number was (or is about to be) closed and may
+        # name another file; the pid test also holds while other after-fork
+        # hooks (threading's) drop dead threads' descriptors before ours runs.
+        if self.pid == os.getpid() and self.generation == _fork_generation:
             with _open_fds_lock:
                 _open_fds.discard(self.fd)
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
 
 
 class _ThreadFd(threading.local):
@@ -97,28 +109,20 @@ META_DIR = "@persidict"
 """A store's own files live here; '@' is not a safe key character, so no key can."""
 
 
-def find_lock_root(base_dir: str) -> tuple[str, str]:
-    """The directory whose lock file guards ``base_dir``, and the path between.
+def find_lock_root(directory: str) -> str | None:
+    """The nearest ancestor-or-self of ``directory`` holding a META_DIR, if any.
 
-    Every store opened on a directory inside an existing store (a subdict,
-    or a store rebuilt from a subdict's get_params) must share that store's
-    locks, or the two would not exclude each other. The root is the topmost
-    ancestor-or-self of ``base_dir`` holding a META_DIR; if there is none,
-    ``base_dir`` becomes a root. Returns (root, prefix) with ``prefix`` the
-    relative path from root to ``base_dir`` ending in '/' (or '').
+    Nearest, not topmost: a store opened later on a parent directory must not
+    move the locks of stores already open below it (FileDirDict._lock_of).
     """
-    real = os.path.realpath(base_dir)
-    root = real
-    candidate = real
+    candidate = os.path.realpath(directory)
     while True:
         if os.path.isdir(os.path.join(candidate, META_DIR)):
-            root = candidate
+            return candidate
         parent = os.path.dirname(candidate)
         if parent == candidate:
-            break
+            return None
         candidate = parent
-    prefix = real[len(root) :].lstrip("/")
-    return root, prefix + "/" if prefix else ""
 
 
 def lock_offset(name: str) -> int:
@@ -143,10 +147,12 @@ class KeyLocks:
             d = self._local.descriptor = _Descriptor(self.lock_path)
         return d.fd
 
-    def acquire(self, offset: int, key: object) -> int:
-        """Take the lock at ``offset`` (see lock_offset); return the fd for release().
+    def acquire(self, offset: int, key: object) -> None:
+        """Take this thread's lock at ``offset`` (see lock_offset).
 
         Waits at most ``timeout`` seconds, then raises LockTimeoutError.
+        Call it inside ``try`` with release() in ``finally``: a signal handler
+        may raise after the lock was taken but before this returns.
         """
         fd = self._fd()
         lock = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
@@ -156,23 +162,21 @@ class KeyLocks:
             if exc.errno not in _BUSY:
                 raise
             self._wait(fd, lock, key)
-        return fd
 
-    @staticmethod
-    def release(fd: int, offset: int) -> None:
-        """Release what acquire() took."""
+    def release(self, offset: int) -> None:
+        """Release this thread's lock at ``offset``; a no-op if it is not held."""
         unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
-        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, unlock)
+        fcntl.fcntl(self._fd(), fcntl.F_OFD_SETLK, unlock)
 
     @contextmanager
     def hold(self, name: str, key: object = None) -> Iterator[None]:
         """Hold the exclusive lock of ``name`` for the duration of the block."""
         offset = lock_offset(name)
-        fd = self.acquire(offset, key if key is not None else name)
         try:
+            self.acquire(offset, key if key is not None else name)
             yield
         finally:
-            self.release(fd, offset)
+            self.release(offset)
 
     def _wait(self, fd: int, lock: bytes, key: object) -> None:
         """Poll with growing sleeps until the lock is free or the timeout passes.
@@ -192,3 +196,59 @@ class KeyLocks:
             if time.monotonic() > deadline:
                 raise LockTimeoutError(key, self.lock_path, self.timeout)
             delay = min(delay * 2, 0.002)
+
+
+class LockTree:
+    """Which lock file, and which name in it, guards each file of a store.
+
+    A file is locked in the lock file of the nearest directory above it that
+    holds a META_DIR, under its path relative to that directory. A store
+    creates a META_DIR only where there is none above, so every store opened
+    inside a tree (subdicts, stores rebuilt from a subdict's get_params, a
+    parent opened later) finds the same lock for the same file, whatever the
+    order they were opened in. A META_DIR below a store's base exists only if
+    that directory was a store's root first; answers are cached per directory.
+    """
+
+    _CACHE_MAX = 4096
+
+    def __init__(self, real_base: str, home_root: str) -> None:
+        self.real_base = real_base
+        self.home_root = home_root
+        self._timeout = DEFAULT_LOCK_TIMEOUT
+        self._roots: dict[tuple[str, ...], str] = {}
+        self._files: dict[str, KeyLocks] = {}
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a lock wait may last before LockTimeoutError."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._timeout = seconds
+        for locks in self._files.values():
+            locks.timeout = seconds
+
+    def locate(self, dirs: tuple[str, ...], rel: str) -> tuple[KeyLocks, str]:
+        """(lock file, name) of the file ``rel`` (below real_base) in directory ``dirs``."""
+        root = self._roots.get(dirs)
+        if root is None:
+            root = self.home_root
+            for depth in range(len(dirs), 0, -1):
+                candidate = "/".join((self.real_base, *dirs[:depth]))
+                if os.path.isdir(f"{candidate}/{META_DIR}"):
+                    root = candidate
+                    break
+            if len(self._roots) >= self._CACHE_MAX:
+                self._roots.clear()
+            self._roots[dirs] = root
+        locks = self._files.get(root)
+        if locks is None:
+            locks = self._files[root] = KeyLocks(f"{root}/{META_DIR}/lock", self._timeout)
+        return locks, f"{self.real_base}/{rel}"[len(root) + 1 :]
+
+    def hold(self, rel: str) -> AbstractContextManager[None]:
+        """Hold the lock of the file ``rel`` (a '/'-separated path below real_base)."""
+        locks, name = self.locate(tuple(rel.split("/")[:-1]), rel)
+        return locks.hold(name)
