@@ -116,3 +116,57 @@ def test_opening_a_parent_later_does_not_move_a_stores_locks(tmp_path: pathlib.P
     assert before._where(NonEmptySafeStrTuple("n"))[1].lock_path == after._where(
         NonEmptySafeStrTuple("n")
     )[1].lock_path
+
+
+def test_cached_reads_never_go_back_in_time(tmp_path: pathlib.Path) -> None:
+    """Catches: a reader mirroring a value it fetched before a writer's newer
+    write, leaving an older value under main's current etag (found by review:
+    2677 stale reads). A read that starts after write n returned sees >= n."""
+    import sys
+    import time
+
+    from persidict import MutableDictCached
+
+    def wrapper() -> MutableDictCached:
+        return MutableDictCached(
+            main_dict=FileDirDict(base_dir=tmp_path / "main", durable=False),
+            data_cache=FileDirDict(base_dir=tmp_path / "data", durable=False),
+            etag_cache=FileDirDict(base_dir=tmp_path / "etags", durable=False),
+        )
+
+    writer = wrapper()
+    writer["n"] = 0
+    published = [0]
+    stop = threading.Event()
+    stale: list[tuple[int, int]] = []
+
+    def write() -> None:
+        deadline = time.monotonic() + 3
+        i = 0
+        while time.monotonic() < deadline and i < 3000:
+            i += 1
+            writer["n"] = i
+            published[0] = i
+        stop.set()
+
+    def read() -> None:
+        d = wrapper()
+        while not stop.is_set():
+            floor = published[0]
+            got = d["n"]
+            if got < floor:
+                stale.append((floor, got))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=write)] + [
+            threading.Thread(target=read) for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        sys.setswitchinterval(old)
+    assert not stale, stale[:5]

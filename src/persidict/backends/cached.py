@@ -115,12 +115,14 @@ class MutableDictCached(ForwardingStore):
 
     Atomic as main: every conditional operation (``*_if``, transform_item,
     pop, popitem, setdefault, get_with_etag) reads its snapshot from main
-    itself, never from the caches, so no cache state can make it commit
-    against a value it did not see. Not atomic: the pair of cache entries.
-    Writers racing through different wrappers that share caches mirror
-    value-first and then verify, so a plain read can trust an older value
-    under a newer etag only if a writer dies between its cache writes; the
-    next write of that key heals it.
+    itself, never from the caches. The caches are kept so that a cached value
+    is never older than the cached etag, even with many readers and writers
+    sharing them and crashing at any point: a value is mirrored only by a
+    compare-and-swap on the value cache against the version seen *before*
+    main was read or written, so the value cache only moves forward in time,
+    and the etag is written after it. (With a value cache whose etags are
+    content hashes, a value that returns to an earlier content can let an
+    older reader's mirror through; the next read of main's etag corrects it.)
     """
 
     def __init__(
@@ -146,20 +148,24 @@ class MutableDictCached(ForwardingStore):
             {"data_cache": self._cache, "etag_cache": self._etags, "main_dict": self._inner}
         )
 
-    def _remember(self, key: NonEmptySafeStrTuple, etag: Any, value: Any) -> None:
-        """Mirror main's (value, etag) into the caches.
+    def _cached_value(self, key: NonEmptySafeStrTuple) -> Version:
+        """The value cache's own snapshot of ``key``: (its version, the value)."""
+        return self._cache._get(key, retrieve=True)
 
-        The etag goes last, and is withdrawn if another writer replaced the
-        value meanwhile, so no reader trusts our etag with their value.
+    def _mirror(self, key: NonEmptySafeStrTuple, seen: Version, etag: Any, value: Any) -> None:
+        """Cache main's (value, etag), unless the value cache moved since ``seen``.
+
+        ``seen`` was taken before main was read or written, so a value cache
+        that moved since holds a value at least as new as ours: leave it.
         """
         if not isinstance(etag, str):
             self._forget(key)
             return
-        self._etags._remove(key, if_match=None)
-        value_tag = self._cache._put(key, value, if_match=None)
+        try:
+            self._cache._put(key, value, if_match=seen.etag, want_etag=False)
+        except PreconditionFailed:
+            return
         self._etags._put(key, etag, if_match=None, want_etag=False)
-        if self._cache._get(key, retrieve=False).etag != value_tag:
-            self._etags._remove(key, if_match=None)
 
     def _forget(self, key: NonEmptySafeStrTuple) -> None:
         self._etags._remove(key, if_match=None)
@@ -176,29 +182,30 @@ class MutableDictCached(ForwardingStore):
         self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
     ) -> Version:
         # Snapshots for conditional operations come from main only.
-        version = self._inner._get(key, retrieve=retrieve, if_none_match=if_none_match)
+        if not retrieve:
+            return self._inner._get(key, retrieve=False)
+        seen = self._cache._get(key, retrieve=False)
+        version = self._inner._get(key, retrieve=True, if_none_match=if_none_match)
         if version.etag is ITEM_NOT_AVAILABLE:
             if self._cached_etag(key) is not None:
                 self._forget(key)
         elif version.value is not VALUE_NOT_RETRIEVED:
-            self._remember(key, version.etag, version.value)
+            self._mirror(key, seen, version.etag, version.value)
         return version
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         cached = self._cached_etag(key)
+        seen = self._cached_value(key)
+        if not isinstance(seen.etag, str):
+            cached = None  # no value to serve: fetch it
         version = self._inner._get(key, retrieve=True, if_none_match=cached)
         if version.etag is ITEM_NOT_AVAILABLE:
             if cached is not None:
                 self._forget(key)
             raise KeyError(key)
         if version.value is VALUE_NOT_RETRIEVED:  # main confirmed the cached etag
-            try:
-                return self._cache._load(key)
-            except KeyError:  # the value cache lost it: fetch it
-                version = self._inner._get(key, retrieve=True)
-                if version.etag is ITEM_NOT_AVAILABLE:
-                    raise
-        self._remember(key, version.etag, version.value)
+            return seen.value
+        self._mirror(key, seen, version.etag, version.value)
         return version.value
 
     def _put(
@@ -209,8 +216,9 @@ class MutableDictCached(ForwardingStore):
         if_match: ETagValue | ItemNotAvailableFlag | None,
         want_etag: bool = True,
     ) -> ETagValue | None:
+        seen = self._cache._get(key, retrieve=False)
         etag = self._inner._put(key, value, if_match=if_match, want_etag=True)
-        self._remember(key, etag, value)
+        self._mirror(key, seen, etag, value)
         return etag
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
