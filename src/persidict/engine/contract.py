@@ -19,6 +19,7 @@ atomic on its primitives is therefore linearizable on the whole API.
 
 from __future__ import annotations
 
+import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -113,12 +114,9 @@ class StoreCore(ABC):
         """Serialize a value; failures name the key and the format."""
         try:
             return self._encoder(value)
-        except (TypeError, AttributeError, ValueError, RecursionError) as exc:
-            raise TypeError(
-                f"key {key.strings!r}: cannot serialize a {type(value).__name__} "
-                f"as {self.serialization_format!r}: {exc}"
-            ) from exc
-        except Exception as exc:  # pickle.PicklingError and friends from __reduce__ hooks
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError) as exc:
+            # Only what an unserializable value raises: a MemoryError or a
+            # signal handler's exception must not pass for a bad value.
             raise TypeError(
                 f"key {key.strings!r}: cannot serialize a {type(value).__name__} "
                 f"as {self.serialization_format!r}: {exc}"
