@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..concurrency.atomic import fsync_dir, write_atomic
+from ..concurrency.atomic import fsync_dir, read_file, write_atomic
 from ..concurrency.journal import Journal
 from ..concurrency.locks import (
     META_DIR,
@@ -53,35 +52,6 @@ def content_etag(data: bytes) -> ETagValue:
     recycled inode. A content hash can only match the same bytes.
     """
     return ETagValue(hashlib.sha256(data).hexdigest()[:32])
-
-
-_READ_CHUNK = 1 << 16
-
-
-def _read(path: str) -> bytes | None:
-    """The whole file, or None if there is no such regular file.
-
-    open/read/close by hand: FileIO.readall() adds two fstat calls and an
-    lseek to every read, which is most of a small value's cost.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        data = os.read(fd, _READ_CHUNK)
-        # A short read means EOF on local files, but not on every mount: make
-        # sure. Large files go to FileIO.readall, which reads into one buffer
-        # sized by fstat (growing bytes by hand costs ~10x on 1 MiB).
-        if len(data) == _READ_CHUNK or os.read(fd, _READ_CHUNK):
-            os.lseek(fd, 0, os.SEEK_SET)
-            with io.FileIO(fd, closefd=False) as f:
-                return f.readall()
-        return data
-    except IsADirectoryError:
-        return None
-    finally:
-        os.close(fd)
 
 
 class FileDirDict(PersiDict[Any]):
@@ -218,7 +188,7 @@ class FileDirDict(PersiDict[Any]):
         return hit
 
     def _current_etag(self, path: str) -> ETagValue | ItemNotAvailableFlag:
-        data = _read(path)
+        data = read_file(path)
         return ITEM_NOT_AVAILABLE if data is None else content_etag(data)
 
     # -- primitives ---------------------------------------------------------
@@ -228,7 +198,7 @@ class FileDirDict(PersiDict[Any]):
     ) -> Version:
         # docstring inherited
         path, _ = self._path(key)
-        data = _read(path)
+        data = read_file(path)
         if data is None:
             return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
         etag = content_etag(data)
@@ -238,7 +208,7 @@ class FileDirDict(PersiDict[Any]):
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         path, _ = self._path(key)
-        data = _read(path)
+        data = read_file(path)
         if data is None:
             raise KeyError(key)
         return self._decode(key, data, path)

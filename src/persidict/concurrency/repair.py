@@ -37,7 +37,7 @@ from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
 from ..engine.keys import _SAFE_RE, unsign_component
-from .atomic import make_dirs
+from .atomic import make_dirs, read_file
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
 from .locks import META_DIR
 
@@ -111,14 +111,6 @@ def well_formed(data: bytes, fmt: str) -> str | None:
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         return f"not a well-formed {fmt!r} value: {exc}"
     return None
-
-
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb", buffering=0) as f:
-            return f.readall()
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
 
 
 class _Checker:
@@ -197,7 +189,7 @@ class _Checker:
     def value(self, path: str, rel: str, fmt: str) -> bool:
         """Check one value file; True if it remains in place."""
         self.report.value_files += 1
-        data = _read(path)
+        data = read_file(path)
         if data is None:
             return False  # deleted while we looked
         why = well_formed(data, fmt)
@@ -207,7 +199,7 @@ class _Checker:
         if not self.report.fixed:
             return True
         with self.lock_for(rel):
-            if _read(path) != data:
+            if read_file(path) != data:
                 finding.action = "left: rewritten meanwhile"
                 return True
             return not self.quarantine(finding)
