@@ -224,19 +224,13 @@ class FileDirDict(PersiDict[Any]):
         # docstring inherited
         data = self._encode(key, value)  # before the lock: pickling can be slow
         path, locks, offset = self._where(key)
-        # Not hold(): a generator costs ~5% of a write. release() is harmless
-        # when the lock is not held, so it sits in finally even if acquire()
-        # is interrupted (a signal handler raising) after taking the lock.
-        try:
-            locks.acquire(offset, key)
+        with locks.hold_at(offset, key):
             if isinstance(if_match, ItemNotAvailableFlag):
                 if self._is_file(path):
                     raise PreconditionFailed
             elif if_match is not None and self._current_etag(path) != if_match:
                 raise PreconditionFailed
             write_atomic(path, data, durable=self.durable, tmp_dir=self._journal.directory)
-        finally:
-            locks.release(offset)
         self._journal.maybe_recover()
         return content_etag(data) if want_etag else None
 
@@ -244,8 +238,7 @@ class FileDirDict(PersiDict[Any]):
         # docstring inherited
         path, locks, offset = self._where(key)
         directory = os.path.dirname(path)
-        try:
-            locks.acquire(offset, key)
+        with locks.hold_at(offset, key):
             if if_match is not None and self._current_etag(path) != if_match:
                 raise PreconditionFailed
             try:
@@ -254,8 +247,6 @@ class FileDirDict(PersiDict[Any]):
                 return False
             if self.durable:
                 fsync_dir(directory)
-        finally:
-            locks.release(offset)
         self._prune(directory)
         return True
 

@@ -168,15 +168,35 @@ class KeyLocks:
         unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
         fcntl.fcntl(self._fd(), fcntl.F_OFD_SETLK, unlock)
 
-    @contextmanager
-    def hold(self, name: str, key: object = None) -> Iterator[None]:
+    def hold(self, name: str, key: object = None) -> AbstractContextManager[None]:
         """Hold the exclusive lock of ``name`` for the duration of the block."""
-        offset = lock_offset(name)
+        return self.hold_at(lock_offset(name), key if key is not None else name)
+
+    @contextmanager
+    def hold_at(self, offset: int, key: object) -> Iterator[None]:
+        """Hold the lock at ``offset`` for the duration of the block.
+
+        A signal handler may raise at any bytecode (SIGALRM time limits,
+        KeyboardInterrupt), also after the lock was taken or inside the
+        release. The release is retried until it ran, then the handler's
+        exception goes on; and if __exit__ itself is interrupted, closing
+        this generator (when it is collected) still runs the release.
+        """
+        interrupted: BaseException | None = None
         try:
-            self.acquire(offset, key if key is not None else name)
+            self.acquire(offset, key)
             yield
         finally:
-            self.release(offset)
+            while True:
+                try:
+                    self.release(offset)
+                    break
+                except OSError:
+                    raise
+                except BaseException as exc:  # only to finish the unlock; re-raised below
+                    interrupted = interrupted or exc
+            if interrupted is not None:
+                raise interrupted
 
     def _wait(self, fd: int, lock: bytes, key: object) -> None:
         """Poll with growing sleeps until the lock is free or the timeout passes.
