@@ -167,10 +167,9 @@ class FileDirDict(PersiDict[Any]):
                 )
         return parts
 
-    def _path(self, key: NonEmptySafeStrTuple) -> tuple[str, KeyLocks]:
-        """(absolute file path, the lock file that guards it)."""
-        path, locks, _ = self._where(key)
-        return path, locks
+    def _path(self, key: NonEmptySafeStrTuple) -> str:
+        """The absolute file path of ``key``."""
+        return self._where(key)[0]
 
     def _where(self, key: NonEmptySafeStrTuple) -> tuple[str, KeyLocks, int]:
         """(path, lock file, lock offset), from a bounded per-store cache."""
@@ -197,7 +196,7 @@ class FileDirDict(PersiDict[Any]):
         self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
     ) -> Version:
         # docstring inherited
-        path, _ = self._path(key)
+        path = self._path(key)
         data = read_file(path)
         if data is None:
             return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
@@ -207,7 +206,7 @@ class FileDirDict(PersiDict[Any]):
         return Version(etag, self._decode(key, data, path))
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        path, _ = self._path(key)
+        path = self._path(key)
         data = read_file(path)
         if data is None:
             raise KeyError(key)
@@ -271,11 +270,11 @@ class FileDirDict(PersiDict[Any]):
             return False
 
     def _contains(self, key: NonEmptySafeStrTuple) -> bool:
-        return self._is_file(self._path(key)[0])
+        return self._is_file(self._path(key))
 
     def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
         # docstring inherited
-        path, _ = self._path(key)
+        path = self._path(key)
         try:
             st = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):

@@ -212,25 +212,17 @@ class StoreCore(ABC):
             "serialization_format": self.serialization_format,
         }
 
-    def _extra_state(self) -> dict[str, Any]:
-        """State beyond get_params() that must survive pickling."""
-        return {}
-
-    def _restore_extra(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
-        """Reapply _extra_state() after unpickling."""
-
     def __reduce__(self) -> Any:
-        return (_restore, (type(self), self.get_params(), self._extra_state()))
+        # A store pickles as its parameters: get_params() rebuilds it.
+        return (_restore, (type(self), self.get_params()))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
 
 
-def _restore(cls: type[StoreCore], params: dict[str, Any], extra: dict[str, Any]) -> StoreCore:
-    store = cls(**params)
-    store._restore_extra(extra)
-    return store
+def _restore(cls: type[StoreCore], params: dict[str, Any]) -> StoreCore:
+    return cls(**params)
 
 
 def sorted_params(params: dict[str, Any]) -> dict[str, Any]:
