@@ -40,7 +40,13 @@ DOCUMENTED_CLASSES = {
     "ValueNotRetrievedFlag",
     "WriteOnceDict",
 }
-DOCUMENTED_EXCEPTIONS = {"BackendError", "ConcurrencyConflictError", "MutationPolicyError"}
+DOCUMENTED_EXCEPTIONS = {
+    "BackendError",
+    "ConcurrencyConflictError",
+    "LockTimeoutError",
+    "MutationPolicyError",
+    "OutcomeUnknownError",  # issue 9: a mutation whose outcome cannot be known
+}
 DOCUMENTED_FUNCTIONS = {"get_safe_chars", "replace_unsafe_chars"}
 ALIASES = {"S3Dict"}
 CONSTANTS = {

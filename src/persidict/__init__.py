@@ -13,7 +13,13 @@ from .backends.files import FileDirDict
 from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
 from .backends.write_once import WriteOnceDict
-from .engine.errors import BackendError, ConcurrencyConflictError, MutationPolicyError
+from .engine.errors import (
+    BackendError,
+    ConcurrencyConflictError,
+    LockTimeoutError,
+    MutationPolicyError,
+    OutcomeUnknownError,
+)
 from .engine.flags import (
     ALWAYS_RETRIEVE,
     ANY_ETAG,
@@ -97,11 +103,13 @@ __all__ = [
     "Joker",
     "KeepCurrentFlag",
     "LocalDict",
+    "LockTimeoutError",
     "MutableDictCached",
     "MutationPolicyError",
     "NeverRetrieveFlag",
     "NonEmptySafeStrTuple",
     "OperationResult",
+    "OutcomeUnknownError",
     "OverlappingMultiDict",
     "PersiDict",
     "RetrieveValueFlag",

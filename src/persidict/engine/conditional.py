@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .contract import StoreCore, Version
-from .errors import ConcurrencyConflictError, PreconditionFailed
+from .errors import ConcurrencyConflictError, OutcomeUnknownError, PreconditionFailed
 from .flags import (
     ALWAYS_RETRIEVE,
     ANY_ETAG,
@@ -344,6 +344,9 @@ class ConditionalOps(StoreCore):
                 return version
             except PreconditionFailed:
                 continue
+            except OutcomeUnknownError as exc:
+                exc.value = version.value  # what was being removed reaches the caller
+                raise
         raise ConcurrencyConflictError(k, _MAX_RACES)
 
     def pop(self, key: Any, *args: Any) -> Any:
@@ -361,11 +364,18 @@ class ConditionalOps(StoreCore):
     def popitem(self) -> tuple[NonEmptySafeStrTuple, Any]:
         """Remove and return some (key, value); each item goes to exactly one caller."""
         self._forbid_if_append_only()
-        for k, _ in self._iter_keys():
-            version = self._pop_version(k)
-            if not _absent(version.etag):
-                return k, version.value
-        raise KeyError("popitem(): dictionary is empty")
+        for _ in _races():
+            listed_any = False
+            for k, _ in self._iter_keys():
+                listed_any = True
+                version = self._pop_version(k)
+                if not _absent(version.etag):
+                    return k, version.value
+            # Every key listed was popped by others first: list again. Only a
+            # listing that finds no key at all shows the store empty.
+            if not listed_any:
+                raise KeyError("popitem(): dictionary is empty")
+        raise ConcurrencyConflictError("popitem()", _MAX_RACES)
 
     def discard(self, key: Any) -> bool:
         """Delete a key if present; return whether it was there."""

@@ -29,6 +29,40 @@ def _rebuild_backend_error(
     return cls(message, backend=backend, operation=operation, key=key)
 
 
+class OutcomeUnknownError(BackendError):
+    """A mutation may or may not have taken effect, and the store cannot tell.
+
+    Raised when a request was sent, its reply was lost, and nothing on the
+    server proves whether it was applied: the caller must not assume either
+    outcome. ``value`` carries what is known (for ``pop``, the value it was
+    removing; ``VALUE_NOT_RETRIEVED`` when nothing is known).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        operation: str,
+        key: Any = None,
+        value: Any = None,
+    ) -> None:
+        super().__init__(message, backend=backend, operation=operation, key=key)
+        self.value = value
+
+    def __reduce__(self) -> Any:
+        return (
+            _rebuild_outcome_unknown,
+            (self.message, self.backend, self.operation, self.key, self.value),
+        )
+
+
+def _rebuild_outcome_unknown(
+    message: str, backend: str, operation: str, key: Any, value: Any
+) -> OutcomeUnknownError:
+    return OutcomeUnknownError(message, backend=backend, operation=operation, key=key, value=value)
+
+
 class ConcurrencyConflictError(RuntimeError):
     """An operation gave up after its retries lost to concurrent writers."""
 
