@@ -789,3 +789,29 @@ def fork_while_spinning(
         f.write(" ".join(map(str, pids)))
     started.set()
     time.sleep(60)
+
+
+def w_popitem_refill(
+    wid: int, ctl: Ctl, store: Any, n_ops: int, time_limit: float
+) -> dict[str, Any]:
+    """Loop popitem() then insert a fresh key; count the KeyErrors seen.
+
+    Started from more keys than workers, the store is never empty: each
+    worker holds at most one popped-but-not-refilled slot at a time.
+    """
+    d = open_store(store)
+    ctl.wait()
+    empty = pops = 0
+    popped: list[Any] = []
+    deadline = time.monotonic() + time_limit
+    for i in range(n_ops):
+        if time.monotonic() > deadline:
+            break
+        try:
+            _, v = d.popitem()
+            pops += 1
+            popped.append(v)
+        except KeyError:
+            empty += 1
+        d[f"w{wid}-{i}"] = f"w{wid}-{i}"
+    return {"empty": empty, "pops": pops, "popped": popped}
