@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 from ..engine.contract import Version, sorted_params
@@ -17,6 +18,14 @@ from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
 from ..engine.results import OperationResult
 from .forwarding import ForwardingStore, require_persidict
+
+
+_log = logging.getLogger("persidict")
+
+
+def _cache_failed(what: str, key: NonEmptySafeStrTuple, exc: Exception) -> None:
+    """Log a cache failure that must not fail the call: main already answered or committed."""
+    _log.warning("persidict cache: %s of key %r failed: %r", what, key.strings, exc)
 
 
 def _require_compatible(main: PersiDict[Any], cache: PersiDict[Any], name: str) -> None:
@@ -53,8 +62,12 @@ class AppendOnlyDictCached(ForwardingStore):
         return sorted_params({"data_cache": self._cache, "main_dict": self._inner})
 
     def _mirror(self, key: NonEmptySafeStrTuple, value: Any) -> None:
-        with contextlib.suppress(PreconditionFailed):  # already cached: same value
-            self._cache._put(key, value, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
+        """Copy a value main holds into the cache; a failure only leaves a cache miss."""
+        try:
+            with contextlib.suppress(PreconditionFailed):  # already cached: same value
+                self._cache._put(key, value, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
+        except Exception as exc:  # whatever the cache raises, main has the value
+            _cache_failed("mirror", key, exc)
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         try:
@@ -162,14 +175,28 @@ class MutableDictCached(ForwardingStore):
             self._forget(key)
             return
         try:
-            self._cache._put(key, value, if_match=seen.etag, want_etag=False)
-        except PreconditionFailed:
-            return
-        self._etags._put(key, etag, if_match=None, want_etag=False)
+            try:
+                self._cache._put(key, value, if_match=seen.etag, want_etag=False)
+            except PreconditionFailed:
+                return
+            self._etags._put(key, etag, if_match=None, want_etag=False)
+        except Exception as exc:  # main already answered or committed: never fail the call
+            _cache_failed("mirror", key, exc)
+            # A new value under a stale cached etag would be served once main's
+            # content (and so its etag) returns to the old one: drop the etag.
+            self._forget(key)
 
     def _forget(self, key: NonEmptySafeStrTuple) -> None:
-        self._etags._remove(key, if_match=None)
-        self._cache._remove(key, if_match=None)
+        """Drop both cache entries of ``key``; a failure is logged, not raised.
+
+        Each is tried on its own: either one gone is enough for ``_load`` to
+        ask main for the value instead of serving the cached one.
+        """
+        for cache in (self._etags, self._cache):
+            try:
+                cache._remove(key, if_match=None)
+            except Exception as exc:
+                _cache_failed("forget", key, exc)
 
     def _cached_etag(self, key: NonEmptySafeStrTuple) -> str | None:
         try:
@@ -225,7 +252,7 @@ class MutableDictCached(ForwardingStore):
         try:
             return self._inner._remove(key, if_match=if_match)
         finally:
-            self._forget(key)
+            self._forget(key)  # never raises: it cannot mask main's outcome
 
     def etag(self, key: Any) -> ETagValue:
         """The etag from the etag cache if present, else from main (then cached)."""
@@ -234,7 +261,10 @@ class MutableDictCached(ForwardingStore):
         if cached is not None:
             return ETagValue(cached)
         etag = self._inner.etag(k)
-        self._etags._put(k, etag, if_match=None, want_etag=False)
+        try:
+            self._etags._put(k, etag, if_match=None, want_etag=False)
+        except Exception as exc:
+            _cache_failed("etag mirror", k, exc)
         return etag
 
     def get_subdict(self, prefix_key: Any) -> MutableDictCached:
