@@ -19,7 +19,6 @@ from ..engine.persidict import PersiDict
 from ..engine.results import OperationResult
 from .forwarding import ForwardingStore, require_persidict
 
-
 _log = logging.getLogger("persidict")
 
 
