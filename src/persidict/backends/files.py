@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..concurrency.atomic import fsync_dir, read_file, write_atomic
+from ..concurrency.atomic import read_file, sync_after_commit, write_atomic
 from ..concurrency.journal import Journal
 from ..concurrency.locks import (
     META_DIR,
@@ -244,8 +244,9 @@ class FileDirDict(PersiDict[Any]):
                 os.unlink(path)
             except (FileNotFoundError, NotADirectoryError):
                 return False
+            # The unlink committed the delete: nothing below may raise.
             if self.durable:
-                fsync_dir(directory)
+                sync_after_commit(directory)
         self._prune(directory)
         return True
 

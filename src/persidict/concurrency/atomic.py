@@ -9,6 +9,10 @@ a rename survive power loss (fsync(2), rename(2), and ext4's
 all before returning; directories created on the way are fsynced into
 their parents. Non-durable writes skip every fsync (a power loss may then
 lose recent writes, never tear them).
+
+The rename is the commit point: nothing after it raises (see
+``sync_after_commit``), so a caller never sees an error for a write that
+took effect.
 """
 
 from __future__ import annotations
@@ -16,11 +20,22 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import logging
 import os
 
 from .journal import TEMP_PREFIX, temp_name
 
-__all__ = ["TEMP_PREFIX", "fsync_dir", "make_dirs", "read_file", "temp_name", "write_atomic"]
+__all__ = [
+    "TEMP_PREFIX",
+    "fsync_dir",
+    "make_dirs",
+    "read_file",
+    "sync_after_commit",
+    "temp_name",
+    "write_atomic",
+]
+
+_log = logging.getLogger("persidict")
 
 _MAX_DIR_RACES = 100
 
@@ -71,6 +86,34 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def sync_after_commit(directory: str) -> None:
+    """fsync ``directory`` after a rename or unlink in it committed; never raises.
+
+    The change already took effect, so no failure here may turn it into an
+    exception. If ``directory`` is gone, a concurrent delete emptied it and a
+    pruner removed it: our entry went with it, and what must reach the disk
+    is that removal, an entry of the parent, so the nearest existing
+    ancestor is fsynced instead. Any other failure (EIO, ...) means the
+    change happened but its durability is unconfirmed: it is logged as a
+    warning on the ``persidict`` logger, not raised (a warning could be
+    turned into an exception by ``-W error``).
+    """
+    path = directory
+    for _ in range(4096):  # bounded by the path depth
+        try:
+            fsync_dir(path)
+            return
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+        except OSError as exc:
+            _log.warning("committed, but fsync of directory %s failed: %s", path, exc)
+            return
+    _log.warning("committed, but no existing directory above %s to fsync", directory)
+
+
 def make_dirs(directory: str, *, durable: bool) -> None:
     """``mkdir -p directory``; durable: fsync each parent that gained an entry.
 
@@ -85,10 +128,10 @@ def make_dirs(directory: str, *, durable: bool) -> None:
         missing.append(current)
         current = os.path.dirname(current)
     for path in reversed(missing):
-        try:
+        # If a concurrent writer made it, it may not have fsynced the parent
+        # yet: our rename into it is durable only once that entry is.
+        with contextlib.suppress(FileExistsError):
             os.mkdir(path)
-        except FileExistsError:
-            continue
         if durable:
             fsync_dir(os.path.dirname(path))
 
@@ -133,7 +176,8 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
 
     ``tmp_dir`` is the journal directory (default: the target's directory).
     Durable: fsync the temp file before the rename and the directory after
-    it. On failure the temp file is removed and the target is untouched.
+    it. On failure the temp file is removed and the target is untouched;
+    after the rename nothing raises.
     """
     directory = os.path.dirname(path)
     if tmp_dir is None or directory in _cross_device:
@@ -161,4 +205,4 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
         write_atomic(path, data, durable=durable, tmp_dir=directory)
         return
     if durable:
-        fsync_dir(directory)
+        sync_after_commit(directory)
