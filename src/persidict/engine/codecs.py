@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jsonpickle
+from jsonpickle.pickler import Pickler
+from jsonpickle.unpickler import Unpickler
 
 Encoder = Callable[[Any], bytes]
 Decoder = Callable[[bytes], Any]
@@ -24,8 +26,15 @@ _UNRESTORABLE = re.compile(
 )
 
 
+# Every jsonpickle option that shapes what is stored is passed explicitly (a
+# context built here), so a new jsonpickle default (5.0 turns ``keys`` on)
+# cannot change the bytes we write or how we read them, and jsonpickle's
+# warnings about changing defaults do not fire on every write.
+
+
 def _json_encode(value: Any) -> bytes:
-    text: str = jsonpickle.dumps(value, indent=4, keys=False)
+    context = Pickler(unpicklable=True, make_refs=True, keys=False, warn=False)
+    text: str = jsonpickle.encode(value, indent=4, context=context)
     if text == "null" and value is not None:
         raise TypeError(f"{type(value).__name__} {value!r:.60} cannot be stored as JSON")
     if '"py/' in text:
@@ -39,7 +48,7 @@ def _json_decode(data: bytes) -> Any:
     text = data.decode("utf-8")
     if not text.strip():  # jsonpickle would quietly decode "" as None
         raise ValueError("empty JSON document")
-    return jsonpickle.loads(text, keys=False)
+    return jsonpickle.decode(text, context=Unpickler(keys=False, safe=True))
 
 
 def _text_encode(value: Any) -> bytes:
