@@ -50,6 +50,8 @@ from .engine.persidict import PersiDict
 from .engine.results import ConditionalOperationResult, OperationResult
 from .engine.transform import TransformingFunction
 
+__version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it
+
 if _typing.TYPE_CHECKING:
     from .backends.s3 import BasicS3Dict
     from .backends.s3_cached import S3Dict, S3Dict_FileDirCached
