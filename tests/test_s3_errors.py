@@ -23,6 +23,7 @@ from persidict import (
     ITEM_NOT_AVAILABLE,
     BackendError,
     BasicS3Dict,
+    OutcomeUnknownError,
 )
 from persidict.backends.s3_transport import RetryPolicy
 from persidict.engine.errors import PreconditionFailed
@@ -163,22 +164,27 @@ def test_serialization_is_never_sent_nor_retried(stubbed: Any) -> None:
     assert fake.sleeps == []
 
 
-def test_ambiguous_conditional_put_that_landed_is_reported_as_ours(stubbed: Any) -> None:
+def test_ambiguous_conditional_put_that_landed_is_reported_as_ours(
+    stubbed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d, stub, _ = stubbed
     import hashlib
 
-    data = d._encode(K, 1)
-    ours = '"' + hashlib.md5(data).hexdigest() + '"'
+    from persidict.backends import s3
+
+    monkeypatch.setattr(s3, "write_token", lambda: "t-ours")
     stub.add_client_error("put_object", "InternalError", http_status_code=500)
     stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412)
-    stub.add_response("head_object", {"ETag": ours})
-    assert d._put(K, 1, if_match=ITEM_NOT_AVAILABLE) == ours
-    # ... but a 412 after an ambiguous failure with someone else's bytes is a loss
+    stub.add_response("head_object", {"ETag": '"e-ours"', "Metadata": {s3.WRITE_TOKEN: "t-ours"}})
+    assert d._put(K, 1, if_match=ITEM_NOT_AVAILABLE) == '"e-ours"'
+    # ... but the same bytes under another write's token prove nothing
+    same = '"' + hashlib.md5(d._encode(K, 1)).hexdigest() + '"'
     stub.add_client_error("put_object", "InternalError", http_status_code=500)
     stub.add_client_error("put_object", "PreconditionFailed", http_status_code=412)
-    stub.add_response("head_object", {"ETag": '"theirs"'})
-    with pytest.raises(PreconditionFailed):
+    stub.add_response("head_object", {"ETag": same, "Metadata": {s3.WRITE_TOKEN: "t-theirs"}})
+    with pytest.raises(OutcomeUnknownError, match="may or may not"):
         d._put(K, 1, if_match=ITEM_NOT_AVAILABLE)
+    stub.assert_no_pending_responses()
 
 
 def test_unreachable_endpoint_is_a_backend_error() -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from ..engine.contract import Version, sorted_params
-from ..engine.errors import BackendError, PreconditionFailed
+from ..engine.errors import BackendError, OutcomeUnknownError, PreconditionFailed
 from ..engine.flags import (
     ITEM_NOT_AVAILABLE,
     VALUE_NOT_RETRIEVED,
@@ -29,6 +27,7 @@ from .s3_transport import (
     RetryPolicy,
     Transport,
     error_code,
+    make_client,
 )
 
 if TYPE_CHECKING:
@@ -36,39 +35,25 @@ if TYPE_CHECKING:
 
 # Buckets this process has already found or created: (endpoint, region, bucket).
 _known_buckets: set[tuple[str | None, str | None, str]] = set()
-# One client per (endpoint, region, pid): boto3 clients are thread-safe, and
-# building one costs far more than a request.
-_clients: dict[tuple[str | None, str | None, int], S3Client] = {}
-_shared_lock = threading.Lock()
+_buckets_lock = threading.Lock()
 
 
-def make_client(endpoint_url: str | None, region: str | None) -> S3Client:
-    """This process's boto3 S3 client for an endpoint and region.
-
-    Its own retries are off: Transport retries, bounded and only on named
-    transient conditions. Credentials come from boto3's usual chain.
-    """
-    marker = (endpoint_url, region, os.getpid())
-    with _shared_lock:
-        client = _clients.get(marker)
-        if client is None:
-            config = Config(
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                s3={"addressing_style": "path"} if endpoint_url else None,
-                connect_timeout=10,
-                read_timeout=60,
-                max_pool_connections=32,
-            )
-            client = boto3.client(
-                "s3", endpoint_url=endpoint_url, region_name=region, config=config
-            )
-            _clients[marker] = client
-        return client
+def _after_fork_in_child() -> None:
+    global _buckets_lock
+    # Held by a thread of the parent at fork(), it would never be released
+    # here. The known buckets still exist: keep them.
+    _buckets_lock = threading.Lock()
 
 
-def md5_etag(data: bytes) -> str:
-    """The ETag S3 gives a single-part, unencrypted upload of ``data``."""
-    return '"' + hashlib.md5(data).hexdigest() + '"'
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# The user-metadata entry (boto3 lowercases the names) holding each write's token.
+WRITE_TOKEN = "persidict-write"
+
+
+def write_token() -> str:
+    """A token unique to one write: proves later that the current object is it."""
+    return secrets.token_hex(16)
 
 
 _SEGMENT_MAX = 255
@@ -94,6 +79,11 @@ class BasicS3Dict(PersiDict[Any]):
     ``DELETE If-Match: *`` so that whether the key existed is reported
     atomically (412 means it did not). A plain write is a plain ``PUT``;
     readers see a whole old or new object.
+
+    Lost replies: every PUT carries a token of its own in the object's user
+    metadata. When a retry after a possibly applied attempt fails its
+    precondition, the token on the current object proves the write ours
+    (success); otherwise, and for such deletes, OutcomeUnknownError.
 
     Locked: nothing; the server serializes conditional requests on a key.
     Not atomic: listing (``len``, iteration, ``clear``, timestamps of many
@@ -187,7 +177,7 @@ class BasicS3Dict(PersiDict[Any]):
     def _ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (once per process and bucket)."""
         marker = (self.endpoint_url, self.region, self.bucket_name)
-        with _shared_lock:
+        with _buckets_lock:
             if marker in _known_buckets:
                 return
         call = self._transport.call
@@ -205,7 +195,7 @@ class BasicS3Dict(PersiDict[Any]):
                 if not (isinstance(cause, ClientError)
                         and error_code(cause) == "BucketAlreadyOwnedByYou"):
                     raise
-        with _shared_lock:
+        with _buckets_lock:
             _known_buckets.add(marker)
 
     # -- keys ---------------------------------------------------------------
@@ -292,7 +282,9 @@ class BasicS3Dict(PersiDict[Any]):
         # docstring inherited
         data = self._encode(key, value)  # outside the retried request, never retried
         ok = self._object_key(key)
-        kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok, "Body": data}
+        token = write_token()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok, "Body": data,
+                                  "Metadata": {WRITE_TOKEN: token}}
         if isinstance(if_match, ItemNotAvailableFlag):
             kwargs["IfNoneMatch"] = "*"
         elif if_match is not None:
@@ -300,15 +292,30 @@ class BasicS3Dict(PersiDict[Any]):
         try:
             response = self._transport.call("put_object", self.client.put_object, key=key,
                                             object_key=ok, conditional=if_match is not None,
-                                            **kwargs)
-        except AmbiguousPreconditionFailed:
-            # An attempt that timed out may have been applied: if the object
-            # now holds exactly our bytes, that write was ours (or equal to it).
-            current = self._get(key, retrieve=False).etag
-            if current != md5_etag(data):
-                raise
-            return ETagValue(current)
+                                            writes=True, **kwargs)
+        except (AmbiguousPreconditionFailed, OutcomeUnknownError) as exc:
+            # An attempt may have been applied: only the token can tell.
+            return self._prove_own_write(key, ok, token, exc)
         return ETagValue(response["ETag"]) if want_etag else None
+
+    def _prove_own_write(
+        self, key: NonEmptySafeStrTuple, ok: str, token: str, failure: Exception
+    ) -> ETagValue:
+        """The current etag if the current object holds ``token``; else OutcomeUnknownError.
+
+        Equal bytes prove nothing (another writer may store the same value);
+        a token that is not ours does not prove that ours was never applied.
+        """
+        try:
+            head = self._transport.call("head_object", self.client.head_object, key=key,
+                                        object_key=ok, Bucket=self.bucket_name, Key=ok)
+        except (NotFound, BackendError):
+            head = None
+        if head is not None and head.get("Metadata", {}).get(WRITE_TOKEN) == token:
+            return ETagValue(head["ETag"])
+        if isinstance(failure, OutcomeUnknownError):
+            raise failure
+        raise self._transport.unknown(failure.__cause__, "put_object", key, ok) from failure
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited. A plain delete sends If-Match: * so that the
@@ -317,8 +324,13 @@ class BasicS3Dict(PersiDict[Any]):
         ok = self._object_key(key)
         try:
             self._transport.call("delete_object", self.client.delete_object, key=key,
-                                 object_key=ok, conditional=True, Bucket=self.bucket_name,
-                                 Key=ok, IfMatch="*" if if_match is None else if_match)
+                                 object_key=ok, conditional=True, writes=True,
+                                 Bucket=self.bucket_name, Key=ok,
+                                 IfMatch="*" if if_match is None else if_match)
+        except AmbiguousPreconditionFailed as exc:
+            # A deleted object keeps no token: the retry's 412/404 may be
+            # our own earlier attempt's doing, or the key was gone anyway.
+            raise self._transport.unknown(exc.__cause__, "delete_object", key, ok) from exc
         except PreconditionFailed:
             if if_match is None:
                 return False

@@ -12,17 +12,27 @@ Every request of BasicS3Dict goes through :meth:`Transport.call`, which
   connection errors), at most ``max_attempts`` times and within
   ``max_seconds``, sleeping with the injectable ``sleep`` and ``clock``.
 
-Serialization never happens in here, so it is never retried.
+- after an attempt of a write that may have been applied (its connection
+  failed after the request was sent, or a 5xx), raises
+  ``AmbiguousPreconditionFailed`` for a retry's failed precondition and
+  ``OutcomeUnknownError`` for any other failure: neither proves anything.
+
+Serialization never happens in here, so it is never retried. The module also
+keeps this process's boto3 clients (:func:`make_client`), fork-safely.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -34,9 +44,53 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from ..engine.errors import BackendError, PreconditionFailed
+from ..engine.errors import BackendError, OutcomeUnknownError, PreconditionFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 BACKEND = "s3"
+
+# One client per (endpoint, region, pid): boto3 clients are thread-safe, and
+# building one costs far more than a request.
+_clients: dict[tuple[str | None, str | None, int], S3Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _clients_lock
+    # A thread that held the lock at fork() does not exist in the child: a
+    # fresh lock, or the child's first store waits forever. The parent's
+    # clients pool connections shared with the parent: drop them.
+    _clients_lock = threading.Lock()
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def make_client(endpoint_url: str | None, region: str | None) -> S3Client:
+    """This process's boto3 S3 client for an endpoint and region.
+
+    Its own retries are off: Transport retries, bounded and only on named
+    transient conditions. Credentials come from boto3's usual chain.
+    """
+    marker = (endpoint_url, region, os.getpid())
+    with _clients_lock:
+        client = _clients.get(marker)
+        if client is None:
+            config = Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                s3={"addressing_style": "path"} if endpoint_url else None,
+                connect_timeout=10,
+                read_timeout=60,
+                max_pool_connections=32,
+            )
+            client = boto3.client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+            _clients[marker] = client
+        return client
 
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
@@ -119,12 +173,15 @@ class Transport:
         key: Any = None,
         object_key: str = "",
         conditional: bool = False,
+        writes: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Run ``fn(**kwargs)`` (one request), retrying transient failures.
 
         ``conditional`` marks a write or delete with ``If-Match``/``If-None-Match``:
         there a 404 means the precondition failed rather than "not found".
+        ``writes`` marks a request that changes the store: once one of its
+        attempts may have been applied, a later failure proves nothing.
         """
         policy = self.policy
         deadline = policy.clock() + policy.max_seconds
@@ -139,9 +196,15 @@ class Transport:
                     if ambiguous:
                         raise AmbiguousPreconditionFailed from failed.__cause__
                     raise
+                except BackendError:
+                    if ambiguous and writes:
+                        raise self.unknown(exc, operation, key, object_key) from exc
+                    raise
                 failure: BaseException = exc
             except (BotoCoreError, OSError) as exc:
                 if not is_transient(exc):
+                    if ambiguous and writes:
+                        raise self.unknown(exc, operation, key, object_key) from exc
                     raise self._backend_error(exc, operation, key, object_key) from exc
                 failure = exc
             if isinstance(failure, AMBIGUOUS) or (
@@ -150,6 +213,8 @@ class Transport:
                 ambiguous = True
             delay = policy.delay(attempt)
             if attempt >= policy.max_attempts or policy.clock() + delay > deadline:
+                if ambiguous and writes:
+                    raise self.unknown(failure, operation, key, object_key, attempt) from failure
                 raise self._backend_error(
                     failure, operation, key, object_key, attempts=attempt
                 ) from failure
@@ -177,13 +242,37 @@ class Transport:
     def _backend_error(
         self, exc: BaseException, operation: str, key: Any, object_key: str, attempts: int = 1
     ) -> BackendError:
-        where = self.location(object_key)
-        what = f"key {key.strings!r} " if key is not None and hasattr(key, "strings") else ""
-        detail = f"{error_code(exc)}: {exc}" if isinstance(exc, ClientError) else repr(exc)
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
         return BackendError(
-            f"S3 {operation} of {what}at {where} failed{tries}: {detail}",
+            f"S3 {operation} of {self._what(key, object_key)} failed"
+            f"{_tries(attempts)}: {_detail(exc)}",
             backend=BACKEND,
             operation=operation,
             key=key,
         )
+
+    def unknown(
+        self, exc: BaseException | None, operation: str, key: Any, object_key: str,
+        attempts: int = 1,
+    ) -> OutcomeUnknownError:
+        """The error for a write whose attempt may have been applied, unprovably."""
+        cause = f" (last failure{_tries(attempts)}: {_detail(exc)})" if exc is not None else ""
+        return OutcomeUnknownError(
+            f"S3 {operation} of {self._what(key, object_key)}: an attempt failed after the "
+            f"request was sent (connection lost or server error) and nothing on the server "
+            f"proves its outcome: the request may or may not have been applied{cause}",
+            backend=BACKEND,
+            operation=operation,
+            key=key,
+        )
+
+    def _what(self, key: Any, object_key: str) -> str:
+        what = f"key {key.strings!r} " if key is not None and hasattr(key, "strings") else ""
+        return f"{what}at {self.location(object_key)}"
+
+
+def _tries(attempts: int) -> str:
+    return f" after {attempts} attempts" if attempts > 1 else ""
+
+
+def _detail(exc: BaseException | None) -> str:
+    return f"{error_code(exc)}: {exc}" if isinstance(exc, ClientError) else repr(exc)
