@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +30,7 @@ class _RAMStore:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        _live_stores.add(self)
         self.data: dict[str, dict[tuple[str, ...], _Entry]] = {}
         self.versions = itertools.count(1)
         self.last_ts = 0.0
@@ -43,9 +46,25 @@ class _RAMStore:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.lock = threading.Lock()
+        _live_stores.add(self)
         self.data = state["data"]
         self.versions = itertools.count(state["next_version"])
         self.last_ts = state["last_ts"]
+
+
+# A fork() while another thread holds a store's lock would leave the child's
+# copy locked forever (only the forking thread survives). Each critical
+# section leaves the maps consistent at every step, so the child simply
+# starts with fresh locks.
+_live_stores: weakref.WeakSet[_RAMStore] = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for store in list(_live_stores):
+        store.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 
 class RAMBackend:
