@@ -33,9 +33,9 @@ from ..engine.keys import (
     NonEmptySafeStrTuple,
     sign_component,
     to_prefix,
-    unsign_component,
 )
 from ..engine.persidict import PersiDict
+from .file_walk import count_keys, walk_keys
 
 # META_DIR ("@persidict"): our own files live there; '@' is not a safe key
 # character, so no key can.
@@ -287,62 +287,12 @@ class FileDirDict(PersiDict[Any]):
     def _iter_keys(
         self, *, with_timestamps: bool = False
     ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
-        # docstring inherited
-        return self._walk(self._base, (), with_timestamps)
+        # docstring inherited; each directory is read as one snapshot (file_walk.py)
+        return walk_keys(self._base, (), self._suffix, self.digest_len, with_timestamps)
 
     def __len__(self) -> int:
         # Counts valid names without building a key object per file.
-        return self._count(self._base)
-
-    def _count(self, directory: str) -> int:
-        suffix, cut, digest_len = self._suffix, -len(self._suffix), self.digest_len
-        n = 0
-        try:
-            entries = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == "@":
-                    continue
-                if name.endswith(suffix) and entry.is_file(follow_symlinks=False):
-                    if unsign_component(name[:cut], digest_len) is not None:
-                        n += 1
-                elif entry.is_dir(follow_symlinks=False) and unsign_component(
-                    name, digest_len
-                ) is not None:
-                    n += self._count(entry.path)
-        return n
-
-    def _walk(
-        self, directory: str, prefix: tuple[str, ...], with_timestamps: bool
-    ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
-        suffix, cut, digest_len = self._suffix, -len(self._suffix), self.digest_len
-        try:
-            entries = os.scandir(directory)
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == "@":  # our temp files and metadata
-                    continue
-                if name.endswith(suffix) and entry.is_file(follow_symlinks=False):
-                    component = unsign_component(name[:cut], digest_len)
-                    if component is None:
-                        continue  # junk, not written by us
-                    ts: float | None = None
-                    if with_timestamps:
-                        try:
-                            ts = entry.stat(follow_symlinks=False).st_mtime
-                        except FileNotFoundError:
-                            continue  # deleted while we listed
-                    yield NonEmptySafeStrTuple._trusted((*prefix, component)), ts
-                elif entry.is_dir(follow_symlinks=False):
-                    component = unsign_component(name, digest_len)
-                    if component is not None:
-                        yield from self._walk(entry.path, (*prefix, component), with_timestamps)
+        return count_keys(self._base, self._suffix, self.digest_len)
 
     def check(self, fix: bool = False) -> CheckReport:
         """Report what crashes or outside hands left in this store's directory.

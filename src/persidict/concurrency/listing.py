@@ -1,0 +1,214 @@
+"""Directory listings that are snapshots: one directory read in one system call.
+
+Why: on tmpfs (and any filesystem whose directory positions are not stable
+under rename), renaming a file over an existing name moves its entry in the
+listing order. A listing read in several chunks, as glibc's readdir (behind
+``os.scandir``/``os.listdir``) does in 32 KiB steps, then misses entries
+that existed throughout and returns others twice, whenever a writer
+replaces files between two chunks.
+
+On Linux one ``getdents64`` call holds the directory's inode lock shared
+for its whole length (``iterate_dir``), while rename and unlink hold it
+exclusively: a directory read in ONE call is an atomic snapshot. So
+``list_dir`` reads the directory into a buffer sized from ``st_size`` and,
+until a call returns all of it (the next call returns 0), retries from
+offset 0 with twice the buffer. Memory: one directory's entries.
+
+Fallback (not Linux, no ``getdents64`` in libc and no known syscall
+number, or the call fails): ``os.scandir`` into a list, names deduplicated.
+Then each name is returned at most once, but on a filesystem that moves
+entries on rename, one that existed throughout may be missed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import platform
+import stat
+import struct
+import sys
+from collections.abc import Callable
+
+__all__ = ["SNAPSHOTS", "list_dir"]
+
+_DT_DIR = 4
+_DT_REG = 8
+_DT_UNKNOWN = 0
+_NAME_AT = 19  # offset of d_name in struct linux_dirent64
+_MIN_BUF = 32 * 1024
+_MAX_RECLEN = 280  # 19 header bytes + 255 name bytes + NUL, 8-aligned
+_SHORT_TRIES = 4
+_HEAD = struct.Struct("<HB")  # d_reclen, d_type at offset 16
+_FS_ENCODING = sys.getfilesystemencoding()
+_MAX_BUF = 1 << 30
+# Syscall numbers of getdents64 where glibc < 2.30 lacks the wrapper.
+_SYSCALL_NR = {"x86_64": 217, "aarch64": 61, "riscv64": 61, "ppc64le": 202, "s390x": 220}
+
+Getdents = Callable[[int, ctypes.Array[ctypes.c_char], int], int]
+
+
+def _load_getdents() -> Getdents | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    func = getattr(libc, "getdents64", None)
+    if func is not None:
+        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+        func.restype = ctypes.c_ssize_t
+        return func  # type: ignore[no-any-return]
+    number = _SYSCALL_NR.get(platform.machine())
+    if number is None:
+        return None
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+
+    def getdents(fd: int, buf: ctypes.Array[ctypes.c_char], size: int) -> int:
+        return int(syscall(number, ctypes.c_int(fd), buf, ctypes.c_size_t(size)))
+
+    return getdents
+
+
+_getdents = _load_getdents()
+
+SNAPSHOTS = _getdents is not None
+"""Whether ``list_dir`` reads each directory as one atomic snapshot."""
+
+
+def list_dir(path: str) -> tuple[list[str], list[str]] | None:
+    """(regular file names, directory names) of ``path``; None if it is gone.
+
+    Symlinks and other file types are in neither list. Each name appears
+    once. With ``SNAPSHOTS`` the lists are the directory's content at one
+    instant; otherwise see the module docstring.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        raw = _read_whole(fd) if _getdents is not None else None
+    finally:
+        os.close(fd)
+    if raw is None:
+        return _list_scandir(path)
+    return _parse(raw, path)
+
+
+def _read_whole(fd: int) -> bytes | None:
+    """The directory's records, read by one getdents64 call.
+
+    A call that stopped with
+    room left for the largest record stopped at the end; a probe call then
+    returning 0 confirms it. A probe that finds more means entries were
+    added meanwhile (or a filesystem that returns short reads): read again
+    from offset 0, and after ``_SHORT_TRIES`` such reads take the rest in
+    further calls (names are deduplicated later). None: use the fallback.
+    """
+    assert _getdents is not None
+    size = min(_MAX_BUF, max(_MIN_BUF, 4 * os.fstat(fd).st_size))
+    probe = ctypes.create_string_buffer(_MAX_RECLEN)
+    short = 0
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = _getdents(fd, buf, size)
+        if n < 0:
+            if ctypes.get_errno() != errno.EINTR:
+                return None
+            os.lseek(fd, 0, os.SEEK_SET)
+            continue
+        if n == 0:
+            return b""
+        data = ctypes.string_at(buf, n)
+        if size - n < _MAX_RECLEN:  # maybe stopped for lack of room
+            if size >= _MAX_BUF:
+                return None
+            size *= 2
+            os.lseek(fd, 0, os.SEEK_SET)
+            continue
+        more = _getdents(fd, probe, _MAX_RECLEN)
+        if more == 0:
+            return data
+        short += 1
+        if short >= _SHORT_TRIES:
+            return _read_rest(fd, data, probe, more, buf, size)
+        os.lseek(fd, 0, os.SEEK_SET)
+
+
+def _read_rest(
+    fd: int, data: bytes, probe: ctypes.Array[ctypes.c_char], more: int,
+    buf: ctypes.Array[ctypes.c_char], size: int,
+) -> bytes | None:
+    """Not a snapshot: ``data``, the probe's records and every further chunk."""
+    assert _getdents is not None
+    chunks = [data, ctypes.string_at(probe, more)] if more > 0 else [data]
+    while True:
+        n = _getdents(fd, buf, size)
+        if n < 0:
+            return None
+        if n == 0:
+            return b"".join(chunks)
+        chunks.append(ctypes.string_at(buf, n))
+
+
+def _parse(data: bytes, path: str) -> tuple[list[str], list[str]]:
+    """Split linux_dirent64 records into file and directory names."""
+    files: list[bytes] = []
+    dirs: list[bytes] = []
+    find = data.find
+    unpack = _HEAD.unpack_from
+    pos, end = 0, len(data)
+    while pos < end:
+        reclen, kind = unpack(data, pos + 16)
+        name = data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)]
+        if kind == _DT_REG:
+            files.append(name)
+        elif kind == _DT_DIR:
+            dirs.append(name)
+        elif kind == _DT_UNKNOWN:
+            _classify(path, name, files, dirs)
+        pos += reclen
+    return _names(files), [n for n in _names(dirs) if n != "." and n != ".."]
+
+
+def _names(raw: list[bytes]) -> list[str]:
+    """Decoded like os.fsdecode, in one pass; each name once."""
+    if not raw:
+        return []
+    names = b"\0".join(raw).decode(_FS_ENCODING, "surrogateescape").split("\0")
+    # A snapshot has no repeats: cheap to make sure.
+    return names if len(set(names)) == len(names) else list(dict.fromkeys(names))
+
+
+def _classify(path: str, name: bytes, files: list[bytes], dirs: list[bytes]) -> None:
+    """File or directory by lstat, for filesystems that report DT_UNKNOWN."""
+    if name in (b".", b".."):
+        return
+    try:
+        mode = os.lstat(os.path.join(os.fsencode(path), name)).st_mode
+    except OSError:
+        return  # gone meanwhile
+    if stat.S_ISREG(mode):
+        files.append(name)
+    elif stat.S_ISDIR(mode):
+        dirs.append(name)
+
+
+def _list_scandir(path: str) -> tuple[list[str], list[str]] | None:
+    files: list[str] = []
+    dirs: list[str] = []
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_file(follow_symlinks=False):
+                    files.append(entry.name)
+                elif entry.is_dir(follow_symlinks=False):
+                    dirs.append(entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return list(dict.fromkeys(files)), list(dict.fromkeys(dirs))
