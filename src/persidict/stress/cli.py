@@ -3,7 +3,8 @@
 Example: ``persidict-stress --workers 4 --duration 20`` (file backend, worker
 processes, fresh temp dir). ``--dir /mnt/nfs`` tests your own mount, ``--json``
 prints a machine-readable report. Exit status: 0 if every invariant held, 1 if
-any was violated (each is listed), 2 on bad usage, 130 if interrupted.
+any was violated (each is listed), 2 on bad usage or a setup error (the store
+cannot be opened or reached: no worker starts), 130 if interrupted.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from .history import History
 from .killer import Killer
 from .oracle import Oracle
+from .phases import SetupError, check_history, prepare, read_final
 from .report import build_report, format_json, format_text
 from .stores import (
     BACKENDS,
-    NAMESPACES,
     StoreSpec,
     forget_memory_stores,
     make_store,
-    read_all,
 )
 from .tally import Tally
 from .workers import StoreFactory, WorkerConfig, run_worker, worker_process
@@ -62,6 +63,7 @@ class Options:
     store_factory: StoreFactory | None = None
     # SIGKILL this many worker processes at random moments (see killer.py).
     kill: int = 0
+    history: bool = True  # log every call and check linearizability (history.py)
 
 
 def _start_workers(
@@ -94,6 +96,7 @@ def _start_worker(
         seed=seed,
         max_ops=opts.max_ops,
         startup_timeout=STARTUP_TIMEOUT,
+        history=opts.history,
     )
     handle: Any
     if spec.backend == "memory":
@@ -143,7 +146,9 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
     spec = StoreSpec(backend=opts.backend, root=root, durable=opts.durable,
                      endpoint_url=opts.endpoint_url, bucket=opts.bucket, region=opts.region)
     oracle = Oracle()
-    tally = Tally(oracle)
+    history = History() if opts.history else None
+    tally = Tally(oracle, history)
+    factory = opts.store_factory if opts.backend == "memory" else None
     progress = _Progress(progress_stream if opts.progress else None)
     switch_interval = sys.getswitchinterval()
     if opts.backend == "memory":
@@ -152,8 +157,9 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         sys.setswitchinterval(1e-5)
     handles: list[Any] = []
     try:
+        prepare(spec, factory or make_store, history)
         logs = _start_workers(opts, spec, logdir, seed, handles)
-        t0 = _await_ready(tally, logs, handles, logdir, opts.duration)
+        t0, t0_ns = _await_ready(tally, logs, handles, logdir, opts.duration)
         killer = Killer(
             opts.kill, t0, opts.duration, seed, handles,
             lambda: _start_worker(opts, spec, logdir, seed, handles, logs),
@@ -162,9 +168,15 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         progress.close()
         tally.poll(logs)
         _check_workers(opts, tally, handles, oracle, killer.killed)
-        factory = opts.store_factory if opts.backend == "memory" else None
-        final = _read_final(spec, factory or make_store, oracle)
+        final_start = time.monotonic_ns()
+        final = read_final(spec, factory or make_store, oracle)
         violations = oracle.check_final(final)
+        checked = check_history(history, spec, factory or make_store, final, final_start, t0_ns)
+        violations += checked.get("violations", [])
+    except SetupError:
+        if opts.backend == "file" and opts.dir is not None:
+            shutil.rmtree(root, ignore_errors=True)  # created above, holds nothing
+        raise
     finally:
         for handle in handles:
             # Only after an exception (e.g. Ctrl-C) can a worker process be left here.
@@ -194,13 +206,18 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         conflicts=tally.conflicts,
         races_lost=tally.races_lost,
         violations=violations,
+        history=checked,
     )
 
 
 def _await_ready(
     tally: Tally, logs: dict[int, str], handles: list[Any], logdir: str, duration: float
-) -> float:
-    """Wait until every worker has opened its stores, then publish the start time."""
+) -> tuple[float, int]:
+    """Wait until every worker has opened its stores, then publish the start time.
+
+    Returns the start as wall time and as ``time.monotonic_ns()`` (the clock
+    of the history records).
+    """
     give_up = time.monotonic() + STARTUP_TIMEOUT
     while len(tally.ready) < len(handles) and time.monotonic() < give_up:
         if not all(h.is_alive() for h in handles):
@@ -208,11 +225,12 @@ def _await_ready(
         tally.poll(logs)
         time.sleep(POLL_SECONDS)
     t0 = time.time() + 0.05
+    t0_ns = time.monotonic_ns() + 50_000_000
     tmp = os.path.join(logdir, "go.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"t0": t0, "deadline": t0 + duration}, f)
     os.replace(tmp, os.path.join(logdir, "go.json"))  # workers never see half a file
-    return t0
+    return t0, t0_ns
 
 
 def _await_done(
@@ -265,19 +283,6 @@ def _check_workers(
             oracle.violation("worker-incomplete", f"worker {wid} stopped without finishing")
 
 
-def _read_final(
-    spec: StoreSpec, factory: StoreFactory, oracle: Oracle
-) -> dict[str, dict[str, Any]]:
-    final: dict[str, dict[str, Any]] = {}
-    for namespace in NAMESPACES:
-        try:
-            final[namespace] = read_all(factory(spec, namespace))
-        except Exception as exc:  # an unreadable store is a finding, not a harness crash
-            oracle.violation("final-read", f"{namespace}: {type(exc).__name__}: {exc}")
-            final[namespace] = {}
-    return final
-
-
 def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Parse the command line into :class:`Options`."""
     p = argparse.ArgumentParser(
@@ -323,6 +328,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="SIGKILL N worker processes at random moments (each is replaced); "
         "confirmed outcomes must survive and the run must still report 0 violations",
     )
+    p.add_argument(
+        "--history",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log every call and check that each key's history is linearizable "
+        "(default on; skipped, with a note, above a bounded number of calls)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.add_argument("--endpoint-url", default=None, help="s3: the S3 endpoint (default: AWS)")
     p.add_argument("--bucket", default=None,
@@ -349,6 +361,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         bucket=ns.bucket,
         region=ns.region,
         kill=ns.kill,
+        history=ns.history,
     )
 
 
@@ -357,6 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
         report = run_stress(opts, progress_stream=sys.stderr)
+    except SetupError as exc:
+        print(f"persidict-stress: setup error, nothing was tested: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\npersidict-stress: interrupted; workers stopped, no verdict", file=sys.stderr)
         return 130
@@ -364,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if report["ok"] else 1
 
 
-__all__ = ["Options", "main", "parse_args", "run_stress"]
+__all__ = ["Options", "SetupError", "main", "parse_args", "run_stress"]
 
 
 if __name__ == "__main__":

@@ -81,6 +81,7 @@ def build_report(
     conflicts: Mapping[str, int],
     races_lost: Mapping[str, int],
     violations: list[dict[str, str]],
+    history: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the machine-readable report (the text report renders this)."""
     total = sum(ops_by_kind.values())
@@ -93,6 +94,7 @@ def build_report(
         "latency_ms": latency_summary(hists),
         "conflicts": dict(sorted(conflicts.items())),
         "races_lost": dict(sorted(races_lost.items())),
+        "history": dict(history or {"checked": False, "note": "not run"}),
         "violations": violations,
         "ok": not violations,
     }
@@ -129,14 +131,48 @@ def format_text(report: Mapping[str, Any]) -> str:
         + f" (total {sum(conflicts.values())})"
     )
     lines.append("races lost: " + ", ".join(f"{k}={v}" for k, v in report["races_lost"].items()))
+    lines += _LEGEND
+    lines += _history_lines(report.get("history", {}))
     violations = report["violations"]
     lines.append(f"violations: {len(violations)}")
     for v in violations[:200]:
-        lines.append(f"  [{v['check']}] {v['detail']}")
+        lines.append(f"  [{v['check']}] " + v["detail"].replace("\n", "\n    "))
     if len(violations) > 200:
         lines.append(f"  ... and {len(violations) - 200} more")
     lines.append("RESULT: " + ("PASS" if report["ok"] else "FAIL"))
     return "\n".join(lines)
+
+
+_LEGEND = [
+    "  (conflicts retried: lost compare-and-swap rounds that were retried; cas_gave_up: "
+    "hand-written CAS loops that stopped after their attempt limit, writing nothing)",
+    "  (races lost: ops that correctly lost a race, proving the races happened; "
+    "popitem_empty: popitem() found the store empty after others popped it all)",
+    "  (end-state checks: counters = acknowledged increments, one winner per insert race, "
+    "append-only values never change, each item popped or discarded at most once, "
+    "large values never torn)",
+]
+
+
+def _history_lines(history: Mapping[str, Any]) -> list[str]:
+    if not history.get("checked"):
+        return [f"history check: {history.get('note', 'not run')}"]
+    undecided = history.get("undecided", [])
+    lines = [
+        f"history check: {history['ops_checked']} ops on {history['keys']} keys checked "
+        f"for linearizability, {history['popitem_empty_claims']} popitem KeyErrors "
+        f"checked for an empty instant, {history['listings']} listings checked; "
+        f"{len(undecided)} keys undecided, {history['outcome_unknown']} calls of "
+        "unknown outcome",
+        "  (each call is placed at one instant between its start and end so that every "
+        "key behaves like one sequential key; a call that raised did not happen)",
+    ]
+    lines += [f"  undecided: {u}" for u in undecided[:20]]
+    raised = history.get("raised_not_counted", {})
+    if raised:
+        lines.append("  raised (taken as not done): "
+                     + ", ".join(f"{k} x{n}" for k, n in raised.items()))
+    return lines
 
 
 def format_json(report: Mapping[str, Any]) -> str:

@@ -11,7 +11,10 @@ from persidict import BasicS3Dict, FileDirDict, LocalDict, PersiDict
 
 # One namespace per race so the races cannot disturb each other's invariants
 # (popitem, for one, pops from anything in its store).
-NAMESPACES = ("counters", "inserts", "append", "discards", "pops", "blobs")
+NAMESPACES = ("counters", "inserts", "append", "discards", "pops", "blobs", "listing")
+# "listing" holds these keys from before the workers start; they are only
+# overwritten, so every listing must yield each exactly once.
+LISTING_KEYS = 24
 APPEND_ONLY_NAMESPACES = frozenset({"append"})
 
 BACKENDS = ("file", "memory", "s3")

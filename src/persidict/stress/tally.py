@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from .history import History
 from .oracle import Oracle
 from .report import Histogram
 from .workers import KINDS
@@ -14,8 +15,9 @@ from .workers import KINDS
 class Tally:
     """Replays worker logs: feeds the oracle and counts ops, conflicts, latencies."""
 
-    def __init__(self, oracle: Oracle) -> None:
+    def __init__(self, oracle: Oracle, history: History | None = None) -> None:
         self.oracle = oracle
+        self.history = history
         self.ops: Counter[str] = Counter({kind: 0 for kind in KINDS})
         self.conflicts: Counter[str] = Counter(
             {"cas_retries": 0, "transform_retries": 0, "conflict_errors": 0, "cas_gave_up": 0}
@@ -54,6 +56,10 @@ class Tally:
                     self._feed(wid, rec)
 
     def _feed(self, wid: int, rec: dict[str, Any]) -> None:
+        if "hs" in rec or "he" in rec:
+            if self.history is not None:
+                self.history.feed(wid, rec)
+            return
         if "ready" in rec:
             self.ready.add(wid)
         elif "done" in rec:

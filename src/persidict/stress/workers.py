@@ -3,12 +3,15 @@
 Every op first writes an *intent* line (which keys it may touch), then runs,
 then writes an *outcome* line with what the store told it; each line is
 flushed to the OS at once, so the outcomes a worker confirmed survive even a
-SIGKILL (a later ``--kill`` mode relies on this). Ops that began but never
-reported are treated by the oracle as "unknown" for the keys they named.
+SIGKILL (``--kill`` relies on this). Ops that began but never reported are
+treated by the oracle as "unknown" for the keys they named. Every store call
+inside an op is also logged on its own, with its times, for the history
+check (record.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -27,8 +30,9 @@ from persidict import (
 )
 
 from .oracle import check_blob, make_blob
+from .record import Recorder, cond, enc, etag, ok
 from .report import Histogram
-from .stores import NAMESPACES, StoreSpec, make_store
+from .stores import LISTING_KEYS, NAMESPACES, StoreSpec, make_store
 
 StoreFactory = Callable[[StoreSpec, str], PersiDict[Any]]
 
@@ -41,8 +45,10 @@ KINDS = (
     "popitem_race",
     "blob_write",
     "blob_read",
+    "listing_write",
+    "list_keys",
 )
-DEFAULT_WEIGHTS = (3, 3, 3, 2, 3, 2, 1, 2)
+DEFAULT_WEIGHTS = (3, 3, 3, 2, 3, 2, 1, 2, 2, 1)
 
 N_COUNTERS = 2  # few keys: every increment is contended
 N_BLOBS = 2
@@ -67,6 +73,7 @@ class WorkerConfig:
     max_ops: int
     incarnation: int = 0
     startup_timeout: float = 120.0
+    history: bool = True  # log every store call for the history check
 
 
 def worker_process(cfg: WorkerConfig) -> None:
@@ -114,6 +121,8 @@ class Worker:
         self._slots: dict[str, tuple[int, int]] = {}
         self._started_ns = 0
         self._prev_discard_key: str | None = None
+        self.rec = Recorder(self.write, self.stores)
+        self.rec.enabled = cfg.history
 
     def write(self, rec: dict[str, Any]) -> None:
         """Append one record and hand it to the OS (survives our SIGKILL)."""
@@ -175,11 +184,15 @@ class Worker:
             calls += 1
             return (0 if value is ITEM_NOT_AVAILABLE else value) + 1
 
+        store = self.stores["counters"]
         self.begin(rec, "counters", key)
         try:
-            result = self.stores["counters"].transform_item(
-                key, transformer=increment, n_retries=TRANSFORM_RETRIES
-            )
+            result = self.rec.call(
+                "counters", key, "incr", {},
+                lambda: store.transform_item(key, transformer=increment,
+                                             n_retries=TRANSFORM_RETRIES),
+                lambda r: {"v": r.new_value, "re": etag(r.resulting_etag)},
+            )  # fmt: skip
             rec["val"] = result.new_value
         finally:
             rec["retries"] = max(calls - 1, 0)
@@ -191,7 +204,7 @@ class Worker:
         self.begin(rec, "counters", key)
         for attempt in range(CAS_MAX_ATTEMPTS):
             rec["retries"] = attempt
-            seen = store.get_with_etag(key)
+            seen = self.rec.get_with_etag("counters", key)
             current = seen.new_value
             if isinstance(current, int):
                 base = current
@@ -200,13 +213,14 @@ class Worker:
             else:
                 rec["viol"] = f"{key}: get_with_etag returned {current!r}"
                 return
-            result = store.set_item_if(
-                key,
-                value=base + 1,
-                condition=ETAG_IS_THE_SAME,
-                expected_etag=seen.actual_etag,
-                retrieve_value=NEVER_RETRIEVE,
-            )
+            expected = seen.actual_etag
+            result = self.rec.call(
+                "counters", key, "sif", {"v": base + 1, "c": "same", "x": etag(expected)},
+                lambda b=base + 1, x=expected: store.set_item_if(  # type: ignore[misc]
+                    key, value=b, condition=ETAG_IS_THE_SAME, expected_etag=x,
+                    retrieve_value=NEVER_RETRIEVE),
+                cond,
+            )  # fmt: skip
             if result.condition_was_satisfied:
                 rec["val"] = base + 1
                 return
@@ -221,18 +235,21 @@ class Worker:
         rec["won"] = False
         self.begin(rec, "inserts", key)
         if variant == "setdefault":
-            current = store.setdefault(key, tok)
+            current = self.rec.call("inserts", key, "sd", {"v": tok},
+                                    lambda: store.setdefault(key, tok), lambda r: {"v": enc(r)})
             rec["won"] = current == tok
             rec["seen"] = current
             return
+        absent = {"v": tok, "c": "same", "x": None}
         if variant == "setdefault_if":
-            result = store.setdefault_if(
-                key, default_value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
-            )
+            result = self.rec.call(
+                "inserts", key, "sdif", absent,
+                lambda: store.setdefault_if(key, default_value=tok, condition=ETAG_IS_THE_SAME,
+                                            expected_etag=ITEM_NOT_AVAILABLE),
+                cond,
+            )  # fmt: skip
         else:
-            result = store.set_item_if(
-                key, value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
-            )
+            result = self.rec.insert_if_absent("inserts", key, tok)
         rec["won"] = result.condition_was_satisfied and result.actual_etag is ITEM_NOT_AVAILABLE
         if not rec["won"] and isinstance(result.new_value, str):
             rec["seen"] = result.new_value
@@ -244,20 +261,26 @@ class Worker:
         store = self.stores["append"]
         rec["won"] = False
         self.begin(rec, "append", key)
+
+        def insert(value: str) -> None:
+            store[key] = value
+
         try:
-            store[key] = tok
+            self.rec.call("append", key, "ins", {"v": tok}, lambda: insert(tok), ok)
             rec["won"] = True
         except MutationPolicyError:
-            rec["seen"] = store[key]
+            rec["seen"] = self.rec.get("append", key, lambda: store[key])
         # The value must never change once written: every mutation must be refused.
         mutation = self.rng.choice(("overwrite", "discard", "delete"))
         try:
             if mutation == "overwrite":
-                store[key] = tok + "-overwrite"
+                bad = tok + "-overwrite"
+                self.rec.call("append", key, "ins", {"v": bad}, lambda: insert(bad), ok)
             elif mutation == "discard":
-                store.discard(key)
+                self.rec.call("append", key, "disc", {}, lambda: store.discard(key),
+                              lambda r: {"ok": bool(r)})
             else:
-                del store[key]
+                self.rec.delete("append", key)
             rec["viol"] = f"append-only {key}: {mutation} was not refused"
         except MutationPolicyError:
             pass
@@ -273,19 +296,38 @@ class Worker:
         store = self.stores["discards"]
         rec["put"] = rec["removed"] = False
         self.begin(rec, "discards", key, dkey)
-        result = store.set_item_if(
-            key, value=tok, condition=ETAG_IS_THE_SAME, expected_etag=ITEM_NOT_AVAILABLE
-        )
+        result = self.rec.insert_if_absent("discards", key, tok)
         rec["put"] = result.condition_was_satisfied and result.actual_etag is ITEM_NOT_AVAILABLE
-        if self.rng.random() < 0.5:
-            rec["via"] = "discard"
-            rec["removed"] = bool(store.discard(dkey))
+        via = rec["via"] = self.rng.choice(("discard", "discard_if", "pop", "del"))
+        if via == "discard":
+            rec["removed"] = self.rec.call("discards", dkey, "disc", {},
+                                           lambda: store.discard(dkey), lambda r: {"ok": bool(r)})
+        elif via == "pop":
+            popped = self.rec.call("discards", dkey, "pop", {}, lambda: store.pop(dkey, None),
+                                   lambda r: {"v": enc(r)})
+            if popped is not None:
+                rec["removed"], rec["rtok"] = True, popped
+        elif via == "del":
+            with contextlib.suppress(KeyError):
+                rec["removed"] = self.rec.delete("discards", dkey)
+        else:
+            self.discard_if_unchanged(rec, dkey)
+
+    def discard_if_unchanged(self, rec: dict[str, Any], dkey: str) -> None:
+        """Read the key with its etag, then discard it only if nobody changed it."""
+        store = self.stores["discards"]
+        if not self.rec.call("discards", dkey, "in", {}, lambda: dkey in store,
+                             lambda r: {"b": bool(r)}):
             return
-        rec["via"] = "discard_if"
-        seen = store.get_with_etag(dkey)
+        seen = self.rec.get_with_etag("discards", dkey)
         if seen.actual_etag is ITEM_NOT_AVAILABLE:
             return
-        result = store.discard_if(dkey, condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
+        expected = seen.actual_etag
+        result = self.rec.call(
+            "discards", dkey, "dif", {"c": "same", "x": etag(expected)},
+            lambda: store.discard_if(dkey, condition=ETAG_IS_THE_SAME, expected_etag=expected),
+            cond,
+        )  # fmt: skip
         if result.condition_was_satisfied and result.actual_etag is not ITEM_NOT_AVAILABLE:
             rec["removed"] = True
             rec["rtok"] = seen.new_value
@@ -297,9 +339,12 @@ class Worker:
         store = self.stores["pops"]
         # Any key may be popped; the oracle pins "unknown" only on our own key.
         self.begin(rec, "pops", key)
-        store[key] = tok
+        self.rec.set("pops", key, tok)
         try:
-            popped_key, popped_value = store.popitem()
+            popped_key, popped_value = self.rec.call(
+                "pops", None, "popitem", {}, store.popitem,
+                lambda r: {"k": "/".join(r[0]), "v": enc(r[1])},
+            )
         except KeyError:
             return  # the others emptied the store first
         rec["pk"] = "/".join(popped_key)
@@ -311,17 +356,40 @@ class Worker:
         tok = rec["tok"] = self.token()
         blob = make_blob(tok, self.rng.randbytes(self.rng.randint(BLOB_MIN, BLOB_MAX)))
         self.begin(rec, "blobs", key)
-        self.stores["blobs"][key] = blob
+        self.rec.set("blobs", key, blob, logged=tok)
 
     def op_blob_read(self, rec: dict[str, Any]) -> None:
         """Read a large value while others overwrite it: it must never be torn."""
         key = rec["key"] = f"b{self.rng.randrange(N_BLOBS)}"
         self.begin(rec, "blobs")  # reads change nothing: no key becomes unknown
-        value = self.stores["blobs"].get(key)
+        store = self.stores["blobs"]
+        checked: list[tuple[str | None, str]] = []
+
+        def logged(value: Any) -> dict[str, Any]:
+            checked.append(check_blob(value) if value is not None else (None, ""))
+            tok, why = checked[0]
+            return {"v": tok if tok is not None or value is None else f"<torn: {why}>"}
+
+        value = self.rec.call("blobs", key, "get", {}, lambda: store.get(key), logged)
         if value is None:
             return
-        tok, reason = check_blob(value)
+        tok, reason = checked[0] if checked else check_blob(value)
         if tok is None:
             rec["viol"] = f"torn read of {key}: {reason}"
         else:
             rec["seen"] = tok
+
+    def op_listing_write(self, rec: dict[str, Any]) -> None:
+        """Overwrite one of the fixed keys of "listing" (present throughout the run)."""
+        key = rec["key"] = f"L{self.rng.randrange(LISTING_KEYS)}"
+        self.begin(rec, "listing", key)
+        self.rec.set("listing", key, self.token())
+
+    def op_list_keys(self, rec: dict[str, Any]) -> None:
+        """List a namespace's keys while others write (history check: crosskey.py)."""
+        ns = rec["ns"] = self.rng.choice(("listing", "discards"))
+        store = self.stores[ns]
+        self.begin(rec, ns)
+        keys = self.rec.call(ns, None, "keys", {}, lambda: ["/".join(k) for k in store.keys()],  # noqa: SIM118
+                             lambda r: {"ks": r})
+        rec["n"] = len(keys)

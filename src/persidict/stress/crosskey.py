@@ -1,0 +1,172 @@
+"""Claims about a whole namespace: ``popitem`` KeyError and listings.
+
+Both rest on one sound test, "key k was present at every instant of
+[s, e]": some completed op W whose result shows k present after it (a read
+that saw it, a write) ended before s, and every op that may have removed k
+(a successful removal, or one of unknown outcome; a popitem of unknown
+outcome counts as one on every key of its namespace) and started before e ended before
+W started, so it linearized before W.
+
+- ``popitem()`` raising KeyError claims the namespace was empty at some
+  instant of its call. It is a violation if some key was present throughout,
+  or if more keys were surely created before the call started (writes whose
+  result shows they created their key, and a first write to a fresh key) than
+  ops that may have removed one started before it ended: at every instant
+  the number of keys is at least creations minus removals.
+- A listing (``keys()``) must yield a key present throughout it exactly
+  once, and any key at most once.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .model import COND, REMOVALS, Op, mutates
+
+INF = float("inf")
+
+
+@dataclass
+class Listing:
+    """One ``keys()`` call and the keys it yielded."""
+
+    ns: str
+    op: Op
+    keys: list[str]
+
+
+class _Presence:
+    """Answers "surely present throughout [s, e]" for one key in O(log n)."""
+
+    def __init__(self, ops: Sequence[Op]) -> None:
+        seen = sorted((op.end, op.start) for op in ops if op.end is not None and _shows(op))
+        self.w_end = [end for end, _ in seen]
+        self.w_best_start = list(itertools.accumulate((s for _, s in seen), max))
+        removals = sorted(
+            (op.start, INF if op.end is None else op.end)
+            for op in ops
+            if op.f in REMOVALS and (op.res is None or mutates(op))
+        )
+        self.r_start = [s for s, _ in removals]
+        self.r_max_end = list(itertools.accumulate((e for _, e in removals), max))
+
+    def throughout(self, s: int, e: int) -> bool:
+        n = bisect.bisect_left(self.w_end, s)  # witnesses that ended before s
+        if n == 0:
+            return False
+        best = self.w_best_start[n - 1]
+        m = bisect.bisect_left(self.r_start, e)  # removals that started before e
+        return m == 0 or self.r_max_end[m - 1] < best
+
+
+def _shows(op: Op) -> bool:
+    """Does the op's result show the key present right after it?"""
+    r = op.res
+    if r is None:
+        return False
+    if op.f in ("get", "final", "gwe"):
+        return r["v"] is not None
+    if op.f == "in":
+        return r["b"] is True
+    if op.f in COND:
+        return r["re"] is not None
+    return op.f in ("set", "ins", "incr", "sd")
+
+
+def _created(op: Op, first: bool) -> bool:
+    """Did the op surely turn an absent key present?"""
+    r = op.res
+    if r is None or op.end is None:
+        return False
+    if op.f in ("sif", "sdif"):
+        return r["a"] is None and r["re"] is not None
+    if op.f == "ins":
+        return bool(r["ok"])
+    if op.f == "sd":
+        return bool(r["v"] == op.args["v"])  # its own (unique) default came back
+    return op.f == "set" and first
+
+
+def _at(t: int, t0: int) -> str:
+    return f"{(t - t0) / 1e9:+.6f}s"
+
+
+def check_empty_claims(
+    ops: Mapping[tuple[str, str], list[Op]],
+    empties: list[tuple[str, Op]],
+    t0: int,
+) -> list[dict[str, str]]:
+    """Every ``popitem`` KeyError must have had an empty instant to see."""
+    out: list[dict[str, str]] = []
+    for ns in sorted({ns for ns, _ in empties}):
+        keys = {k: v for (n, k), v in ops.items() if n == ns}
+        created, removed = [], []
+        for key_ops in keys.values():
+            first = min(key_ops, key=lambda op: op.start)
+            alone = first.end is not None and not any(
+                op is not first and op.start < first.end for op in key_ops
+            )
+            for op in key_ops:
+                if op.end is not None and _created(op, alone and op is first):
+                    created.append(op.end)
+                if op.f in REMOVALS and (op.res is None or mutates(op)):
+                    removed.append(op.start)
+        created.sort()
+        removed.sort()
+        presence = {k: _Presence(v) for k, v in keys.items()}
+        for _, claim in (item for item in empties if item[0] == ns):
+            s, e = claim.start, claim.end
+            assert e is not None
+            surely = bisect.bisect_left(created, s) - bisect.bisect_left(removed, e)
+            present = [k for k, p in presence.items() if p.throughout(s, e)]
+            if surely > 0 or present:
+                why = f"key {present[0]} was present throughout" if present else (
+                    f"at least {surely} keys were present throughout (surely created "
+                    "before it began, minus every removal begun before it ended)"
+                )
+                out.append({
+                    "check": "history-popitem-empty",
+                    "detail": f"{ns}: popitem() by w{claim.wid} raised KeyError during "
+                    f"{_at(s, t0)}..{_at(e, t0)}, but {why}",
+                })  # fmt: skip
+    return out
+
+
+def check_listings(
+    ops: Mapping[tuple[str, str], list[Op]],
+    listings: list[Listing],
+    t0: int,
+) -> list[dict[str, str]]:
+    """Each key present throughout a listing is yielded once; no key twice."""
+    out: list[dict[str, str]] = []
+    presence: dict[tuple[str, str], _Presence] = {}
+    for listing in listings:
+        s, e = listing.op.start, listing.op.end
+        assert e is not None
+        counts = Counter(listing.keys)
+        twice = sorted(k for k, n in counts.items() if n > 1)
+        missed, phantom = [], sorted(k for k in counts if (listing.ns, k) not in ops)
+        for (ns, key), key_ops in ops.items():
+            if ns != listing.ns or counts[key]:
+                continue
+            if (ns, key) not in presence:
+                presence[(ns, key)] = _Presence(key_ops)
+            if presence[(ns, key)].throughout(s, e):
+                missed.append(key)
+        problems = [
+            (f"missed {len(missed)} keys present throughout, e.g. {sorted(missed)[:5]}", missed),
+            (f"yielded {len(twice)} keys more than once, e.g. {twice[:5]}", twice),
+            (f"yielded {len(phantom)} keys nobody wrote, e.g. {phantom[:5]}", phantom),
+        ]
+        for text, found in problems:
+            if found:
+                out.append({
+                    "check": "history-listing",
+                    "detail": f"{listing.ns}: keys() by w{listing.op.wid} during "
+                    f"{_at(s, t0)}..{_at(e, t0)} {text}",
+                })  # fmt: skip
+    return out
