@@ -66,7 +66,7 @@ def check_unknown(outcome: tuple[str, Any], operation: str, key: str) -> Outcome
     assert exc.backend == "s3" and exc.operation == operation
     assert exc.key.strings == (key,)
     assert "may or may not" in str(exc) and repr(key) in str(exc)
-    return exc  # type: ignore[no-any-return]
+    return exc
 
 
 # -- a reply lost after the server applied the write ---------------------------

@@ -92,6 +92,7 @@ def make_client(endpoint_url: str | None, region: str | None) -> S3Client:
             _clients[marker] = client
         return client
 
+
 THROTTLING_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
     "SlowDown", "TooManyRequestsException", "RequestLimitExceeded",
@@ -274,5 +275,5 @@ def _tries(attempts: int) -> str:
     return f" after {attempts} attempts" if attempts > 1 else ""
 
 
-def _detail(exc: BaseException | None) -> str:
+def _detail(exc: BaseException) -> str:
     return f"{error_code(exc)}: {exc}" if isinstance(exc, ClientError) else repr(exc)
