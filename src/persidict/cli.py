@@ -6,6 +6,13 @@ unreadable values, stray files, empty directories - and with ``--fix``
 repairs it without losing data (see ``concurrency/repair.py``). Exit code:
 0 when clean, 1 when problems were found (repaired or not), 2 on bad usage.
 
+PATH must be inside a store: a root marker (``@persidict``) at PATH or
+above it, or else PATH holds stores as subdirectories (a directory kept by
+``persidict-stress --dir``), each checked in turn, the rest left alone.
+Anything else is refused: a directory that was never a store holds no junk
+of ours. The store's digest_len is read from its marker; only stores made
+by versions that did not record it get it detected from file names.
+
 It does not open the store as a FileDirDict: opening recovers the journal,
 and a check without ``--fix`` must report, not repair.
 """
@@ -18,8 +25,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .concurrency.locks import META_DIR, LockTree, find_lock_root
-from .concurrency.repair import check_tree, detect_digest_len
+from .concurrency.locks import META_DIR
+from .concurrency.marker import LockTree, find_root, is_root, read_params
+from .concurrency.repair import CheckReport, check_tree, detect_digest_len
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="report (and with --fix repair) what crashes left in a FileDirDict directory",
     )
-    check.add_argument("path", help="the store's base_dir")
+    check.add_argument("path", help="the store's base_dir (or a directory of stores)")
     check.add_argument(
         "--fix",
         action="store_true",
@@ -40,38 +48,83 @@ def _parser() -> argparse.ArgumentParser:
         "--digest-len",
         type=int,
         default=None,
-        help="the store's digest_len (default: detected from the file names)",
+        help="override the store's digest_len (default: as recorded in its marker)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
+def _check(path: str, root: str, args: argparse.Namespace) -> tuple[CheckReport, int, str]:
+    """Check the store directory ``path`` whose root is ``root``."""
+    if args.digest_len is not None:
+        digest_len, source = args.digest_len, "--digest-len"
+    else:
+        recorded = (read_params(root) or {}).get("digest_len")
+        if isinstance(recorded, int) and not isinstance(recorded, bool):
+            digest_len, source = recorded, "recorded in the store's marker"
+        else:
+            digest_len, source = detect_digest_len(path), "detected: no recorded digest_len"
+    # The same locks as FileDirDict(base_dir=path), so a fix never moves a
+    # value a live writer is replacing.
+    locks = LockTree(os.path.realpath(path), root)
+    report = check_tree(
+        path,
+        meta_dir=os.path.join(root, META_DIR),
+        digest_len=digest_len,
+        lock_for=locks.hold,
+        fix=args.fix,
+    )
+    return report, digest_len, source
+
+
+def _stores_in(directory: str) -> list[str]:
+    """The subdirectories of ``directory`` that are roots of stores."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [
+        e.path
+        for e in entries
+        if e.is_dir(follow_symlinks=False) and is_root(os.path.realpath(e.path))
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``persidict`` command line; return the exit code."""
     args = _parser().parse_args(argv)
-    root = os.path.abspath(args.path)
-    if not os.path.isdir(root):
-        print(f"persidict check: {root} is not a directory", file=sys.stderr)
+    path = os.path.abspath(args.path)
+    if not os.path.isdir(path):
+        print(f"persidict check: {path} is not a directory", file=sys.stderr)
         return 2
-    digest_len = args.digest_len if args.digest_len is not None else detect_digest_len(root)
-    if digest_len < 0:
+    if args.digest_len is not None and args.digest_len < 0:
         print("persidict check: --digest-len must be >= 0", file=sys.stderr)
         return 2
-    real = os.path.realpath(root)
-    home = find_lock_root(real) or real
-    meta = os.path.join(home, META_DIR)
-    # The same locks as FileDirDict(base_dir=root), so a fix never moves a
-    # value a live writer is replacing.
-    locks = LockTree(real, home)
-    report = check_tree(
-        root, meta_dir=meta, digest_len=digest_len, lock_for=locks.hold, fix=args.fix
-    )
-    if args.json:
-        print(json.dumps({**report.to_dict(), "digest_len": digest_len}, indent=2))
+    root = find_root(os.path.realpath(path))
+    if root is not None:
+        targets = [(path, root)]
     else:
-        print(f"(digest_len={digest_len})")
-        print(report)
-    return 0 if report.clean else 1
+        targets = [(p, os.path.realpath(p)) for p in _stores_in(path)]
+        if not targets:
+            print(
+                f"persidict check: {path} is not a persidict store: there is no {META_DIR} "
+                "marker at it or above it, nor stores below it; refusing to judge its files",
+                file=sys.stderr,
+            )
+            return 2
+    dirty = False
+    out: list[dict[str, object]] = []
+    for target, target_root in targets:
+        report, digest_len, source = _check(target, target_root, args)
+        dirty = dirty or not report.clean
+        if args.json:
+            out.append({**report.to_dict(), "digest_len": digest_len})
+        else:
+            print(f"(digest_len={digest_len}, {source})")
+            print(report)
+    if args.json:
+        print(json.dumps(out[0] if root is not None else out, indent=2))
+    return 1 if dirty else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,13 +12,8 @@ from typing import Any
 
 from ..concurrency.atomic import read_file, sync_after_commit, write_atomic
 from ..concurrency.journal import Journal
-from ..concurrency.locks import (
-    META_DIR,
-    KeyLocks,
-    LockTree,
-    find_lock_root,
-    lock_offset,
-)
+from ..concurrency.locks import META_DIR, KeyLocks, lock_offset
+from ..concurrency.marker import LockTree, open_root
 from ..concurrency.repair import CheckReport, check_tree
 from ..engine.contract import Version, sorted_params
 from ..engine.errors import PreconditionFailed
@@ -115,15 +110,13 @@ class FileDirDict(PersiDict[Any]):
         except (FileExistsError, NotADirectoryError) as exc:
             raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
         self._suffix = "." + serialization_format
-        # Keys are locked in the lock file of the nearest directory above them
-        # holding a META_DIR (see LockTree); a store opened where there is
-        # none creates one.
+        # Keys are locked in the lock file of the nearest root above them (see
+        # concurrency/marker.py); a store opened where there is none makes one,
+        # recording the parameters that shape its file names.
         self._real_base = os.path.realpath(self._base)
-        home = find_lock_root(self._real_base)
-        if home is None:
-            home = self._real_base
-            with contextlib.suppress(OSError):  # read-only stores stay readable
-                os.makedirs(os.path.join(home, META_DIR), exist_ok=True)
+        params = {"digest_len": digest_len}
+        # None: read-only, no root can be made; the store stays readable
+        home = open_root(self._real_base, params, durable=durable) or self._real_base
         self._home_root = home
         self._journal = Journal(os.path.join(home, META_DIR))
         self._lock_tree = LockTree(self._real_base, home)

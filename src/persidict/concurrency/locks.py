@@ -13,8 +13,13 @@ offset derived from a hash of the key's path (Linux open-file-description
 - A caller never holds two key locks at once, so there is no deadlock; waits
   are bounded by a timeout that raises LockTimeoutError (a TimeoutError).
 
+Descriptors: one per (lock file, thread) per process, shared by every
+KeyLocks on that file (a store and its subdicts, however many), and closed
+when the last of them is gone or the thread ends. Sharing also means two
+instances used by one thread never lock each other out.
+
 Two keys whose hashes share a byte merely serialize; 2**62 offsets make
-that negligible.
+that negligible. Which lock file guards a file is decided in ``marker.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import os
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -38,10 +44,38 @@ HAVE_OFD_LOCKS = hasattr(fcntl, "F_OFD_SETLK")
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
+META_DIR = "@persidict"
+"""A store's own files live here; '@' is not a safe key character, so no key can."""
+
 # struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
 # padded to its 32-byte size; l_pid must be 0 for OFD locks.
 _FLOCK = struct.Struct("hhqqi4x")
 _BUSY = (errno.EAGAIN, errno.EACCES)
+# What fcntl(2) says when the filesystem offers no record locks (NFS mounted
+# with nolock, some FUSE filesystems): ENOLCK, EINVAL, ENOSYS, EOPNOTSUPP.
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+class LocksUnsupportedError(OSError):
+    """The filesystem of a store refuses the record locks FileDirDict needs.
+
+    An OSError (with the errno fcntl reported), so callers that catch
+    OSError still do; the message names the store and says what to do.
+    """
+
+
+def _no_locks(exc: OSError, lock_path: str) -> LocksUnsupportedError:
+    store = os.path.dirname(os.path.dirname(lock_path))
+    name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    return LocksUnsupportedError(
+        exc.errno,
+        f"the filesystem of the store at {store} refuses record locks ({name}: "
+        f"{exc.strerror}); FileDirDict needs fcntl(2) OFD locks: put the store on a "
+        "local filesystem, or mount NFS with locking (not 'nolock'; 'local_lock=all' "
+        "if only this machine uses it)",
+        lock_path,
+    )
+
 
 # A descriptor inherited through fork() shares the parent's open file
 # description, hence the parent's locks: a child that keeps it would keep a
@@ -50,9 +84,11 @@ _BUSY = (errno.EAGAIN, errno.EACCES)
 # fresh ones on first use.
 # Opening and registering a descriptor happen under _open_fds_lock, which
 # fork() also takes, so no fork can see a descriptor open but unregistered.
+# It is reentrant: a finalizer closing a descriptor may run inside a section
+# that holds it.
 _fork_generation = 0
 _open_fds: set[int] = set()
-_open_fds_lock = threading.Lock()
+_open_fds_lock = threading.RLock()
 
 
 def _before_fork() -> None:
@@ -66,7 +102,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     global _fork_generation, _open_fds_lock
     _fork_generation += 1
-    _open_fds_lock = threading.Lock()  # held by the forking thread: start afresh
+    _open_fds_lock = threading.RLock()  # held by the forking thread: start afresh
     for fd in _open_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -79,16 +115,27 @@ os.register_at_fork(
 
 
 class _Descriptor:
-    """One thread's descriptor of a lock file; closed when the thread ends."""
+    """One thread's open descriptor of a lock file; closed when dropped."""
 
-    def __init__(self, path: str) -> None:
-        with contextlib.suppress(FileExistsError):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.generation = _fork_generation
+        self.pid = os.getpid()
+
+    @classmethod
+    def open(cls, path: str) -> _Descriptor:
+        """Open ``path``; an error names the store and leaves nothing to finalize."""
         with _open_fds_lock:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-            self.generation = _fork_generation
-            self.pid = os.getpid()
-            _open_fds.add(self.fd)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as exc:
+                store = os.path.dirname(os.path.dirname(path))
+                raise type(exc)(
+                    exc.errno, f"{exc.strerror}: cannot open the lock file of the store at {store}",
+                    path,
+                ) from exc
+            _open_fds.add(fd)
+            return cls(fd)
 
     def __del__(self) -> None:
         # In a forked child the number was (or is about to be) closed and may
@@ -101,28 +148,31 @@ class _Descriptor:
                     os.close(self.fd)
 
 
-class _ThreadFd(threading.local):
-    descriptor: _Descriptor | None = None
+class _LockFile:
+    """The descriptors of one lock file, one per thread (a thread-local)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.local = threading.local()
+
+    def fd(self) -> int:
+        d: _Descriptor | None = getattr(self.local, "descriptor", None)
+        if d is None or d.generation != _fork_generation:
+            d = self.local.descriptor = _Descriptor.open(self.path)
+        return d.fd
 
 
-META_DIR = "@persidict"
-"""A store's own files live here; '@' is not a safe key character, so no key can."""
+# Lock path -> its _LockFile while some KeyLocks uses it; dropping the last
+# KeyLocks drops the thread-locals, whose descriptors then close.
+_lock_files: weakref.WeakValueDictionary[str, _LockFile] = weakref.WeakValueDictionary()
 
 
-def find_lock_root(directory: str) -> str | None:
-    """The nearest ancestor-or-self of ``directory`` holding a META_DIR, if any.
-
-    Nearest, not topmost: a store opened later on a parent directory must not
-    move the locks of stores already open below it (FileDirDict._lock_of).
-    """
-    candidate = os.path.realpath(directory)
-    while True:
-        if os.path.isdir(os.path.join(candidate, META_DIR)):
-            return candidate
-        parent = os.path.dirname(candidate)
-        if parent == candidate:
-            return None
-        candidate = parent
+def _lock_file(path: str) -> _LockFile:
+    with _open_fds_lock:
+        found = _lock_files.get(path)
+        if found is None:
+            found = _lock_files[path] = _LockFile(path)
+        return found
 
 
 def lock_offset(name: str) -> int:
@@ -139,13 +189,22 @@ class KeyLocks:
             raise OSError("FileDirDict needs Linux open-file-description locks (F_OFD_SETLK)")
         self.lock_path = lock_path
         self.timeout = timeout
-        self._local = _ThreadFd()
+        self._file = _lock_file(lock_path)
 
     def _fd(self) -> int:
-        d = self._local.descriptor
-        if d is None or d.generation != _fork_generation:
-            d = self._local.descriptor = _Descriptor(self.lock_path)
-        return d.fd
+        return self._file.fd()
+
+    def _setlk(self, fd: int, lock: bytes) -> bool:
+        """One F_OFD_SETLK; False if another holder has the byte."""
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)
+        except OSError as exc:
+            if exc.errno in _BUSY:
+                return False
+            if exc.errno in _NO_LOCKS:
+                raise _no_locks(exc, self.lock_path) from exc
+            raise
+        return True
 
     def acquire(self, offset: int, key: object) -> None:
         """Take this thread's lock at ``offset`` (see lock_offset).
@@ -156,17 +215,12 @@ class KeyLocks:
         """
         fd = self._fd()
         lock = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
-        try:
-            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)
-        except OSError as exc:
-            if exc.errno not in _BUSY:
-                raise
+        if not self._setlk(fd, lock):
             self._wait(fd, lock, key)
 
     def release(self, offset: int) -> None:
         """Release this thread's lock at ``offset``; a no-op if it is not held."""
-        unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
-        fcntl.fcntl(self._fd(), fcntl.F_OFD_SETLK, unlock)
+        self._setlk(self._fd(), _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0))
 
     def hold(self, name: str, key: object = None) -> AbstractContextManager[None]:
         """Hold the exclusive lock of ``name`` for the duration of the block."""
@@ -183,6 +237,7 @@ class KeyLocks:
         this generator (when it is collected) still runs the release.
         """
         interrupted: BaseException | None = None
+        self._fd()  # a lock file that cannot be opened raises here, holding nothing
         try:
             self.acquire(offset, key)
             yield
@@ -207,68 +262,9 @@ class KeyLocks:
         delay = 0.00002
         while True:
             time.sleep(delay)
-            try:
-                fcntl.fcntl(fd, fcntl.F_OFD_SETLK, lock)
+            if self._setlk(fd, lock):
                 return
-            except OSError as exc:
-                if exc.errno not in _BUSY:
-                    raise
             if time.monotonic() > deadline:
                 raise LockTimeoutError(key, self.lock_path, self.timeout)
             delay = min(delay * 2, 0.002)
 
-
-class LockTree:
-    """Which lock file, and which name in it, guards each file of a store.
-
-    A file is locked in the lock file of the nearest directory above it that
-    holds a META_DIR, under its path relative to that directory. A store
-    creates a META_DIR only where there is none above, so every store opened
-    inside a tree (subdicts, stores rebuilt from a subdict's get_params, a
-    parent opened later) finds the same lock for the same file, whatever the
-    order they were opened in. A META_DIR below a store's base exists only if
-    that directory was a store's root first; answers are cached per directory.
-    """
-
-    _CACHE_MAX = 4096
-
-    def __init__(self, real_base: str, home_root: str) -> None:
-        self.real_base = real_base
-        self.home_root = home_root
-        self._timeout = DEFAULT_LOCK_TIMEOUT
-        self._roots: dict[tuple[str, ...], str] = {}
-        self._files: dict[str, KeyLocks] = {}
-
-    @property
-    def timeout(self) -> float:
-        """Seconds a lock wait may last before LockTimeoutError."""
-        return self._timeout
-
-    @timeout.setter
-    def timeout(self, seconds: float) -> None:
-        self._timeout = seconds
-        for locks in self._files.values():
-            locks.timeout = seconds
-
-    def locate(self, dirs: tuple[str, ...], rel: str) -> tuple[KeyLocks, str]:
-        """(lock file, name) of the file ``rel`` (below real_base) in directory ``dirs``."""
-        root = self._roots.get(dirs)
-        if root is None:
-            root = self.home_root
-            for depth in range(len(dirs), 0, -1):
-                candidate = "/".join((self.real_base, *dirs[:depth]))
-                if os.path.isdir(f"{candidate}/{META_DIR}"):
-                    root = candidate
-                    break
-            if len(self._roots) >= self._CACHE_MAX:
-                self._roots.clear()
-            self._roots[dirs] = root
-        locks = self._files.get(root)
-        if locks is None:
-            locks = self._files[root] = KeyLocks(f"{root}/{META_DIR}/lock", self._timeout)
-        return locks, f"{self.real_base}/{rel}"[len(root) + 1 :]
-
-    def hold(self, rel: str) -> AbstractContextManager[None]:
-        """Hold the lock of the file ``rel`` (a '/'-separated path below real_base)."""
-        locks, name = self.locate(tuple(rel.split("/")[:-1]), rel)
-        return locks.hold(name)

@@ -17,6 +17,10 @@ finds
   between a delete and its pruning (fix: rmdir bottom-up; rmdir never
   removes a directory a racing writer has just filled).
 
+A directory below the checked one that is a root of its own (a store
+created there before its parent was, see ``marker.py``) is another store,
+with its own parameters: it is listed in ``nested_stores`` and left alone.
+
 Temp files of live writers are counted but never touched. Values are
 checked structurally (pickle opcodes via pickletools, JSON syntax, UTF-8)
 without constructing objects: a value whose class cannot be imported by
@@ -40,6 +44,7 @@ from ..engine.keys import _SAFE_RE, unsign_component
 from .atomic import make_dirs, read_file
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
 from .locks import META_DIR
+from .marker import is_root
 
 QUARANTINE_DIR = "quarantine"
 KINDS = ("dead_intent", "orphan_temp", "unreadable", "stray", "empty_dir")
@@ -66,6 +71,7 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     value_files: int = 0
     live_temps: int = 0
+    nested_stores: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -88,6 +94,8 @@ class CheckReport:
             f"persidict check {self.root}: {self.value_files} value files, "
             f"{self.live_temps} temp files of live writers"
         ]
+        for path in self.nested_stores:
+            lines.append(f"  {'(skipped)':12} {path}: another store (its own root), not checked")
         for f in self.findings:
             action = f" -> {f.action}" if f.action else ""
             lines.append(f"  {f.kind:12} {f.path}: {f.detail}{action}")
@@ -204,7 +212,14 @@ class _Checker:
                 return True
             return not self.quarantine(finding)
 
-    def walk(self, directory: str, rel: str) -> bool:
+    def nested(self, path: str, real: str) -> bool:
+        """True if the directory ``path`` (real path ``real``) is another store's root."""
+        if not os.path.isdir(os.path.join(path, META_DIR)) or not is_root(real):
+            return False
+        self.report.nested_stores.append(path)
+        return True
+
+    def walk(self, directory: str, real: str, rel: str) -> bool:
         """Check a directory tree; True if it is empty apart from empty dirs."""
         try:
             entries = list(os.scandir(directory))
@@ -223,9 +238,11 @@ class _Checker:
             elif name.startswith("@"):
                 remaining += self.stray(path, "not a key and not persidict's")
             elif entry.is_dir(follow_symlinks=False):
-                if unsign_component(name, self.digest_len) is None:
+                if self.nested(path, f"{real}/{name}"):
+                    remaining += 1
+                elif unsign_component(name, self.digest_len) is None:
                     remaining += self.stray(path, "a directory name no key maps to")
-                elif self.walk(path, child_rel + "/"):
+                elif self.walk(path, f"{real}/{name}", child_rel + "/"):
                     empty_children.append(path)
                 else:
                     remaining += 1
@@ -267,7 +284,7 @@ def check_tree(
     """
     checker = _Checker(root, meta_dir, digest_len, lock_for, fix)
     checker.meta(meta_dir)
-    checker.walk(root, "")
+    checker.walk(root, os.path.realpath(root), "")
     return checker.report
 
 
