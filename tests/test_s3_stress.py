@@ -12,3 +12,6 @@ def test_stress_s3_backend_holds_every_invariant(s3_server: S3Server) -> None:
                                 bucket=BUCKET, region=REGION, workers=3, duration=5.0,
                                 progress=False))
     assert report["ok"], report
+    history = report["history"]
+    assert history["checked"] and history["undecided"] == [], history
+    assert history["ops_checked"] > 0 and history["listings"] > 0

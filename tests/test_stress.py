@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import time
@@ -33,6 +34,9 @@ def assert_clean(report: dict[str, Any]) -> None:
         assert report["ops_by_kind"][kind] > 0, kind
     assert report["ops_total"] == sum(report["ops_by_kind"].values())
     assert report["latency_ms"]["overall"]["p50"] is not None
+    history = report["history"]
+    assert history["checked"] and history["undecided"] == [], history
+    assert history["ops_checked"] > 0 and history["listings"] > 0
 
 
 # ------------------------------------------------------------ clean runs
@@ -263,3 +267,42 @@ def test_stuck_worker_process_is_killed_and_reported() -> None:
         proc.kill()
     assert [v["check"] for v in oracle.violations] == ["straggler"]
     assert "killed" in oracle.violations[0]["detail"]
+
+
+# ------------------------------------------------- setup errors (exit 2)
+
+
+def _no_aws_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull,
+               AWS_SHARED_CREDENTIALS_FILE=os.devnull, **extra)  # fmt: skip
+    return env
+
+
+@pytest.mark.parametrize(
+    ("env", "cause"),
+    [
+        (_no_aws_env(AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s"), "EndpointConnectionError"),
+        (_no_aws_env(), "NoCredentialsError"),
+    ],
+)
+def test_unreachable_s3_is_one_setup_error(env: dict[str, str], cause: str) -> None:
+    # Port 9 (discard) is closed on loopback: nothing listens there.
+    proc = subprocess.run(
+        [*STRESS, "--backend", "s3", "--endpoint-url", "http://127.0.0.1:9",
+         "--region", "us-east-1", "--workers", "4", "--duration", "5"],
+        capture_output=True, text=True, timeout=20, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if "setup error" in line]
+    assert len(lines) == 1, proc.stderr
+    assert "127.0.0.1:9" in lines[0] and cause in lines[0]
+    assert "Traceback" not in proc.stderr and "violation" not in proc.stderr
+
+
+def test_unusable_dir_is_a_setup_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    rc = cli.main(["--dir", str(not_a_dir), "--duration", "1", "--quiet"])
+    assert rc == 2

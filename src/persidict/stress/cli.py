@@ -140,7 +140,11 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
     if opts.dir is not None and opts.backend == "file":
         # A fresh subdirectory: never mix our keys with what the user keeps there.
         root = os.path.join(os.path.abspath(opts.dir), f"persidict-stress-{os.getpid()}-{seed}")
-        os.makedirs(root)
+        try:
+            os.makedirs(root)
+        except OSError as exc:
+            shutil.rmtree(logdir, ignore_errors=True)
+            raise SetupError(f"cannot create a directory in {opts.dir}: {exc}") from exc
     else:
         root = tempfile.mkdtemp(prefix="persidict-stress-") if opts.backend == "file" else logdir
     spec = StoreSpec(backend=opts.backend, root=root, durable=opts.durable,
@@ -157,7 +161,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         sys.setswitchinterval(1e-5)
     handles: list[Any] = []
     try:
-        prepare(spec, factory or make_store, history)
+        prepare(spec, factory or make_store, history, oracle)
         logs = _start_workers(opts, spec, logdir, seed, handles)
         t0, t0_ns = _await_ready(tally, logs, handles, logdir, opts.duration)
         killer = Killer(

@@ -9,10 +9,12 @@ W started, so it linearized before W.
 
 - ``popitem()`` raising KeyError claims the namespace was empty at some
   instant of its call. It is a violation if some key was present throughout,
-  or if more keys were surely created before the call started (writes whose
-  result shows they created their key, and a first write to a fresh key) than
-  ops that may have removed one started before it ended: at every instant
-  the number of keys is at least creations minus removals.
+  or if at every instant t of the call more keys were surely created before
+  t (writes whose result shows they created their key, and a first write to
+  a fresh key, that ended before t) than ops that may have removed one had
+  started by t: the number of keys at t is at least that difference. The
+  difference only drops at the start of a removal, so it is evaluated at s
+  and at each removal start inside [s, e].
 - A listing (``keys()``) must yield a key present throughout it exactly
   once, and any key at most once.
 """
@@ -121,12 +123,12 @@ def check_empty_claims(
         for _, claim in (item for item in empties if item[0] == ns):
             s, e = claim.start, claim.end
             assert e is not None
-            surely = bisect.bisect_left(created, s) - bisect.bisect_left(removed, e)
+            surely = _fewest_keys(created, removed, s, e)
             present = [k for k, p in presence.items() if p.throughout(s, e)]
             if surely > 0 or present:
                 why = f"key {present[0]} was present throughout" if present else (
-                    f"at least {surely} keys were present throughout (surely created "
-                    "before it began, minus every removal begun before it ended)"
+                    f"at least {surely} keys were present at every instant of it (keys "
+                    "surely created by then, minus every removal begun by then)"
                 )
                 out.append({
                     "check": "history-popitem-empty",
@@ -134,6 +136,13 @@ def check_empty_claims(
                     f"{_at(s, t0)}..{_at(e, t0)}, but {why}",
                 })  # fmt: skip
     return out
+
+
+def _fewest_keys(created: list[int], removed: list[int], s: int, e: int) -> int:
+    """A lower bound on the number of keys at every instant of [s, e]."""
+    first, last = bisect.bisect_right(removed, s), bisect.bisect_right(removed, e)
+    instants = [s, *removed[first:last]]
+    return min(bisect.bisect_left(created, t) - bisect.bisect_right(removed, t) for t in instants)
 
 
 def check_listings(

@@ -89,6 +89,10 @@ class Oracle:
         self._uncertain: Counter[tuple[str, str]] = Counter()
         self._pending: dict[tuple[int, int], tuple[str, list[str]]] = {}
 
+    def seed_pop(self, key: str, token: str) -> None:
+        """An item the parent stored in "pops" before the workers started."""
+        self._pop_puts[key] = token
+
     def violation(self, check: str, detail: str) -> None:
         """Record one broken invariant."""
         self.violations.append({"check": check, "detail": detail})

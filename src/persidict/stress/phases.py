@@ -8,7 +8,7 @@ from typing import Any
 from .history import PARENT, History
 from .oracle import Oracle
 from .record import enc
-from .stores import LISTING_KEYS, NAMESPACES, StoreSpec, read_all
+from .stores import LISTING_KEYS, NAMESPACES, POP_SEEDS, StoreSpec, read_all
 from .workers import StoreFactory
 
 
@@ -25,28 +25,36 @@ def _describe(spec: StoreSpec) -> str:
     return "the memory store"
 
 
-def prepare(spec: StoreSpec, factory: StoreFactory, history: History | None) -> None:
+def prepare(
+    spec: StoreSpec, factory: StoreFactory, history: History | None, oracle: Oracle
+) -> None:
     """Open every store and make one cheap request before any worker starts.
 
     A store that cannot be opened or reached (no credentials, a closed port,
     a read-only directory) is one setup error, not a run full of violations.
-    Then the fixed keys of "listing" are written (recorded as the parent's
-    calls): they exist before the first listing and are never removed.
+    Then the seed items are written (recorded as the parent's calls): the
+    fixed keys of "listing", which are only ever overwritten, and a few items
+    in "pops", where every op inserts before it pops, so that store is never
+    empty and a popitem KeyError is always wrong.
     """
+    seeds = [("listing", f"L{j}", f"setup.{j}") for j in range(LISTING_KEYS)]
+    seeds += [("pops", f"seed{j}", f"seed.{j}") for j in range(POP_SEEDS)]
     try:
         stores = {ns: factory(spec, ns) for ns in NAMESPACES}
         stores["counters"].get("setup-probe")
-        for j in range(LISTING_KEYS):
-            key, value = f"L{j}", f"setup.{j}"
+        for ns, key, value in seeds:
             start = time.monotonic_ns()
-            stores["listing"][key] = value
+            stores[ns][key] = value
             if history is not None:
-                rec = {"ns": "listing", "k": key, "f": "set", "a": {"v": value}, "t": start}
+                rec = {"ns": ns, "k": key, "f": "set", "a": {"v": value}, "t": start}
                 history.add(PARENT, rec, time.monotonic_ns(), {"ok": True}, None)
     except Exception as exc:
         raise SetupError(
             f"cannot use {_describe(spec)}: {type(exc).__name__}: {exc}"
         ) from exc
+    for ns, key, value in seeds:
+        if ns == "pops":
+            oracle.seed_pop(key, value)
 
 
 def check_history(
@@ -63,7 +71,10 @@ def check_history(
     history.finish_feeding()
     encoded = {ns: {k: enc(v) for k, v in values.items()} for ns, values in final.items()}
     history.add_final(encoded, final_start, time.monotonic_ns())
-    return history.check(t0_ns, lambda ns, key: enc(factory(spec, ns).get(key)))
+    started = time.monotonic()
+    summary = history.check(t0_ns, lambda ns, key: enc(factory(spec, ns).get(key)))
+    summary["check_s"] = round(time.monotonic() - started, 2)
+    return summary
 
 
 def read_final(

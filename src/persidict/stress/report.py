@@ -147,7 +147,8 @@ _LEGEND = [
     "  (conflicts retried: lost compare-and-swap rounds that were retried; cas_gave_up: "
     "hand-written CAS loops that stopped after their attempt limit, writing nothing)",
     "  (races lost: ops that correctly lost a race, proving the races happened; "
-    "popitem_empty: popitem() found the store empty after others popped it all)",
+    "popitem_empty: popitem() raised KeyError; the pops store is never empty (seeded, and "
+    "every op inserts before it pops), so each is also a history-popitem-empty violation)",
     "  (end-state checks: counters = acknowledged increments, one winner per insert race, "
     "append-only values never change, each item popped or discarded at most once, "
     "large values never torn)",
@@ -163,7 +164,7 @@ def _history_lines(history: Mapping[str, Any]) -> list[str]:
         f"for linearizability, {history['popitem_empty_claims']} popitem KeyErrors "
         f"checked for an empty instant, {history['listings']} listings checked; "
         f"{len(undecided)} keys undecided, {history['outcome_unknown']} calls of "
-        "unknown outcome",
+        f"unknown outcome ({history.get('check_s', 0):.1f} s)",
         "  (each call is placed at one instant between its start and end so that every "
         "key behaves like one sequential key; a call that raised did not happen)",
     ]

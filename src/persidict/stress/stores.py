@@ -15,6 +15,8 @@ NAMESPACES = ("counters", "inserts", "append", "discards", "pops", "blobs", "lis
 # "listing" holds these keys from before the workers start; they are only
 # overwritten, so every listing must yield each exactly once.
 LISTING_KEYS = 24
+# "pops" starts with these items; each op inserts one before it pops one.
+POP_SEEDS = 6
 APPEND_ONLY_NAMESPACES = frozenset({"append"})
 
 BACKENDS = ("file", "memory", "s3")

@@ -346,7 +346,7 @@ class Worker:
                 lambda r: {"k": "/".join(r[0]), "v": enc(r[1])},
             )
         except KeyError:
-            return  # the others emptied the store first
+            return  # claims the store was empty at some instant: history-checked
         rec["pk"] = "/".join(popped_key)
         rec["pv"] = popped_value
 
