@@ -1,4 +1,4 @@
-"""Walking a FileDirDict tree: the keys and their count.
+"""Walking a FileDirDict tree: the keys, their count, planted symlinks.
 
 Each directory is read whole with ``concurrency.listing.list_dir`` (a
 snapshot on Linux), so a key present for the whole walk is found exactly
@@ -13,12 +13,13 @@ unsign are junk left by others; symlinks are never keys and never followed.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 
 from ..concurrency.listing import list_dir
 from ..engine.keys import NonEmptySafeStrTuple, unsign_component
 
-__all__ = ["count_keys", "walk_keys"]
+__all__ = ["count_keys", "planted_link", "walk_keys"]
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
 
@@ -81,3 +82,24 @@ def walk_keys(
             yield from walk_keys(
                 f"{directory}/{name}", (*prefix, component), suffix, digest_len, with_timestamps
             )
+
+
+def planted_link(base: str, path: str) -> str | None:
+    """The first directory on ``path`` below ``base`` that is a symlink, or None.
+
+    No key lives under a symlink: listings never follow one, so reads take
+    such a key for absent, and writes refuse it (they would land wherever
+    the link points). One lstat per directory level, none for a key of one
+    component. A link planted between this check and the rename is not
+    caught: that takes a racing adversary, not a stray link.
+    """
+    cut = path.find("/", len(base) + 1)
+    while cut != -1:
+        try:
+            mode = os.lstat(path[:cut]).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # nothing below exists yet
+        if stat.S_ISLNK(mode):
+            return path[:cut]
+        cut = path.find("/", cut + 1)
+    return None

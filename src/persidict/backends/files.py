@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
 import os
 import stat
@@ -10,13 +12,13 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..concurrency.atomic import read_file, sync_after_commit, write_atomic
+from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
 from ..concurrency.journal import Journal
 from ..concurrency.locks import META_DIR, KeyLocks, lock_offset
 from ..concurrency.marker import LockTree, open_root
 from ..concurrency.repair import CheckReport, check_tree
 from ..engine.contract import Version, sorted_params
-from ..engine.errors import PreconditionFailed
+from ..engine.errors import BackendError, PreconditionFailed
 from ..engine.flags import (
     ITEM_NOT_AVAILABLE,
     VALUE_NOT_RETRIEVED,
@@ -30,7 +32,7 @@ from ..engine.keys import (
     to_prefix,
 )
 from ..engine.persidict import PersiDict
-from .file_walk import count_keys, walk_keys
+from .file_walk import count_keys, planted_link, walk_keys
 
 # META_DIR ("@persidict"): our own files live there; '@' is not a safe key
 # character, so no key can.
@@ -72,6 +74,13 @@ class FileDirDict(PersiDict[Any]):
     every ``LAZY_INTERVAL`` seconds, reclaim those of dead writers. A SIGKILL
     at any point leaves only states that single-key operations produce.
     ``check(fix=...)`` reports and repairs what crashes or outside hands left.
+
+    Symlinks inside base_dir (planted from outside) are never keys, and
+    every API agrees: listings skip them, reads, ``in``, ``timestamp`` and
+    deletes take a key at or below one for absent (a delete leaves the link),
+    a write replaces a link at the key's own path (rename replaces the link,
+    not its target) and refuses with BackendError a key below a directory
+    symlink, so no write leaves the store.
     """
 
     _backend_name = "filesystem"
@@ -183,6 +192,47 @@ class FileDirDict(PersiDict[Any]):
         data = read_file(path)
         return ITEM_NOT_AVAILABLE if data is None else content_etag(data)
 
+    def _linked(self, key: NonEmptySafeStrTuple, path: str) -> str | None:
+        """A symlink among ``path``'s directories (see file_walk.planted_link)."""
+        return planted_link(self._base, path) if len(key.strings) > 1 else None
+
+    @functools.cached_property
+    def _no_links_above(self) -> bool:
+        """Whether base_dir's own path has no symlink (then openat2 can judge)."""
+        return os.path.realpath(self._base) == self._base
+
+    def _read(self, key: NonEmptySafeStrTuple, path: str) -> bytes | None:
+        """The bytes of ``key``; None if absent, a symlink, or under one.
+
+        Below one level, openat2(RESOLVE_NO_SYMLINKS) checks every directory
+        in the same call as the open (an lstat per level costs more).
+        """
+        if len(key.strings) == 1:
+            return read_file(path)
+        if open_no_symlinks is not None and self._no_links_above:
+            try:
+                return read_file(path, no_symlinks=True)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+            # A symlink on the path: find out whether it is below base_dir.
+        data = read_file(path)
+        if data is not None and planted_link(self._base, path) is not None:
+            return None
+        return data
+
+    def _refuse_links(self, key: NonEmptySafeStrTuple, path: str) -> None:
+        link = self._linked(key, path)
+        if link is not None:
+            raise BackendError(
+                f"refusing to write key {key!r}: {link} is a symlink inside the store "
+                f"{self._base} (planted from outside; `persidict check` reports it), and "
+                "writing through it would leave the store",
+                backend=self._backend_name,
+                operation="write",
+                key=key,
+            )
+
     # -- primitives ---------------------------------------------------------
 
     def _get(
@@ -190,7 +240,7 @@ class FileDirDict(PersiDict[Any]):
     ) -> Version:
         # docstring inherited
         path = self._path(key)
-        data = read_file(path)
+        data = self._read(key, path)
         if data is None:
             return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
         etag = content_etag(data)
@@ -200,7 +250,7 @@ class FileDirDict(PersiDict[Any]):
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         path = self._path(key)
-        data = read_file(path)
+        data = self._read(key, path)
         if data is None:
             raise KeyError(key)
         return self._decode(key, data, path)
@@ -217,6 +267,7 @@ class FileDirDict(PersiDict[Any]):
         data = self._encode(key, value)  # before the lock: pickling can be slow
         path, locks, offset = self._where(key)
         with locks.hold_at(offset, key):
+            self._refuse_links(key, path)
             if isinstance(if_match, ItemNotAvailableFlag):
                 if self._is_file(path):
                     raise PreconditionFailed
@@ -231,6 +282,10 @@ class FileDirDict(PersiDict[Any]):
         path, locks, offset = self._where(key)
         directory = os.path.dirname(path)
         with locks.hold_at(offset, key):
+            if if_match is None and not self._is_file(path):
+                return False  # absent, or a symlink (not a key; `check` reports it)
+            if self._linked(key, path) is not None:
+                return False  # no key lives under a symlink; never unlink through one
             if if_match is not None and self._current_etag(path) != if_match:
                 raise PreconditionFailed
             try:
@@ -258,22 +313,24 @@ class FileDirDict(PersiDict[Any]):
 
     @staticmethod
     def _is_file(path: str) -> bool:
+        """Whether ``path`` is a regular file itself (a symlink is not a key)."""
         try:
-            return stat.S_ISREG(os.stat(path).st_mode)
+            return stat.S_ISREG(os.lstat(path).st_mode)
         except (FileNotFoundError, NotADirectoryError):
             return False
 
     def _contains(self, key: NonEmptySafeStrTuple) -> bool:
-        return self._is_file(self._path(key))
+        path = self._path(key)
+        return self._is_file(path) and self._linked(key, path) is None
 
     def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
         # docstring inherited
         path = self._path(key)
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             raise KeyError(key) from None
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or self._linked(key, path) is not None:
             raise KeyError(key)
         return st.st_mtime
 

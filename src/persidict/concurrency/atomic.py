@@ -18,10 +18,15 @@ took effect.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import io
 import logging
 import os
+import platform
+import struct
+import sys
+from collections.abc import Callable
 
 from .journal import TEMP_PREFIX, temp_name
 
@@ -29,6 +34,7 @@ __all__ = [
     "TEMP_PREFIX",
     "fsync_dir",
     "make_dirs",
+    "open_no_symlinks",
     "read_file",
     "sync_after_commit",
     "temp_name",
@@ -46,21 +52,70 @@ _MAX_CROSS_DEVICE = 4096
 
 
 _READ_CHUNK = 1 << 16
+# What open(O_NOFOLLOW) of a symlink fails with: ELOOP (Linux, POSIX), EMLINK (FreeBSD).
+_SYMLINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
 
 
-def read_file(path: str) -> bytes | None:
+_RESOLVE_NO_SYMLINKS = 0x04
+_AT_FDCWD = -100
+_OPENAT2_NR = {"x86_64": 437, "aarch64": 437, "riscv64": 437, "ppc64le": 437, "s390x": 437}
+
+
+def _load_openat2() -> Callable[[str], int] | None:
+    """openat2(2) with RESOLVE_NO_SYMLINKS (Linux >= 5.6), or None."""
+    number = _OPENAT2_NR.get(platform.machine())
+    if not sys.platform.startswith("linux") or number is None:
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                        ctypes.c_size_t]
+    how = struct.pack("=QQQ", os.O_RDONLY | os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS)
+
+    def openat2(path: str) -> int:
+        fd = int(syscall(number, _AT_FDCWD, os.fsencode(path), how, len(how)))
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+        return fd
+
+    try:  # ENOSYS on old kernels, EPERM under some seccomp filters
+        os.close(openat2("/"))
+    except OSError:
+        return None
+    return openat2
+
+
+open_no_symlinks = _load_openat2()
+"""Open for reading, refusing a symlink anywhere in the path (ELOOP); None if unsupported."""
+
+
+def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
     """The whole file, or None if there is no such regular file.
 
     Lock-free: a file replaced by write_atomic is read whole, old or new,
-    because the open descriptor pins one inode.
+    because the open descriptor pins one inode. A symlink is not followed
+    (O_NOFOLLOW): it is not a value, wherever it points. ``no_symlinks``
+    (only when ``open_no_symlinks`` is not None): a symlink anywhere in the
+    path raises OSError(ELOOP), for the caller to judge where it is.
 
     open/read/close by hand: FileIO.readall() adds two fstat calls and an
     lseek to every read, which is most of a small value's cost.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        if no_symlinks and open_no_symlinks is not None:
+            fd = open_no_symlinks(path)
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno in _SYMLINK_ERRNOS and not no_symlinks:
+            return None
+        raise
     try:
         data = os.read(fd, _READ_CHUNK)
         # A short read means EOF on local files, but not on every mount: make
