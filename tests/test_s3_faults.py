@@ -10,6 +10,8 @@ leave it open.
 
 from __future__ import annotations
 
+import random
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -271,3 +273,71 @@ def test_a_read_whose_reply_was_lost_is_retried(stores: Any, proxy: FaultProxy) 
     proxy.arm("after", "HEAD", path(ours, "k"))
     assert ours["k"] == 1
     assert ours.etag("k") == ours.get_with_etag("k").actual_etag
+
+
+# -- many callers, many faults ---------------------------------------------------
+
+
+def told_any(fn: Callable[[], Any]) -> tuple[str, Any]:
+    """Like told(); any other error is recorded as "error" (it must not have happened)."""
+    try:
+        return told(fn)
+    except Exception as exc:
+        return "error", exc
+
+
+def run_threads(n: int, work: Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_concurrent_increments_under_faults_match_what_callers_were_told(
+    stores: Any, proxy: FaultProxy
+) -> None:
+    ours, _ = stores
+    ours["n"] = 0
+    rng = random.Random(9)
+    for _ in range(24):  # the first 24 PUTs of "n" fail, whoever sends them
+        proxy.arm(rng.choice(["before", "after"]), "PUT", path(ours, "n"))
+    outcomes: list[str] = []
+
+    def work(_: int) -> None:
+        for _ in range(10):
+            kind, _r = told_any(lambda: ours.transform_item(
+                "n", transformer=lambda v: v + 1, n_retries=None))
+            outcomes.append(kind)
+
+    run_threads(3, work)
+    acked, unknown = outcomes.count("ok"), outcomes.count("unknown")
+    assert acked <= ours["n"] <= acked + unknown, (acked, unknown, ours["n"])
+    assert acked > 0
+
+
+def test_concurrent_inserts_under_faults_have_at_most_one_winner(
+    stores: Any, proxy: FaultProxy
+) -> None:
+    ours, theirs = stores
+    rng = random.Random(11)
+    for round_ in range(6):
+        for _ in range(3):
+            proxy.arm(rng.choice(["before", "after"]), "PUT", path(ours, "k"))
+        outcomes: list[str] = []
+
+        def work(_: int, outcomes: list[str] = outcomes) -> None:
+            kind, r = told_any(lambda: ours.setdefault_if(
+                "k", default_value=7, condition=ETAG_IS_THE_SAME,
+                expected_etag=ITEM_NOT_AVAILABLE))
+            outcomes.append("won" if kind == "ok" and r.condition_was_satisfied else kind)
+
+        run_threads(3, work)
+        proxy.disarm()
+        won, unknown = outcomes.count("won"), outcomes.count("unknown")
+        present = "k" in theirs
+        assert won <= 1, (round_, outcomes)
+        assert present if won else True, (round_, outcomes)
+        assert won + unknown >= 1 if present else True, (round_, outcomes)
+        theirs.discard("k")
