@@ -35,10 +35,15 @@ root, and every reader at every time answers R. Reading top-down is what
 makes this hold: read bottom-up, a marker D could be absent when read, then
 be made and decided a root before R is made and read. Each void verdict is
 backed by a root that stays, so a marker made again at D's place is void
-too, and a creator whose marker is voided finds the root that voided it.
+too (also when decided by someone still holding the removed marker's
+root.lock), and a creator whose marker is voided finds the root that voided
+it.
 The topmost pending marker on a path sees no root above, so every pending
 marker gets decided and there is no deadlock: a decision takes the
 root.lock of an ancestor only while holding that of a descendant.
+The argument needs a filesystem whose directory operations are seen at once
+by every process (any local one; the same holds for the locks themselves).
+Deciding a marker is part of locking, not a repair: any reader may do it.
 
 The marker of a created store also records the parameters that shape its
 file names (``params.json``, written once), so ``persidict check`` reads
@@ -145,6 +150,8 @@ def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> s
         try:
             os.mkdir(meta)
         except FileExistsError:
+            if not os.path.isdir(meta):
+                raise NotADirectoryError(f"{meta} exists and is not a directory") from None
             continue  # pending, made by a racing opener: the next round decides it
         except OSError:
             return None
