@@ -22,7 +22,7 @@ W started, so it linearized before W.
 from __future__ import annotations
 
 import bisect
-import itertools
+import heapq
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,28 +41,29 @@ class Listing:
     keys: list[str]
 
 
-class _Presence:
-    """Answers "surely present throughout [s, e]" for one key in O(log n)."""
+def _present_spans(ops: Sequence[Op]) -> list[tuple[float, float]]:
+    """Spans (a, b): the key was present throughout any [s, e] with a < s, e <= b.
 
-    def __init__(self, ops: Sequence[Op]) -> None:
-        seen = sorted((op.end, op.start) for op in ops if op.end is not None and _shows(op))
-        self.w_end = [end for end, _ in seen]
-        self.w_best_start = list(itertools.accumulate((s for _, s in seen), max))
-        removals = sorted(
-            (op.start, INF if op.end is None else op.end)
-            for op in ops
-            if op.f in REMOVALS and (op.res is None or mutates(op))
-        )
-        self.r_start = [s for s, _ in removals]
-        self.r_max_end = list(itertools.accumulate((e for _, e in removals), max))
+    One per witness W: a = W's end, b = the earliest start of a removal that
+    did not end before W started (it may follow W); INF if there is none.
+    """
+    removals = [
+        (op.start, INF if op.end is None else op.end)
+        for op in ops
+        if op.f in REMOVALS and (op.res is None or mutates(op))
+    ]
+    best: dict[float, float] = {}
+    for w in ops:
+        if w.end is None or not _shows(w):
+            continue
+        b = min((start for start, end in removals if end >= w.start), default=INF)
+        if w.end < b:
+            best[b] = min(best.get(b, INF), w.end)
+    return sorted((a, b) for b, a in best.items())
 
-    def throughout(self, s: int, e: int) -> bool:
-        n = bisect.bisect_left(self.w_end, s)  # witnesses that ended before s
-        if n == 0:
-            return False
-        best = self.w_best_start[n - 1]
-        m = bisect.bisect_left(self.r_start, e)  # removals that started before e
-        return m == 0 or self.r_max_end[m - 1] < best
+
+def _throughout(spans: list[tuple[float, float]], s: int, e: int) -> bool:
+    return any(a < s and e <= b for a, b in spans)
 
 
 def _shows(op: Op) -> bool:
@@ -119,12 +120,12 @@ def check_empty_claims(
                     removed.append(op.start)
         created.sort()
         removed.sort()
-        presence = {k: _Presence(v) for k, v in keys.items()}
+        spans = {k: _present_spans(v) for k, v in keys.items()}
         for _, claim in (item for item in empties if item[0] == ns):
             s, e = claim.start, claim.end
             assert e is not None
             surely = _fewest_keys(created, removed, s, e)
-            present = [k for k, p in presence.items() if p.throughout(s, e)]
+            present = [k for k, sp in spans.items() if _throughout(sp, s, e)]
             if surely > 0 or present:
                 why = f"key {present[0]} was present throughout" if present else (
                     f"at least {surely} keys were present at every instant of it (keys "
@@ -150,32 +151,43 @@ def check_listings(
     listings: list[Listing],
     t0: int,
 ) -> list[dict[str, str]]:
-    """Each key present throughout a listing is yielded once; no key twice."""
+    """Each key present throughout a listing is yielded once; no key twice.
+
+    A sweep in start order keeps only the spans begun before the listing and
+    not over yet, so each listing looks at the keys alive then, not at all.
+    """
     out: list[dict[str, str]] = []
-    presence: dict[tuple[str, str], _Presence] = {}
-    for listing in listings:
-        s, e = listing.op.start, listing.op.end
-        assert e is not None
-        counts = Counter(listing.keys)
-        twice = sorted(k for k, n in counts.items() if n > 1)
-        missed, phantom = [], sorted(k for k in counts if (listing.ns, k) not in ops)
-        for (ns, key), key_ops in ops.items():
-            if ns != listing.ns or counts[key]:
-                continue
-            if (ns, key) not in presence:
-                presence[(ns, key)] = _Presence(key_ops)
-            if presence[(ns, key)].throughout(s, e):
-                missed.append(key)
-        problems = [
-            (f"missed {len(missed)} keys present throughout, e.g. {sorted(missed)[:5]}", missed),
-            (f"yielded {len(twice)} keys more than once, e.g. {twice[:5]}", twice),
-            (f"yielded {len(phantom)} keys nobody wrote, e.g. {phantom[:5]}", phantom),
-        ]
-        for text, found in problems:
-            if found:
-                out.append({
-                    "check": "history-listing",
-                    "detail": f"{listing.ns}: keys() by w{listing.op.wid} during "
-                    f"{_at(s, t0)}..{_at(e, t0)} {text}",
-                })  # fmt: skip
+    for ns in sorted({listing.ns for listing in listings}):
+        spans = sorted(
+            (a, b, key)
+            for (n, key), key_ops in ops.items()
+            if n == ns
+            for a, b in _present_spans(key_ops)
+        )
+        active: list[tuple[float, float, str]] = []  # heap by span end
+        nxt = 0
+        for listing in sorted((x for x in listings if x.ns == ns), key=lambda x: x.op.start):
+            s, e = listing.op.start, listing.op.end
+            assert e is not None
+            while nxt < len(spans) and spans[nxt][0] < s:
+                heapq.heappush(active, (spans[nxt][1], spans[nxt][0], spans[nxt][2]))
+                nxt += 1
+            while active and active[0][0] < s:
+                heapq.heappop(active)
+            counts = Counter(listing.keys)
+            missed = sorted({key for b, _, key in active if e <= b and not counts[key]})
+            twice = sorted(k for k, n in counts.items() if n > 1)
+            phantom = sorted(k for k in counts if (ns, k) not in ops)
+            problems = [
+                (f"missed {len(missed)} keys present throughout, e.g. {missed[:5]}", missed),
+                (f"yielded {len(twice)} keys more than once, e.g. {twice[:5]}", twice),
+                (f"yielded {len(phantom)} keys nobody wrote, e.g. {phantom[:5]}", phantom),
+            ]
+            for text, found in problems:
+                if found:
+                    out.append({
+                        "check": "history-listing",
+                        "detail": f"{ns}: keys() by w{listing.op.wid} during "
+                        f"{_at(s, t0)}..{_at(e, t0)} {text}",
+                    })  # fmt: skip
     return out
