@@ -44,6 +44,7 @@ DOCUMENTED_EXCEPTIONS = {
     "BackendError",
     "ConcurrencyConflictError",
     "LockTimeoutError",
+    "LocksUnsupportedError",
     "MutationPolicyError",
     "OutcomeUnknownError",  # issue 9: a mutation whose outcome cannot be known
 }

@@ -41,3 +41,12 @@ def test_sdist_ships_no_tests_that_cannot_run(tmp_path: pathlib.Path) -> None:
     assert any(n.endswith("src/persidict/py.typed") for n in names)
     shipped_tests = [n for n in names if "/tests/" in n]
     assert not shipped_tests, shipped_tests[:5]
+
+
+def test_cli_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from persidict.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"persidict {persidict.__version__}"

@@ -13,6 +13,7 @@ from .backends.files import FileDirDict
 from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
 from .backends.write_once import WriteOnceDict
+from .concurrency.locks import LocksUnsupportedError
 from .engine.errors import (
     BackendError,
     ConcurrencyConflictError,
@@ -106,6 +107,7 @@ __all__ = [
     "KeepCurrentFlag",
     "LocalDict",
     "LockTimeoutError",
+    "LocksUnsupportedError",
     "MutableDictCached",
     "MutationPolicyError",
     "NeverRetrieveFlag",

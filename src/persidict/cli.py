@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .concurrency.locks import META_DIR
 from .concurrency.marker import LockTree, find_root, is_root, read_params
 from .concurrency.repair import CheckReport, check_tree, detect_digest_len
@@ -32,6 +33,7 @@ from .concurrency.repair import CheckReport, check_tree, detect_digest_len
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="persidict", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"persidict {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
         "check",
