@@ -78,6 +78,8 @@ def test_directory_symlink_pointing_outside(tmp_path: pathlib.Path, mode: str) -
         del d[("a", "k")]
     assert d.pop(("a", "k"), None) is None
     assert not d.discard(("a", "k"))
+    with pytest.raises(BackendError, match="symlink"):
+        d.get_subdict("a")  # a sub-store rooted in the link would write outside
     d.clear()
     assert sorted(p.name for p in outside.iterdir()) == before
     assert pickle.loads((outside / before[0]).read_bytes()) == "outside"

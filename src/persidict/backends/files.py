@@ -222,14 +222,17 @@ class FileDirDict(PersiDict[Any]):
         return data
 
     def _refuse_links(self, key: NonEmptySafeStrTuple, path: str) -> None:
-        link = self._linked(key, path)
+        self._refuse_link(self._linked(key, path), f"write key {key!r}", key)
+
+    def _refuse_link(self, link: str | None, what: str, key: Any = None) -> None:
+        """Raise BackendError if ``link`` (a planted directory symlink) is set."""
         if link is not None:
             raise BackendError(
-                f"refusing to write key {key!r}: {link} is a symlink inside the store "
+                f"refusing to {what}: {link} is a symlink inside the store "
                 f"{self._base} (planted from outside; `persidict check` reports it), and "
                 "writing through it would leave the store",
                 backend=self._backend_name,
-                operation="write",
+                operation="write" if key is not None else "get_subdict",
                 key=key,
             )
 
@@ -376,6 +379,8 @@ class FileDirDict(PersiDict[Any]):
         rel = "/".join(self._signed(prefix.strings, with_suffix=False)) if prefix else ""
         if rel:
             params["base_dir"] = f"{self._base}/{rel}"
+            link = planted_link(self._base, params["base_dir"] + "/")
+            self._refuse_link(link, f"open the subdict {prefix.strings!r}")
         return FileDirDict(**params)
 
 
