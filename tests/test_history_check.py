@@ -249,6 +249,14 @@ class PopitemGivesUp(LocalDict):
         raise KeyError("popitem(): dictionary is empty")
 
 
+class ListingRepeats(LocalDict):
+    """Broken: a listing yields its first key again at the end."""
+
+    def keys(self) -> Any:
+        keys = list(super().keys())
+        return iter(keys + keys[:1])
+
+
 def _broken(cls: type[LocalDict], namespaces: tuple[str, ...]) -> Any:
     def factory(spec: StoreSpec, namespace: str) -> PersiDict[Any]:
         store = make_store(spec, namespace)
@@ -281,6 +289,10 @@ def test_history_flags_error_raised_after_commit() -> None:
 
 def test_history_flags_popitem_keyerror_on_a_store_never_empty() -> None:
     assert "history-popitem-empty" in _history_checks(_broken(PopitemGivesUp, ("pops",)))
+
+
+def test_history_flags_listing_that_repeats_a_key() -> None:
+    assert "history-listing" in _history_checks(_broken(ListingRepeats, ("listing",)))
 
 
 def test_correct_store_passes_the_history_check() -> None:

@@ -42,7 +42,7 @@ class Listing:
 
 
 def _present_spans(ops: Sequence[Op]) -> list[tuple[float, float]]:
-    """Spans (a, b): the key was present throughout any [s, e] with a < s, e <= b.
+    """Spans (a, b): the key was present throughout any [s, e] with a < s, e < b.
 
     One per witness W: a = W's end, b = the earliest start of a removal that
     did not end before W started (it may follow W); INF if there is none.
@@ -63,7 +63,7 @@ def _present_spans(ops: Sequence[Op]) -> list[tuple[float, float]]:
 
 
 def _throughout(spans: list[tuple[float, float]], s: int, e: int) -> bool:
-    return any(a < s and e <= b for a, b in spans)
+    return any(a < s and e < b for a, b in spans)
 
 
 def _shows(op: Op) -> bool:
@@ -175,7 +175,7 @@ def check_listings(
             while active and active[0][0] < s:
                 heapq.heappop(active)
             counts = Counter(listing.keys)
-            missed = sorted({key for b, _, key in active if e <= b and not counts[key]})
+            missed = sorted({key for b, _, key in active if e < b and not counts[key]})
             twice = sorted(k for k, n in counts.items() if n > 1)
             phantom = sorted(k for k in counts if (ns, k) not in ops)
             problems = [

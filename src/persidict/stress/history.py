@@ -43,6 +43,7 @@ class History:
     calls: int = 0
     raised: Counter[str] = field(default_factory=Counter)
     unknown: int = 0
+    refused: int = 0
     empties: list[tuple[str, Op]] = field(default_factory=list)
     listings: list[Listing] = field(default_factory=list)
     unknown_popitems: list[tuple[str, Op]] = field(default_factory=list)
@@ -82,6 +83,9 @@ class History:
             res = dict(_KEYERROR_RESULT[f])
         elif exc == "MutationPolicyError" and f == "ins":
             res = {"ok": False}
+        elif exc == "MutationPolicyError" and f in ("del", "disc"):
+            self.refused += 1  # append-only: refused whatever the state, so no claim
+            return
         elif exc is not None:
             self.raised[f"{f}: {exc}"] += 1
             return  # it raised, so it did not happen
@@ -120,6 +124,7 @@ class History:
             "calls": self.calls,
             "raised_not_counted": dict(sorted(self.raised.items())),
             "outcome_unknown": self.unknown,
+            "refused_by_policy": self.refused,
         }
         if self.over_limit:
             summary["note"] = (

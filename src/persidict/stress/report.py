@@ -169,6 +169,9 @@ def _history_lines(history: Mapping[str, Any]) -> list[str]:
         "key behaves like one sequential key; a call that raised did not happen)",
     ]
     lines += [f"  undecided: {u}" for u in undecided[:20]]
+    if history.get("refused_by_policy"):
+        lines.append(f"  {history['refused_by_policy']} deletes refused by the append-only "
+                     "policy (as they must be; no op)")
     raised = history.get("raised_not_counted", {})
     if raised:
         lines.append("  raised (taken as not done): "

@@ -14,7 +14,7 @@ from persidict import BasicS3Dict, FileDirDict, LocalDict, PersiDict
 NAMESPACES = ("counters", "inserts", "append", "discards", "pops", "blobs", "listing")
 # "listing" holds these keys from before the workers start; they are only
 # overwritten, so every listing must yield each exactly once.
-LISTING_KEYS = 24
+LISTING_KEYS = 100
 # "pops" starts with these items; each op inserts one before it pops one.
 POP_SEEDS = 6
 APPEND_ONLY_NAMESPACES = frozenset({"append"})
