@@ -44,6 +44,7 @@ class History:
     raised: Counter[str] = field(default_factory=Counter)
     unknown: int = 0
     refused: int = 0
+    raised_at: dict[Key, int] = field(default_factory=dict)  # (ns, key or "*") -> count
     empties: list[tuple[str, Op]] = field(default_factory=list)
     listings: list[Listing] = field(default_factory=list)
     unknown_popitems: list[tuple[str, Op]] = field(default_factory=list)
@@ -88,6 +89,8 @@ class History:
             return
         elif exc is not None:
             self.raised[f"{f}: {exc}"] += 1
+            where = (ns, rec["k"] or "*")  # popitem: its key is not known
+            self.raised_at[where] = self.raised_at.get(where, 0) + 1
             return  # it raised, so it did not happen
         op = Op(wid, f, dict(rec.get("a", {})), rec["t"], end, res)
         if f == "popitem":
@@ -149,7 +152,7 @@ class History:
                 undecided.append(f"{name} (search budget of {KEY_BUDGET} steps spent)")
             elif outcome.status == "violation":
                 explain(ops, outcome)
-                lines = format_window(ops, outcome, t0)
+                lines = format_window(ops, outcome, t0) + self._raised_note(ns, key)
                 violations.append({
                     "check": "history-linearizability",
                     "detail": f"{name}: no linearization; offending sub-history of "
@@ -166,6 +169,14 @@ class History:
             violations=violations,
         )
         return summary
+
+    def _raised_note(self, ns: str, key: str) -> list[str]:
+        """Calls that raised there: taken as not done, they may be what broke the key."""
+        here, anywhere = self.raised_at.get((ns, key), 0), self.raised_at.get((ns, "*"), 0)
+        if not here and not anywhere:
+            return []
+        return [f"(calls that raised, taken as not done: {here} on this key, "
+                f"{anywhere} popitem() calls in {ns})"]
 
     def _spread_unknown_popitems(self) -> None:
         """A popitem of unknown outcome may have popped any key of its namespace."""

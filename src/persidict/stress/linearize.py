@@ -164,9 +164,8 @@ def format_window(ops: list[Op], outcome: Outcome, t0: int) -> list[str]:
         op = ops[i]
         end = "   (no end)" if op.end is None else f"{(op.end - t0) / 1e9:+.6f}s"
         mark = "  <- no linearization" if i == outcome.failed_op else ""
-        lines.append(
-            f"  {(op.start - t0) / 1e9:+.6f}s..{end} w{op.wid} {describe(op)}{mark}"
-        )
+        who = "parent" if op.wid < 0 else f"w{op.wid}"
+        lines.append(f"  {(op.start - t0) / 1e9:+.6f}s..{end} {who} {describe(op)}{mark}")
     return lines
 
 
