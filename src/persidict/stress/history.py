@@ -26,7 +26,7 @@ from .crosskey import Listing, check_empty_claims, check_listings
 from .linearize import explain, format_window, search
 from .model import Op, describe
 
-MAX_CALLS = 1_500_000  # above this the history is not kept: the check is skipped
+MAX_CALLS = 600_000  # above this the history is not kept (bounded memory): check skipped
 MAX_KEY_OPS = 200_000  # a key with more ops is left undecided
 KEY_BUDGET = 3_000_000  # model steps per key before a key is left undecided
 PARENT = -1  # worker id of calls the parent makes (setup writes, the final read)
