@@ -311,3 +311,12 @@ def test_no_history_flag_turns_it_off() -> None:
     report = run_stress(Options(backend="memory", workers=2, duration=0.5, seed=5,
                                 progress=False, history=False))  # fmt: skip
     assert report["history"] == {"checked": False, "note": "off (--no-history)", "violations": []}
+
+
+def test_history_over_its_limit_is_skipped_with_a_note() -> None:
+    history = History(limit=2)
+    for t in range(3):
+        history.add(0, {"ns": "n", "k": "k", "f": "set", "a": {"v": t}, "t": t}, t, {}, None)
+    checked = history.check(0)
+    assert checked["checked"] is False and "skipped: 3 calls > 2" in checked["note"]
+    assert history.ops == {} and checked["violations"] == []
