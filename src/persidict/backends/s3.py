@@ -21,7 +21,6 @@ from ..engine.flags import (
 from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict
 from .s3_transport import (
-    AmbiguousPreconditionFailed,
     NotFound,
     NotModified,
     RetryPolicy,
@@ -80,10 +79,11 @@ class BasicS3Dict(PersiDict[Any]):
     atomically (412 means it did not). A plain write is a plain ``PUT``;
     readers see a whole old or new object.
 
-    Lost replies: every PUT carries a token of its own in the object's user
-    metadata. When a retry after a possibly applied attempt fails its
-    precondition, the token on the current object proves the write ours
-    (success); otherwise, and for such deletes, OutcomeUnknownError.
+    Lost replies: a write whose attempt may have been applied is never resent
+    (a second copy could apply it twice). Every PUT carries a token of its
+    own in the object's user metadata: if the current object holds it, the
+    write is proven (success); otherwise, and for such deletes,
+    OutcomeUnknownError.
 
     Locked: nothing; the server serializes conditional requests on a key.
     Not atomic: listing (``len``, iteration, ``clear``, timestamps of many
@@ -293,18 +293,20 @@ class BasicS3Dict(PersiDict[Any]):
             response = self._transport.call("put_object", self.client.put_object, key=key,
                                             object_key=ok, conditional=if_match is not None,
                                             writes=True, **kwargs)
-        except (AmbiguousPreconditionFailed, OutcomeUnknownError) as exc:
-            # An attempt may have been applied: only the token can tell.
+        except OutcomeUnknownError as exc:
+            # An attempt may have been applied (and was not resent): only the
+            # token can tell.
             return self._prove_own_write(key, ok, token, exc)
         return ETagValue(response["ETag"]) if want_etag else None
 
     def _prove_own_write(
-        self, key: NonEmptySafeStrTuple, ok: str, token: str, failure: Exception
+        self, key: NonEmptySafeStrTuple, ok: str, token: str, failure: OutcomeUnknownError
     ) -> ETagValue:
-        """The current etag if the current object holds ``token``; else OutcomeUnknownError.
+        """The current etag if the current object holds ``token``; else ``failure``.
 
         Equal bytes prove nothing (another writer may store the same value);
-        a token that is not ours does not prove that ours was never applied.
+        a token that is not ours does not prove that ours was never applied
+        (it may have been overwritten, or still be in flight).
         """
         try:
             head = self._transport.call("head_object", self.client.head_object, key=key,
@@ -313,24 +315,19 @@ class BasicS3Dict(PersiDict[Any]):
             head = None
         if head is not None and head.get("Metadata", {}).get(WRITE_TOKEN) == token:
             return ETagValue(head["ETag"])
-        if isinstance(failure, OutcomeUnknownError):
-            raise failure
-        raise self._transport.unknown(failure.__cause__, "put_object", key, ok) from failure
+        raise failure
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited. A plain delete sends If-Match: * so that the
         # server tells atomically whether the object existed (412: it did not);
-        # a plain S3 DELETE answers 204 either way.
+        # a plain S3 DELETE answers 204 either way. A delete that may have been
+        # applied raises OutcomeUnknownError: a deleted object keeps no token.
         ok = self._object_key(key)
         try:
             self._transport.call("delete_object", self.client.delete_object, key=key,
                                  object_key=ok, conditional=True, writes=True,
                                  Bucket=self.bucket_name, Key=ok,
                                  IfMatch="*" if if_match is None else if_match)
-        except AmbiguousPreconditionFailed as exc:
-            # A deleted object keeps no token: the retry's 412/404 may be
-            # our own earlier attempt's doing, or the key was gone anyway.
-            raise self._transport.unknown(exc.__cause__, "delete_object", key, ok) from exc
         except PreconditionFailed:
             if if_match is None:
                 return False

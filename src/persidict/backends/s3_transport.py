@@ -10,12 +10,14 @@ Every request of BasicS3Dict goes through :meth:`Transport.call`, which
   raised ``from`` the native exception;
 - retries only named transient conditions (throttling codes, HTTP 5xx,
   connection errors), at most ``max_attempts`` times and within
-  ``max_seconds``, sleeping with the injectable ``sleep`` and ``clock``.
-
-- after an attempt of a write that may have been applied (its connection
-  failed after the request was sent, or a 5xx), raises
-  ``AmbiguousPreconditionFailed`` for a retry's failed precondition and
-  ``OutcomeUnknownError`` for any other failure: neither proves anything.
+  ``max_seconds``, sleeping with the injectable ``sleep`` and ``clock``;
+- never resends a write once an attempt may have been applied (its
+  connection failed after the request was sent, or a 5xx other than a
+  refusal): it raises ``OutcomeUnknownError`` at once. A second copy could
+  apply the write twice: after the first one was applied and then undone by
+  another writer (the same etag again, a re-created key), or while the
+  first is still in flight at the server. Only the caller (BasicS3Dict,
+  through the write token) can then prove the outcome.
 
 Serialization never happens in here, so it is never retried. The module also
 keeps this process's boto3 clients (:func:`make_client`), fork-safely.
@@ -39,6 +41,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
@@ -103,13 +106,10 @@ THROTTLING_CODES = frozenset({
 NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
 # The request may have been applied before the connection failed.
 AMBIGUOUS = (ConnectionClosedError, ReadTimeoutError, ResponseStreamingError, IncompleteReadError)
+# Codes by which the server says it refused the request without acting on it.
+REFUSED_CODES = THROTTLING_CODES - {"InternalError"}
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
-class AmbiguousPreconditionFailed(PreconditionFailed):
-    """Internal: a precondition failed on a retry after an attempt that may
-    have been applied (a timeout or 5xx after the request was sent)."""
 
 
 class NotFound(Exception):
@@ -140,6 +140,22 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ClientError):
         return error_code(exc) in THROTTLING_CODES or http_status(exc) >= 500
+    return False
+
+
+def maybe_applied(exc: BaseException) -> bool:
+    """Whether a write that failed with ``exc`` may have been applied anyway.
+
+    True for a connection lost after the request was (maybe) sent, and for a
+    5xx other than a refusal (SlowDown, 503...): the server may have acted.
+    """
+    if isinstance(exc, NOT_SENT):
+        return False
+    if isinstance(exc, (*AMBIGUOUS, HTTPClientError)):
+        return True
+    if isinstance(exc, ClientError):
+        status = http_status(exc)
+        return status >= 500 and status != 503 and error_code(exc) not in REFUSED_CODES
     return False
 
 
@@ -182,40 +198,24 @@ class Transport:
         ``conditional`` marks a write or delete with ``If-Match``/``If-None-Match``:
         there a 404 means the precondition failed rather than "not found".
         ``writes`` marks a request that changes the store: once one of its
-        attempts may have been applied, a later failure proves nothing.
+        attempts may have been applied, it is not resent (OutcomeUnknownError).
         """
         policy = self.policy
         deadline = policy.clock() + policy.max_seconds
-        ambiguous = False
         for attempt in range(1, policy.max_attempts + 1):
             try:
                 return fn(**kwargs)
             except ClientError as exc:
-                try:
-                    self._translate_client_error(exc, operation, key, object_key, conditional)
-                except PreconditionFailed as failed:
-                    if ambiguous:
-                        raise AmbiguousPreconditionFailed from failed.__cause__
-                    raise
-                except BackendError:
-                    if ambiguous and writes:
-                        raise self.unknown(exc, operation, key, object_key) from exc
-                    raise
-                failure: BaseException = exc
+                self._translate_client_error(exc, operation, key, object_key, conditional)
+                failure: BaseException = exc  # transient
             except (BotoCoreError, OSError) as exc:
-                if not is_transient(exc):
-                    if ambiguous and writes:
-                        raise self.unknown(exc, operation, key, object_key) from exc
-                    raise self._backend_error(exc, operation, key, object_key) from exc
                 failure = exc
-            if isinstance(failure, AMBIGUOUS) or (
-                isinstance(failure, ClientError) and http_status(failure) >= 500
-            ):
-                ambiguous = True
+            if writes and maybe_applied(failure):
+                raise self.unknown(failure, operation, key, object_key, attempt) from failure
+            if not is_transient(failure):
+                raise self._backend_error(failure, operation, key, object_key) from failure
             delay = policy.delay(attempt)
             if attempt >= policy.max_attempts or policy.clock() + delay > deadline:
-                if ambiguous and writes:
-                    raise self.unknown(failure, operation, key, object_key, attempt) from failure
                 raise self._backend_error(
                     failure, operation, key, object_key, attempts=attempt
                 ) from failure
@@ -255,7 +255,7 @@ class Transport:
         self, exc: BaseException | None, operation: str, key: Any, object_key: str,
         attempts: int = 1,
     ) -> OutcomeUnknownError:
-        """The error for a write whose attempt may have been applied, unprovably."""
+        """The error for a write whose attempt may have been applied."""
         cause = f" (last failure{_tries(attempts)}: {_detail(exc)})" if exc is not None else ""
         return OutcomeUnknownError(
             f"S3 {operation} of {self._what(key, object_key)}: an attempt failed after the "
