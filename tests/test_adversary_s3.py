@@ -13,7 +13,11 @@ undone by another writer, or still in flight at the server: a zombie).
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +36,7 @@ from persidict import (
     BasicS3Dict,
     OutcomeUnknownError,
 )
+from persidict.backends.s3_cached import S3Dict_FileDirCached
 from persidict.backends.s3_transport import RetryPolicy
 from s3_server import REGION, S3Server
 
@@ -326,3 +331,67 @@ def test_unknown_pickles_with_its_value(stores: Any, proxy: Any) -> None:
     assert isinstance(back, OutcomeUnknownError) and isinstance(back, BackendError)
     assert back.value == {"v": 1} and back.key == exc.key and str(back) == str(exc)
     assert back.operation == "delete_object" and back.backend == "s3"
+
+
+def test_cached_store_after_an_unknown_write_reports_what_s3_holds(
+    s3_server: S3Server, proxy: Any, tmp_path: Any
+) -> None:
+    prefix = fresh_prefix()
+    d = S3Dict_FileDirCached(bucket_name=BUCKET, region=REGION, root_prefix=prefix,
+                             base_dir=str(tmp_path / "cache"), endpoint_url=proxy.endpoint_url)
+    d.main_dict.retry_policy = QUICK
+    theirs = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=prefix,
+                         endpoint_url=s3_server.endpoint_url)
+    d["k"] = 1
+    assert d.etag("k") == theirs.etag("k")  # cached
+    obj = f"/{BUCKET}/{prefix}/k.pkl"
+    proxy.arm("after", "PUT", obj)  # applied, reply lost ...
+    for _ in range(QUICK.max_attempts):
+        proxy.arm("after", "HEAD", obj)  # ... and no proof
+    kind, exc = told(lambda: d.__setitem__("k", 2))
+    assert kind == "unknown", exc
+    assert theirs["k"] == 2
+    # asked what happened, the store must not answer from its old cache entry
+    assert d.etag("k") == theirs.etag("k")
+    assert d["k"] == 2 and d.get_with_etag("k").new_value == 2
+    # overwritten by another writer after an unknown write: the same
+    proxy.arm("after", "PUT", obj, hook=lambda: theirs.__setitem__("k", 3))
+    kind, exc = told(lambda: d.__setitem__("k", 4))
+    assert kind == "unknown", exc
+    assert d.etag("k") == theirs.etag("k") and d["k"] == 3
+
+
+# -- fork while a thread is mid-request on the shared client ---------------------
+
+
+def test_fork_while_a_thread_is_mid_request(stores: Any, proxy: Any) -> None:
+    ours, theirs = stores
+    ours["warm"] = 0  # the client and its pool exist
+    fault = proxy.arm("hold", "GET", path(ours, "slow"))
+    theirs["slow"] = "s"
+    got: list[Any] = []
+    reader = threading.Thread(target=lambda: got.append(told(lambda: ours["slow"])))
+    reader.start()
+    assert fault.fired.wait(10)  # the reader's GET is in flight now
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ours["child"] = os.getpid()
+            code = 0 if ours["child"] == os.getpid() and ours["warm"] == 0 else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if not done:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    fault.release.set()
+    reader.join(10)
+    assert done and os.waitstatus_to_exitcode(status) == 0
+    assert theirs["child"] == pid
+    assert got == [("ok", "s")]  # the parent's request was not disturbed

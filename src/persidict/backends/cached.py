@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from ..engine.contract import Version, sorted_params
-from ..engine.errors import PreconditionFailed
+from ..engine.errors import OutcomeUnknownError, PreconditionFailed
 from ..engine.flags import (
     ITEM_NOT_AVAILABLE,
     VALUE_NOT_RETRIEVED,
@@ -243,7 +243,11 @@ class MutableDictCached(ForwardingStore):
         want_etag: bool = True,
     ) -> ETagValue | None:
         seen = self._cache._get(key, retrieve=False)
-        etag = self._inner._put(key, value, if_match=if_match, want_etag=True)
+        try:
+            etag = self._inner._put(key, value, if_match=if_match, want_etag=True)
+        except OutcomeUnknownError:
+            self._forget(key)  # main may hold the new value: the cache speaks for the old
+            raise
         self._mirror(key, seen, etag, value)
         return etag
 
