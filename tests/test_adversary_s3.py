@@ -32,6 +32,7 @@ from persidict import (
     ETAG_HAS_CHANGED,
     ETAG_IS_THE_SAME,
     ITEM_NOT_AVAILABLE,
+    VALUE_NOT_RETRIEVED,
     BackendError,
     BasicS3Dict,
     OutcomeUnknownError,
@@ -395,3 +396,16 @@ def test_fork_while_a_thread_is_mid_request(stores: Any, proxy: Any) -> None:
     assert done and os.waitstatus_to_exitcode(status) == 0
     assert theirs["child"] == pid
     assert got == [("ok", "s")]  # the parent's request was not disturbed
+
+
+def test_unknown_says_what_is_known_about_the_value(stores: Any, proxy: Any) -> None:
+    ours, _ = stores
+    ours["k"] = None
+    proxy.arm("after", "DELETE", path(ours, "k"))
+    kind, popped = told(lambda: ours.pop("k"))
+    assert kind == "unknown" and popped.value is None  # a stored None was being removed
+    proxy.arm("before", "PUT", path(ours, "k"))
+    kind, written = told(lambda: ours.__setitem__("k", 1))
+    assert kind == "unknown"
+    assert written.value is VALUE_NOT_RETRIEVED  # nothing known, distinct from a None value
+    assert pickle.loads(pickle.dumps(written)).value is VALUE_NOT_RETRIEVED

@@ -48,6 +48,7 @@ from botocore.exceptions import (
 )
 
 from ..engine.errors import BackendError, OutcomeUnknownError, PreconditionFailed
+from ..engine.flags import VALUE_NOT_RETRIEVED
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -264,6 +265,7 @@ class Transport:
             backend=BACKEND,
             operation=operation,
             key=key,
+            value=VALUE_NOT_RETRIEVED,  # nothing known (pop fills in what it removed)
         )
 
     def _what(self, key: Any, object_key: str) -> str:
