@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import signal
 import threading
 import time
@@ -409,3 +410,60 @@ def test_unknown_says_what_is_known_about_the_value(stores: Any, proxy: Any) -> 
     assert kind == "unknown"
     assert written.value is VALUE_NOT_RETRIEVED  # nothing known, distinct from a None value
     assert pickle.loads(pickle.dumps(written)).value is VALUE_NOT_RETRIEVED
+
+
+# -- many callers, many kinds of faults: a work queue -----------------------------
+
+
+def test_a_queue_under_faults_hands_each_item_out_at_most_once(stores: Any, proxy: Any) -> None:
+    ours, theirs = stores
+    rng = random.Random(16)
+    prefix = f"/{BUCKET}/{ours.root_prefix}"
+    for _ in range(30):  # the first 30 writes of the queue fail, one way or another
+        proxy.arm(rng.choice(["before", "after", "503", "after500"]),
+                  rng.choice(["PUT", "DELETE"]), prefix)
+    inserted: dict[str, list[str]] = {"ok": [], "unknown": [], "error": []}
+    popped: dict[str, list[Any]] = {"ok": [], "unknown": [], "error": []}
+    producing = threading.Event()
+    lock = threading.Lock()
+
+    def produce(i: int) -> None:
+        for j in range(10):
+            key = f"item{i}_{j}"
+            kind, r = told(lambda key=key: insert(ours, key, key))
+            won = kind != "ok" or r.condition_was_satisfied
+            with lock:
+                inserted[kind if won else "error"].append(key)
+
+    def consume() -> None:
+        for _ in range(200):
+            kind, r = told(ours.popitem)
+            if kind == "error" and isinstance(r, KeyError):
+                if not producing.is_set():
+                    return
+                time.sleep(0.005)
+                continue
+            with lock:
+                popped[kind].append(r[1] if kind == "ok" else getattr(r, "value", r))
+
+    producers = [threading.Thread(target=produce, args=(i,)) for i in range(2)]
+    consumers = [threading.Thread(target=consume) for _ in range(2)]
+    producing.set()
+    for t in producers + consumers:
+        t.start()
+    for t in producers:
+        t.join(30)
+    producing.clear()
+    for t in consumers:
+        t.join(30)
+    assert not any(t.is_alive() for t in producers + consumers)
+    proxy.disarm()
+    left = {k[0] for k in theirs}
+    assert len(popped["ok"]) == len(set(popped["ok"])), popped  # no item handed out twice
+    assert not popped["error"], popped
+    may_exist = set(inserted["ok"]) | set(inserted["unknown"])
+    assert set(popped["ok"]) <= may_exist and left <= may_exist, (inserted, popped, left)
+    assert not set(popped["ok"]) & left, (popped, left)  # popped, yet back in the queue
+    for key in inserted["ok"]:  # an acknowledged item is popped or still there
+        assert key in popped["ok"] or key in popped["unknown"] or key in left, key
+    assert len(popped["ok"]) > 0
