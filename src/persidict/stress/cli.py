@@ -9,7 +9,7 @@ cannot be opened or reached: no worker starts), 130 if interrupted.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -20,50 +20,21 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .history import History
 from .killer import Killer
+from .options import Options, WorkerConfig, parse_args
 from .oracle import Oracle
 from .phases import SetupError, check_history, prepare, read_final
 from .report import build_report, format_json, format_text
-from .stores import (
-    BACKENDS,
-    StoreSpec,
-    forget_memory_stores,
-    make_store,
-)
+from .stores import BACKENDS, StoreSpec, forget_memory_stores, make_store
 from .tally import Tally
-from .workers import StoreFactory, WorkerConfig, run_worker, worker_process
+from .workers import run_worker, worker_process
 
 STARTUP_TIMEOUT = 120.0  # spawn + import on a loaded 2-core CI box can be slow
 POLL_SECONDS = 0.1
 PROGRESS_SECONDS = 1.0
-
-
-@dataclass
-class Options:
-    """Settings of one run (the CLI flags, plus hooks for in-process tests)."""
-
-    backend: str = "file"
-    dir: str | None = None
-    workers: int = 4
-    duration: float = 10.0
-    seed: int | None = None
-    durable: bool = True
-    max_ops: int = 1_000_000
-    grace: float = 30.0
-    progress: bool = True
-    json: bool = False
-    endpoint_url: str | None = None  # s3 only
-    bucket: str | None = None  # s3 only
-    region: str | None = None  # s3 only
-    # In-process (thread) runs only: build stores with this instead of make_store.
-    store_factory: StoreFactory | None = None
-    # SIGKILL this many worker processes at random moments (see killer.py).
-    kill: int = 0
-    history: bool = True  # log every call and check linearizability (history.py)
 
 
 def _start_workers(
@@ -88,6 +59,8 @@ def _start_worker(
     ctx = multiprocessing.get_context("spawn")
     wid = len(handles)
     log_path = logs[wid] = os.path.join(logdir, f"worker-{wid}.jsonl")
+    if opts.worker_endpoint_url is not None:
+        spec = dataclasses.replace(spec, endpoint_url=opts.worker_endpoint_url)
     cfg = WorkerConfig(
         wid=wid,
         spec=spec,
@@ -97,12 +70,14 @@ def _start_worker(
         max_ops=opts.max_ops,
         startup_timeout=STARTUP_TIMEOUT,
         history=opts.history,
+        expect_faults=opts.expect_faults,
+        factory=opts.store_factory,
     )
     handle: Any
     if spec.backend == "memory":
         # LocalDict is atomic across threads only: one process, N threads.
-        factory = opts.store_factory or make_store
-        handle = threading.Thread(target=run_worker, args=(cfg, factory), daemon=True)
+        handle = threading.Thread(target=run_worker, args=(cfg, cfg.factory or make_store),
+                                  daemon=True)
     else:
         handle = ctx.Process(target=worker_process, args=(cfg,), name=f"stress-{wid}")
     handle.start()
@@ -152,7 +127,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
     oracle = Oracle()
     history = History() if opts.history else None
     tally = Tally(oracle, history)
-    factory = opts.store_factory if opts.backend == "memory" else None
+    factory = opts.store_factory or make_store
     progress = _Progress(progress_stream if opts.progress else None)
     switch_interval = sys.getswitchinterval()
     if opts.backend == "memory":
@@ -161,7 +136,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         sys.setswitchinterval(1e-5)
     handles: list[Any] = []
     try:
-        prepare(spec, factory or make_store, history, oracle)
+        prepare(spec, factory, history, oracle)
         logs = _start_workers(opts, spec, logdir, seed, handles)
         t0, t0_ns = _await_ready(tally, logs, handles, logdir, opts.duration)
         killer = Killer(
@@ -173,9 +148,9 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         tally.poll(logs)
         _check_workers(opts, tally, handles, oracle, killer.killed)
         final_start = time.monotonic_ns()
-        final = read_final(spec, factory or make_store, oracle)
+        final = read_final(spec, factory, oracle)
         violations = oracle.check_final(final)
-        checked = check_history(history, spec, factory or make_store, final, final_start, t0_ns)
+        checked = check_history(history, spec, factory, final, final_start, t0_ns)
         violations += checked.get("violations", [])
     except SetupError:
         if opts.backend == "file" and opts.dir is not None:
@@ -201,6 +176,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         "durable": opts.durable if opts.backend == "file" else None,
         "dir": root if opts.dir is not None else None,
         "kills": len(killer.killed),
+        "expect_faults": opts.expect_faults,
     }
     return build_report(
         settings=settings,
@@ -211,6 +187,7 @@ def run_stress(opts: Options, progress_stream: TextIO | None = None) -> dict[str
         races_lost=tally.races_lost,
         violations=violations,
         history=checked,
+        faults=tally.faults if opts.expect_faults else None,
     )
 
 
@@ -285,88 +262,6 @@ def _check_workers(
             oracle.violation("worker-crashed", f"worker {wid} exited with code {exitcode}")
         elif wid not in tally.done:
             oracle.violation("worker-incomplete", f"worker {wid} stopped without finishing")
-
-
-def parse_args(argv: Sequence[str] | None = None) -> Options:
-    """Parse the command line into :class:`Options`."""
-    p = argparse.ArgumentParser(
-        prog="persidict-stress",
-        description="Hammer one persidict store from many workers and verify that "
-        "no conditional operation ever lost or duplicated an update.",
-    )
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="file",
-        help="file: worker processes on a FileDirDict; memory: worker threads on a "
-        "LocalDict; s3: worker processes on a BasicS3Dict (--endpoint-url, --bucket)",
-    )
-    p.add_argument(
-        "--dir",
-        default=None,
-        help="directory to test in, e.g. on an NFS mount (a fresh subdirectory "
-        "is created and kept); default: a temp dir, removed afterwards",
-    )
-    p.add_argument("--workers", type=int, default=4, help="number of workers (default 4)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the op mix")
-    p.add_argument(
-        "--durable",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="fsync every write (FileDirDict durable=...; default on)",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--max-ops", type=int, default=1_000_000, help="per-worker op limit")
-    p.add_argument(
-        "--grace",
-        type=float,
-        default=30.0,
-        help="seconds after the deadline before stuck workers are killed",
-    )
-    p.add_argument(
-        "--kill",
-        type=int,
-        default=0,
-        metavar="N",
-        help="SIGKILL N worker processes at random moments (each is replaced); "
-        "confirmed outcomes must survive and the run must still report 0 violations",
-    )
-    p.add_argument(
-        "--history",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="log every call and check that each key's history is linearizable "
-        "(default on; skipped, with a note, above a bounded number of calls)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    p.add_argument("--endpoint-url", default=None, help="s3: the S3 endpoint (default: AWS)")
-    p.add_argument("--bucket", default=None,
-                   help="s3: bucket (created if missing; default persidict-stress); "
-                   "each run writes under its own fresh prefix")
-    p.add_argument("--region", default=None, help="s3: region name")
-    ns = p.parse_args(argv)
-    if ns.workers < 1 or ns.duration <= 0 or ns.max_ops < 1 or ns.grace < 0:
-        p.error("--workers, --duration and --max-ops must be positive, --grace >= 0")
-    if ns.kill < 0 or (ns.kill and ns.backend == "memory"):
-        p.error("--kill must be >= 0 and needs worker processes (not --backend memory)")
-    return Options(
-        backend=ns.backend,
-        dir=ns.dir,
-        workers=ns.workers,
-        duration=ns.duration,
-        seed=ns.seed,
-        durable=ns.durable,
-        max_ops=ns.max_ops,
-        grace=ns.grace,
-        progress=not ns.quiet,
-        json=ns.json,
-        endpoint_url=ns.endpoint_url,
-        bucket=ns.bucket,
-        region=ns.region,
-        kill=ns.kill,
-        history=ns.history,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

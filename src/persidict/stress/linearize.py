@@ -11,6 +11,11 @@ concurrency, not the history length. An op of unknown outcome never returns:
 it stays pending, free to take effect at any later point or never. When no
 configuration survives a return, the history is not linearizable.
 
+Pending unknown ops of one kind with the same arguments (say, 30 increments
+whose replies were lost) are interchangeable once called: only the one of
+lowest index is tried, so configurations differ by how many of them took
+effect, not by which (2**30 subsets otherwise).
+
 Ties in time count as overlap (calls sort before returns), so clock
 granularity can hide a violation but never invent one.
 """
@@ -59,6 +64,7 @@ def search(
             events.append((op.end, 1, i))
     events.sort()
     known = [op.end is not None for op in ops]
+    twin = _twin_classes(ops)
     configs: set[Config] = {(initial, pending)}
     out = Outcome("ok", quiet_time=None, quiet_config=(initial, pending))
     steps = 0
@@ -75,7 +81,7 @@ def search(
             seen = {config}
             while stack:
                 state, pend = stack.pop()
-                for j in pend:
+                for j in _candidates(pend, twin):
                     steps += 1
                     for nxt in step(state, ops[j], table):
                         c = (nxt, pend - {j})
@@ -97,6 +103,31 @@ def search(
                 out.quiet_time, out.quiet_config = t, only
     out.steps = steps
     return out
+
+
+def _twin_classes(ops: list[Op]) -> list[int | None]:
+    """Per op: a class id shared by interchangeable unknown ops, None for a known op."""
+    classes: dict[tuple[str, str], int] = {}
+    out: list[int | None] = []
+    for op in ops:
+        if op.res is not None:
+            out.append(None)
+        else:
+            out.append(classes.setdefault((op.f, repr(sorted(op.args.items()))), len(classes)))
+    return out
+
+
+def _candidates(pend: frozenset[int], twin: list[int | None]) -> list[int]:
+    """The pending ops worth linearizing next: every known one, one per twin class."""
+    out: list[int] = []
+    lowest: dict[int, int] = {}
+    for j in pend:
+        c = twin[j]
+        if c is None:
+            out.append(j)
+        elif j < lowest.get(c, j + 1):
+            lowest[c] = j
+    return out + list(lowest.values())
 
 
 def _prune(configs: set[Config], known: list[bool]) -> set[Config]:

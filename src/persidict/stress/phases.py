@@ -6,10 +6,10 @@ import time
 from typing import Any
 
 from .history import PARENT, History
+from .options import StoreFactory
 from .oracle import Oracle
 from .record import enc
 from .stores import LISTING_KEYS, NAMESPACES, POP_SEEDS, StoreSpec, read_all
-from .workers import StoreFactory
 
 
 class SetupError(Exception):

@@ -71,6 +71,8 @@ class Recorder:
         self.stores = stores
         self.n = 0
         self.enabled = True
+        # (ns, key) of the latest call: the one an exception escaping an op came from.
+        self.current: tuple[str, str | None] = ("", None)
 
     def call(
         self,
@@ -82,6 +84,7 @@ class Recorder:
         result: Callable[[T], dict[str, Any]],
     ) -> T:
         """Run ``fn()`` (one store call) and log it."""
+        self.current = (ns, key)
         if not self.enabled:
             return fn()
         self.n += 1

@@ -82,6 +82,7 @@ def build_report(
     races_lost: Mapping[str, int],
     violations: list[dict[str, str]],
     history: Mapping[str, Any] | None = None,
+    faults: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Assemble the machine-readable report (the text report renders this)."""
     total = sum(ops_by_kind.values())
@@ -95,6 +96,7 @@ def build_report(
         "conflicts": dict(sorted(conflicts.items())),
         "races_lost": dict(sorted(races_lost.items())),
         "history": dict(history or {"checked": False, "note": "not run"}),
+        "faults": None if faults is None else dict(sorted(faults.items())),
         "violations": violations,
         "ok": not violations,
     }
@@ -132,6 +134,11 @@ def format_text(report: Mapping[str, Any]) -> str:
     )
     lines.append("races lost: " + ", ".join(f"{k}={v}" for k, v in report["races_lost"].items()))
     lines += _LEGEND
+    faults = report.get("faults")
+    if faults is not None:
+        lines.append("ops ended by an expected fault (--expect-faults): "
+                     + (", ".join(f"{k}={v}" for k, v in faults.items()) or "none")
+                     + " (OutcomeUnknownError: may have happened; any other: did not)")
     lines += _history_lines(report.get("history", {}))
     violations = report["violations"]
     lines.append(f"violations: {len(violations)}")

@@ -27,6 +27,8 @@ class Tally:
         self.races_lost: Counter[str] = Counter(
             {"insert": 0, "append": 0, "discard_put": 0, "discard_remove": 0, "popitem_empty": 0}
         )
+        # Ops ended by an expected BackendError (--expect-faults), by class.
+        self.faults: Counter[str] = Counter()
         self.ready: set[int] = set()
         self.done: set[int] = set()
         self._offsets: dict[int, int] = {}
@@ -75,12 +77,18 @@ class Tally:
                 self.conflicts["transform_retries"] += retries
             self.conflicts["conflict_errors"] += rec.get("conflict", 0)
             self.conflicts["cas_gave_up"] += rec.get("gave_up", 0)
-            if rec.get("won") is False:
-                self.races_lost["insert" if rec["op"] == "insert_race" else "append"] += 1
-            if rec.get("put") is False:
-                self.races_lost["discard_put"] += 1
-            if rec.get("removed") is False:
-                self.races_lost["discard_remove"] += 1
-            if rec["op"] == "popitem_race" and "pk" not in rec and "error" not in rec:
-                self.races_lost["popitem_empty"] += 1
+            if "fault" in rec:
+                self.faults[rec["fault"]] += 1  # its race fields only say how far it got
+            else:
+                self._count_lost(rec)
         self.oracle.feed(wid, rec)
+
+    def _count_lost(self, rec: dict[str, Any]) -> None:
+        if rec.get("won") is False:
+            self.races_lost["insert" if rec["op"] == "insert_race" else "append"] += 1
+        if rec.get("put") is False:
+            self.races_lost["discard_put"] += 1
+        if rec.get("removed") is False:
+            self.races_lost["discard_remove"] += 1
+        if rec["op"] == "popitem_race" and "pk" not in rec and "error" not in rec:
+            self.races_lost["popitem_empty"] += 1

@@ -16,25 +16,22 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from persidict import (
     ETAG_IS_THE_SAME,
     ITEM_NOT_AVAILABLE,
     NEVER_RETRIEVE,
+    BackendError,
     ConcurrencyConflictError,
     MutationPolicyError,
-    PersiDict,
 )
 
+from .options import StoreFactory, WorkerConfig
 from .oracle import check_blob, make_blob
 from .record import Recorder, cond, enc, etag, ok
 from .report import Histogram
-from .stores import LISTING_KEYS, NAMESPACES, StoreSpec, make_store
-
-StoreFactory = Callable[[StoreSpec, str], PersiDict[Any]]
+from .stores import LISTING_KEYS, NAMESPACES, make_store
 
 KINDS = (
     "counter_transform",
@@ -61,24 +58,9 @@ CAS_MAX_ATTEMPTS = 256
 GO_POLL_SECONDS = 0.01
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    """What one worker needs; must pickle for multiprocessing 'spawn'."""
-
-    wid: int
-    spec: StoreSpec
-    log_path: str
-    go_path: str
-    seed: int
-    max_ops: int
-    incarnation: int = 0
-    startup_timeout: float = 120.0
-    history: bool = True  # log every store call for the history check
-
-
 def worker_process(cfg: WorkerConfig) -> None:
     """Entry point of a worker process."""
-    run_worker(cfg, make_store)
+    run_worker(cfg, cfg.factory or make_store)
 
 
 def run_worker(cfg: WorkerConfig, factory: StoreFactory) -> None:
@@ -146,6 +128,11 @@ class Worker:
                 ops[i](rec)
             except ConcurrencyConflictError:
                 rec["conflict"] = 1  # the op gave up and did nothing
+            except BackendError as exc:
+                if not self.cfg.expect_faults:
+                    rec["error"] = f"{type(exc).__name__}: {exc}"
+                else:  # an injected fault: the fields set so far still hold
+                    rec["fault"], rec["fns"], rec["fkey"] = type(exc).__name__, *self.rec.current
             except Exception as exc:  # any other surprise is a finding, not a crash
                 rec["error"] = f"{type(exc).__name__}: {exc}"
             if self._started_ns:
@@ -340,6 +327,7 @@ class Worker:
         # Any key may be popped; the oracle pins "unknown" only on our own key.
         self.begin(rec, "pops", key)
         self.rec.set("pops", key, tok)
+        rec["stored"] = True
         try:
             popped_key, popped_value = self.rec.call(
                 "pops", None, "popitem", {}, store.popitem,

@@ -1,0 +1,72 @@
+"""persidict-stress on S3 under a steady load of injected faults (real server, real drops).
+
+Four worker processes run the normal op mix through a RandomFaultProxy that
+faults 3 % of write requests (half dropped before SeaweedFS sees them, half
+with the reply dropped after SeaweedFS applied them) and drops 1 % of read
+replies. Setup and the final read go straight to the server. A call that
+raised OutcomeUnknownError counts as "may have happened", any other error as
+"did not happen"; the end-state oracle and the per-key history check must
+then find every acknowledged outcome true. The same run with the old
+lost-reply logic (tests/_guessing_s3.py) must be caught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from _guessing_s3 import guessing_factory
+from _s3_plugin import BUCKET
+from faultproxy_random import RandomFaultProxy
+from persidict.stress.cli import Options, run_stress
+from s3_server import REGION, S3Server
+
+WRITE_RATE = 0.03
+READ_RATE = 0.01
+
+
+@pytest.fixture
+def proxy(s3_server: S3Server) -> Iterator[RandomFaultProxy]:
+    p = RandomFaultProxy(s3_server.endpoint_url, write_rate=WRITE_RATE, read_rate=READ_RATE,
+                         seed=7)
+    yield p
+    p.stop()
+
+
+def faulted_run(
+    s3_server: S3Server, proxy: RandomFaultProxy, duration: float, factory: Any = None
+) -> dict[str, Any]:
+    """One stress run whose workers talk to the server through ``proxy``."""
+    return run_stress(Options(
+        backend="s3", endpoint_url=s3_server.endpoint_url, bucket=BUCKET, region=REGION,
+        worker_endpoint_url=proxy.endpoint_url, expect_faults=True, workers=4,
+        duration=duration, seed=5, progress=False, store_factory=factory,
+    ))  # fmt: skip
+
+
+def test_fault_stress_holds_every_invariant(
+    s3_server: S3Server, proxy: RandomFaultProxy
+) -> None:
+    report = faulted_run(s3_server, proxy, 8.0)
+    history = report["history"]
+    print(f"injected {dict(proxy.injected)} in {dict(proxy.requests)}; ops ended by a "
+          f"fault {report['faults']}; history {history.get('outcome_unknown')} unknown, "
+          f"{history.get('raised_not_counted')} raised")
+    assert report["violations"] == [], report["violations"]
+    assert history["checked"] and history["undecided"] == [], history
+    assert proxy.injected["PUT before"] >= 3 and proxy.injected["PUT after"] >= 3, proxy.injected
+    assert proxy.injected["DELETE before"] + proxy.injected["DELETE after"] >= 2, proxy.injected
+    assert history["outcome_unknown"] >= 3, history
+    assert report["faults"].get("OutcomeUnknownError", 0) >= 3, report["faults"]
+
+
+def test_fault_stress_catches_the_old_lost_reply_guesses(
+    s3_server: S3Server, proxy: RandomFaultProxy
+) -> None:
+    report = faulted_run(s3_server, proxy, 8.0, factory=guessing_factory)
+    checks = sorted({v["check"] for v in report["violations"]})
+    print(f"injected {dict(proxy.injected)}; violations {len(report['violations'])}: {checks}")
+    assert proxy.faults > 0
+    assert "history-linearizability" in checks, report["violations"]
