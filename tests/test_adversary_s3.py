@@ -366,6 +366,19 @@ def test_cached_store_after_an_unknown_write_reports_what_s3_holds(
 # -- fork while a thread is mid-request on the shared client ---------------------
 
 
+def wait_child(pid: int, timeout: float = 20.0) -> int | None:
+    """The child's exit code; None (after killing it) if it hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
 def test_fork_while_a_thread_is_mid_request(stores: Any, proxy: Any) -> None:
     ours, theirs = stores
     ours["warm"] = 0  # the client and its pool exist
@@ -383,18 +396,10 @@ def test_fork_while_a_thread_is_mid_request(stores: Any, proxy: Any) -> None:
             code = 0 if ours["child"] == os.getpid() and ours["warm"] == 0 else 3
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 20
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    if not done:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    code = wait_child(pid)
     fault.release.set()
     reader.join(10)
-    assert done and os.waitstatus_to_exitcode(status) == 0
+    assert code == 0
     assert theirs["child"] == pid
     assert got == [("ok", "s")]  # the parent's request was not disturbed
 
@@ -467,3 +472,37 @@ def test_a_queue_under_faults_hands_each_item_out_at_most_once(stores: Any, prox
     for key in inserted["ok"]:  # an acknowledged item is popped or still there
         assert key in popped["ok"] or key in popped["unknown"] or key in left, key
     assert len(popped["ok"]) > 0
+
+
+def test_fork_with_an_injected_client_never_crosses_replies(s3_server: S3Server) -> None:
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name=REGION,
+                          config=Config(retries={"total_max_attempts": 1}, read_timeout=5,
+                                        s3={"addressing_style": "path"},
+                                        max_pool_connections=1))
+    d = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                    endpoint_url=s3_server.endpoint_url, client=client)
+    d.retry_policy = QUICK
+    d["p"], d["c"] = "parent", "child"
+    assert d["p"] == "parent"  # one pooled connection, now shared by the fork
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            try:
+                for _ in range(100):
+                    d["c"]
+            except BackendError as exc:
+                code = 0 if "built in this process" in str(exc) else 4
+            else:
+                code = 3  # used the parent's connection
+        finally:
+            os._exit(code)
+    wrong = 0
+    for _ in range(100):
+        try:
+            wrong += d["p"] != "parent"
+        except BackendError:
+            wrong += 1
+    code = wait_child(pid)
+    assert wrong == 0  # the parent never read the child's replies
+    assert code == 0  # the child was told, clearly, instead of using them

@@ -137,10 +137,20 @@ class BasicS3Dict(PersiDict[Any]):
 
     @property
     def client(self) -> S3Client:
-        """The boto3 client (rebuilt after a fork unless it was injected)."""
-        if not self._injected and self._client_pid != os.getpid():
-            # Connections of a pool inherited through fork() are shared with
-            # the parent: interleaved responses. A child gets its own.
+        """The boto3 client (rebuilt after a fork; an injected one is refused there).
+
+        Connections of a pool inherited through fork() are shared with the
+        parent: each process could read the other's replies (wrong values).
+        """
+        if self._client_pid != os.getpid():
+            if self._injected:
+                raise BackendError(
+                    f"{self.base_url}: the boto3 client given to this store belongs to "
+                    f"process {self._client_pid}; after fork() its pooled connections are "
+                    f"shared with that process, whose replies this one could read: give "
+                    f"the store a client built in this process",
+                    backend="s3", operation="client",
+                )
             self._client = make_client(self.endpoint_url, self.region)
             self._client_pid = os.getpid()
         return self._client
@@ -376,7 +386,7 @@ class BasicS3Dict(PersiDict[Any]):
         params = self.get_params()
         if prefix:
             params["root_prefix"] = self.root_prefix + "/".join(prefix.strings) + "/"
-        child = BasicS3Dict(**params, client=self._client if self._injected else None)
+        child = BasicS3Dict(**params, client=self.client if self._injected else None)
         child._injected = self._injected
         child.retry_policy = self.retry_policy
         return child

@@ -174,7 +174,7 @@ class S3Dict_FileDirCached(ForwardingStore):
         params = self.get_params()
         if prefix:
             params["root_prefix"] = self.root_prefix + "/".join(prefix.strings) + "/"
-        client = self._main._client if self._main._injected else None
+        client = self._main.client if self._main._injected else None
         return S3Dict_FileDirCached(**params, client=client)
 
 
