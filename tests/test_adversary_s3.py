@@ -13,20 +13,13 @@ undone by another writer, or still in flight at the server: a zombie).
 
 from __future__ import annotations
 
-import os
 import pickle
-import random
-import signal
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from _s3_plugin import BUCKET, fresh_prefix
+from _adversary import QUICK, insert, path, proxy, stores, through, told
 from faultproxy_more import MoreFaultProxy
 from persidict import (
     ANY_ETAG,
@@ -38,57 +31,8 @@ from persidict import (
     BasicS3Dict,
     OutcomeUnknownError,
 )
-from persidict.backends.s3_cached import S3Dict_FileDirCached
-from persidict.backends.s3_transport import RetryPolicy
-from s3_server import REGION, S3Server
 
-QUICK = RetryPolicy(max_attempts=3, max_seconds=10.0, base_delay=0.01, max_delay=0.02)
-
-
-@pytest.fixture
-def proxy(s3_server: S3Server) -> Iterator[MoreFaultProxy]:
-    p = MoreFaultProxy(s3_server.endpoint_url)
-    yield p
-    p.stop()
-
-
-def through(proxy: MoreFaultProxy, prefix: str, **client_config: Any) -> BasicS3Dict:
-    client = None
-    if client_config:
-        client = boto3.client("s3", endpoint_url=proxy.endpoint_url, region_name=REGION,
-                              config=Config(retries={"total_max_attempts": 1},
-                                            s3={"addressing_style": "path"}, **client_config))
-    d = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=prefix,
-                    endpoint_url=proxy.endpoint_url, client=client)
-    d.retry_policy = QUICK
-    return d
-
-
-@pytest.fixture
-def stores(s3_server: S3Server, proxy: MoreFaultProxy) -> tuple[BasicS3Dict, BasicS3Dict]:
-    prefix = fresh_prefix()
-    theirs = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=prefix,
-                         endpoint_url=s3_server.endpoint_url)
-    return through(proxy, prefix), theirs
-
-
-def path(d: BasicS3Dict, key: str) -> str:
-    return f"/{BUCKET}/{d.root_prefix}{key}.pkl"
-
-
-def told(fn: Callable[[], Any]) -> tuple[str, Any]:
-    """("ok", result), ("unknown", error) or ("error", error) for any other exception."""
-    try:
-        return "ok", fn()
-    except OutcomeUnknownError as exc:
-        return "unknown", exc
-    except Exception as exc:
-        return "error", exc
-
-
-def insert(d: BasicS3Dict, key: str, value: Any) -> Any:
-    return d.setdefault_if(key, default_value=value, condition=ETAG_IS_THE_SAME,
-                           expected_etag=ITEM_NOT_AVAILABLE)
+__all__ = ["proxy", "stores"]  # fixtures
 
 
 # -- a write applied, its reply lost, then undone by another writer --------------
@@ -335,75 +279,6 @@ def test_unknown_pickles_with_its_value(stores: Any, proxy: Any) -> None:
     assert back.operation == "delete_object" and back.backend == "s3"
 
 
-def test_cached_store_after_an_unknown_write_reports_what_s3_holds(
-    s3_server: S3Server, proxy: Any, tmp_path: Any
-) -> None:
-    prefix = fresh_prefix()
-    d = S3Dict_FileDirCached(bucket_name=BUCKET, region=REGION, root_prefix=prefix,
-                             base_dir=str(tmp_path / "cache"), endpoint_url=proxy.endpoint_url)
-    d.main_dict.retry_policy = QUICK
-    theirs = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=prefix,
-                         endpoint_url=s3_server.endpoint_url)
-    d["k"] = 1
-    assert d.etag("k") == theirs.etag("k")  # cached
-    obj = f"/{BUCKET}/{prefix}/k.pkl"
-    proxy.arm("after", "PUT", obj)  # applied, reply lost ...
-    for _ in range(QUICK.max_attempts):
-        proxy.arm("after", "HEAD", obj)  # ... and no proof
-    kind, exc = told(lambda: d.__setitem__("k", 2))
-    assert kind == "unknown", exc
-    assert theirs["k"] == 2
-    # asked what happened, the store must not answer from its old cache entry
-    assert d.etag("k") == theirs.etag("k")
-    assert d["k"] == 2 and d.get_with_etag("k").new_value == 2
-    # overwritten by another writer after an unknown write: the same
-    proxy.arm("after", "PUT", obj, hook=lambda: theirs.__setitem__("k", 3))
-    kind, exc = told(lambda: d.__setitem__("k", 4))
-    assert kind == "unknown", exc
-    assert d.etag("k") == theirs.etag("k") and d["k"] == 3
-
-
-# -- fork while a thread is mid-request on the shared client ---------------------
-
-
-def wait_child(pid: int, timeout: float = 20.0) -> int | None:
-    """The child's exit code; None (after killing it) if it hangs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
-
-
-def test_fork_while_a_thread_is_mid_request(stores: Any, proxy: Any) -> None:
-    ours, theirs = stores
-    ours["warm"] = 0  # the client and its pool exist
-    fault = proxy.arm("hold", "GET", path(ours, "slow"))
-    theirs["slow"] = "s"
-    got: list[Any] = []
-    reader = threading.Thread(target=lambda: got.append(told(lambda: ours["slow"])))
-    reader.start()
-    assert fault.fired.wait(10)  # the reader's GET is in flight now
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            ours["child"] = os.getpid()
-            code = 0 if ours["child"] == os.getpid() and ours["warm"] == 0 else 3
-        finally:
-            os._exit(code)
-    code = wait_child(pid)
-    fault.release.set()
-    reader.join(10)
-    assert code == 0
-    assert theirs["child"] == pid
-    assert got == [("ok", "s")]  # the parent's request was not disturbed
-
-
 def test_unknown_says_what_is_known_about_the_value(stores: Any, proxy: Any) -> None:
     ours, _ = stores
     ours["k"] = None
@@ -415,94 +290,3 @@ def test_unknown_says_what_is_known_about_the_value(stores: Any, proxy: Any) -> 
     assert kind == "unknown"
     assert written.value is VALUE_NOT_RETRIEVED  # nothing known, distinct from a None value
     assert pickle.loads(pickle.dumps(written)).value is VALUE_NOT_RETRIEVED
-
-
-# -- many callers, many kinds of faults: a work queue -----------------------------
-
-
-def test_a_queue_under_faults_hands_each_item_out_at_most_once(stores: Any, proxy: Any) -> None:
-    ours, theirs = stores
-    rng = random.Random(16)
-    prefix = f"/{BUCKET}/{ours.root_prefix}"
-    for _ in range(30):  # the first 30 writes of the queue fail, one way or another
-        proxy.arm(rng.choice(["before", "after", "503", "after500"]),
-                  rng.choice(["PUT", "DELETE"]), prefix)
-    inserted: dict[str, list[str]] = {"ok": [], "unknown": [], "error": []}
-    popped: dict[str, list[Any]] = {"ok": [], "unknown": [], "error": []}
-    producing = threading.Event()
-    lock = threading.Lock()
-
-    def produce(i: int) -> None:
-        for j in range(10):
-            key = f"item{i}_{j}"
-            kind, r = told(lambda key=key: insert(ours, key, key))
-            won = kind != "ok" or r.condition_was_satisfied
-            with lock:
-                inserted[kind if won else "error"].append(key)
-
-    def consume() -> None:
-        for _ in range(200):
-            kind, r = told(ours.popitem)
-            if kind == "error" and isinstance(r, KeyError):
-                if not producing.is_set():
-                    return
-                time.sleep(0.005)
-                continue
-            with lock:
-                popped[kind].append(r[1] if kind == "ok" else getattr(r, "value", r))
-
-    producers = [threading.Thread(target=produce, args=(i,)) for i in range(2)]
-    consumers = [threading.Thread(target=consume) for _ in range(2)]
-    producing.set()
-    for t in producers + consumers:
-        t.start()
-    for t in producers:
-        t.join(30)
-    producing.clear()
-    for t in consumers:
-        t.join(30)
-    assert not any(t.is_alive() for t in producers + consumers)
-    proxy.disarm()
-    left = {k[0] for k in theirs}
-    assert len(popped["ok"]) == len(set(popped["ok"])), popped  # no item handed out twice
-    assert not popped["error"], popped
-    may_exist = set(inserted["ok"]) | set(inserted["unknown"])
-    assert set(popped["ok"]) <= may_exist and left <= may_exist, (inserted, popped, left)
-    assert not set(popped["ok"]) & left, (popped, left)  # popped, yet back in the queue
-    for key in inserted["ok"]:  # an acknowledged item is popped or still there
-        assert key in popped["ok"] or key in popped["unknown"] or key in left, key
-    assert len(popped["ok"]) > 0
-
-
-def test_fork_with_an_injected_client_never_crosses_replies(s3_server: S3Server) -> None:
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name=REGION,
-                          config=Config(retries={"total_max_attempts": 1}, read_timeout=5,
-                                        s3={"addressing_style": "path"},
-                                        max_pool_connections=1))
-    d = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
-                    endpoint_url=s3_server.endpoint_url, client=client)
-    d.retry_policy = QUICK
-    d["p"], d["c"] = "parent", "child"
-    assert d["p"] == "parent"  # one pooled connection, now shared by the fork
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            try:
-                for _ in range(100):
-                    d["c"]
-            except BackendError as exc:
-                code = 0 if "built in this process" in str(exc) else 4
-            else:
-                code = 3  # used the parent's connection
-        finally:
-            os._exit(code)
-    wrong = 0
-    for _ in range(100):
-        try:
-            wrong += d["p"] != "parent"
-        except BackendError:
-            wrong += 1
-    code = wait_child(pid)
-    assert wrong == 0  # the parent never read the child's replies
-    assert code == 0  # the child was told, clearly, instead of using them
