@@ -169,16 +169,23 @@ class MutableDictCached(ForwardingStore):
 
         ``seen`` was taken before main was read or written, so a value cache
         that moved since holds a value at least as new as ours: leave it.
+        The etag is kept only if the value cache still holds our value after
+        it was written: with content-hash etags, a value paired with another
+        value's etag would be served once main's content returns to that one.
         """
         if not isinstance(etag, str):
             self._forget(key)
             return
         try:
             try:
-                self._cache._put(key, value, if_match=seen.etag, want_etag=False)
+                ours = self._cache._put(key, value, if_match=seen.etag, want_etag=True)
             except PreconditionFailed:
                 return
             self._etags._put(key, etag, if_match=None, want_etag=False)
+            if self._cache._get(key, retrieve=False).etag != ours:
+                # A newer mirror overtook ours between the two puts: our etag
+                # may now sit next to its value. Drop it (a miss, not a lie).
+                self._etags._remove(key, if_match=None)
         except Exception as exc:  # main already answered or committed: never fail the call
             _cache_failed("mirror", key, exc)
             # A new value under a stale cached etag would be served once main's
