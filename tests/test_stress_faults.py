@@ -176,3 +176,22 @@ def test_many_unknown_increments_are_decided_cheaply() -> None:
 
     assert verdict(17) == "ok" and verdict(30) == "ok"
     assert verdict(31) == "violation"
+
+
+def test_unknown_compare_and_swap_applies_only_on_its_etags_value() -> None:
+    """A lost-reply set_item_if(If-Match e5) cannot apply over the 8 of another lost write."""
+
+    def verdict(seen: int) -> str:
+        ops = [
+            Op(0, "set", {"v": 5}, 0, 1, {"ok": True}),
+            Op(0, "gwe", {}, 1, 2, {"v": 5, "e": "e5"}),
+            Op(1, "sif", {"v": 6, "c": "same", "x": "e5"}, 2, None, None),
+            Op(0, "incr", {}, 3, 4, {"v": 6, "re": "e6"}),
+            Op(0, "incr", {}, 5, 6, {"v": 7, "re": "e7"}),
+            Op(2, "incr", {}, 7, None, None),
+            Op(0, "get", {}, 9, 10, {"v": seen}),
+        ]
+        return search(ops, 20_000).status
+
+    assert verdict(7) == "ok" and verdict(8) == "ok"
+    assert verdict(6) == "violation"

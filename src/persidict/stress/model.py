@@ -51,13 +51,17 @@ def holds(condition: str, expected: str | None, actual: str | None) -> bool:
     return expected != actual
 
 
-def _may_hold(state: State, condition: str, expected: str | None) -> bool:
+def _may_hold(state: State, condition: str, expected: str | None, etags: Etags) -> bool:
     if state is None:
         return holds(condition, expected, None)
     if state[1] is not None:
         return holds(condition, expected, state[1])
-    # Etag not seen yet: it is some fresh etag, never ITEM_NOT_AVAILABLE.
-    return condition != "same" or expected is not None
+    # Etag not seen yet: some fresh etag, never ITEM_NOT_AVAILABLE, and not
+    # one that belongs to another value.
+    if condition != "same":
+        return True
+    values = etags.get(expected) if expected is not None else None
+    return expected is not None and (not values or state[0] in values)
 
 
 def _bind(state: State, actual: str | None, etags: Etags) -> tuple[bool, State]:
@@ -91,7 +95,7 @@ def step(state: State, op: Op, etags: Etags) -> list[State]:
     """States after ``op`` runs on ``state``; empty if its logged result is impossible."""
     r = op.res
     if r is None:
-        return _effect(state, op)
+        return _effect(state, op, etags)
     f, a = op.f, op.args
     if f in ("get", "final"):
         return [state] if _value_ok(state, r["v"]) else []
@@ -142,17 +146,17 @@ def _conditional(state: State, op: Op, r: dict[str, Any], etags: Etags) -> list[
     return [cur]
 
 
-def _effect(state: State, op: Op) -> list[State]:
+def _effect(state: State, op: Op, etags: Etags) -> list[State]:
     """States if an op of unknown outcome did take effect (none: it could not have)."""
     f, a = op.f, op.args
-    if f == "set" or (f == "sif" and _may_hold(state, a["c"], a["x"])):
+    if f == "set" or (f == "sif" and _may_hold(state, a["c"], a["x"], etags)):
         return [(a["v"], None)]
     if f in ("ins", "sd") or (f == "sdif" and holds(a["c"], a["x"], None)):
         return [(a["v"], None)] if state is None else []
     if f == "incr":
         base = 0 if state is None else state[0]
         return [(base + 1, None)] if isinstance(base, int) else []
-    if f == "dif" and not _may_hold(state, a["c"], a["x"]):
+    if f == "dif" and not _may_hold(state, a["c"], a["x"], etags):
         return []
     if f in REMOVALS:
         return [None] if state is not None else []
