@@ -69,4 +69,4 @@ def test_fault_stress_catches_the_old_lost_reply_guesses(
     checks = sorted({v["check"] for v in report["violations"]})
     print(f"injected {dict(proxy.injected)}; violations {len(report['violations'])}: {checks}")
     assert proxy.faults > 0
-    assert "history-linearizability" in checks, report["violations"]
+    assert any(c.startswith("history-") for c in checks), report["violations"]

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from persidict import BackendError, LocalDict, OutcomeUnknownError, PersiDict
-from persidict.stress.cli import Options, run_stress
+from persidict.stress.cli import Options, parse_args, run_stress
 from persidict.stress.linearize import search
 from persidict.stress.model import Op
 from persidict.stress.oracle import Oracle
@@ -195,3 +195,11 @@ def test_unknown_compare_and_swap_applies_only_on_its_etags_value() -> None:
 
     assert verdict(7) == "ok" and verdict(8) == "ok"
     assert verdict(6) == "violation"
+
+
+def test_command_line_flags() -> None:
+    opts = parse_args(["--backend", "s3", "--endpoint-url", "http://127.0.0.1:1",
+                       "--worker-endpoint-url", "http://127.0.0.1:2", "--expect-faults"])
+    assert opts.endpoint_url == "http://127.0.0.1:1"
+    assert opts.worker_endpoint_url == "http://127.0.0.1:2" and opts.expect_faults
+    assert not parse_args([]).expect_faults
