@@ -2,9 +2,12 @@
 
 Example: ``persidict-stress --workers 4 --duration 20`` (file backend, worker
 processes, fresh temp dir). ``--dir /mnt/nfs`` tests your own mount, ``--json``
-prints a machine-readable report. Exit status: 0 if every invariant held, 1 if
-any was violated (each is listed), 2 on bad usage or a setup error (the store
-cannot be opened or reached: no worker starts), 130 if interrupted.
+prints a machine-readable report. ``--backend s3 --worker-endpoint-url URL
+--expect-faults`` sends the workers' requests through a fault-injecting proxy
+(tests/faultproxy_random.py, or any other) and judges the errors they get.
+Exit status: 0 if every invariant held, 1 if any was violated (each is
+listed), 2 on bad usage or a setup error (the store cannot be opened or
+reached: no worker starts), 130 if interrupted.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ flushed to the OS at once, so the outcomes a worker confirmed survive even a
 SIGKILL (``--kill`` relies on this). Ops that began but never reported are
 treated by the oracle as "unknown" for the keys they named. Every store call
 inside an op is also logged on its own, with its times, for the history
-check (record.py).
+check (record.py). Under ``--expect-faults`` an op ended by a BackendError
+logs its class and the call it came from (``fault``, ``fns``, ``fkey``)
+next to the fields its earlier calls set.
 """
 
 from __future__ import annotations
