@@ -12,6 +12,7 @@ lost-reply logic (tests/_guessing_s3.py) must be caught.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,10 +22,13 @@ from _guessing_s3 import guessing_factory
 from _s3_plugin import BUCKET
 from faultproxy_random import RandomFaultProxy
 from persidict.stress.cli import Options, run_stress
+from persidict.stress.report import format_text
 from s3_server import REGION, S3Server
 
 WRITE_RATE = 0.03
 READ_RATE = 0.01
+# A longer run: PERSIDICT_FAULT_STRESS_S=20 pytest -s tests/test_s3_fault_stress.py -k holds
+SECONDS = float(os.environ.get("PERSIDICT_FAULT_STRESS_S", "8"))
 
 
 @pytest.fixture
@@ -49,8 +53,9 @@ def faulted_run(
 def test_fault_stress_holds_every_invariant(
     s3_server: S3Server, proxy: RandomFaultProxy
 ) -> None:
-    report = faulted_run(s3_server, proxy, 8.0)
+    report = faulted_run(s3_server, proxy, SECONDS)
     history = report["history"]
+    print(format_text(report))
     print(f"injected {dict(proxy.injected)} in {dict(proxy.requests)}; ops ended by a "
           f"fault {report['faults']}; history {history.get('outcome_unknown')} unknown, "
           f"{history.get('raised_not_counted')} raised")
