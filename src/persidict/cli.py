@@ -10,8 +10,10 @@ PATH must be inside a store: a root marker (``@persidict``) at PATH or
 above it, or else PATH holds stores as subdirectories (a directory kept by
 ``persidict-stress --dir``), each checked in turn, the rest left alone.
 Anything else is refused: a directory that was never a store holds no junk
-of ours. The store's digest_len is read from its marker; only stores made
-by versions that did not record it get it detected from file names.
+of ours. The store's digest_len is read from the nearest store marker at
+or above PATH (a root, or a sub marker of a store opened inside another);
+only stores made by versions that did not record it get it detected from
+file names.
 
 It does not open the store as a FileDirDict: opening recovers the journal,
 and a check without ``--fix`` must report, not repair.
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .concurrency.locks import META_DIR
-from .concurrency.marker import LockTree, find_root, is_root, read_params
+from .concurrency.marker import LockTree, find_markers, is_root, read_params
 from .concurrency.repair import CheckReport, check_tree, detect_digest_len
 
 
@@ -56,12 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(path: str, root: str, args: argparse.Namespace) -> tuple[CheckReport, int, str]:
-    """Check the store directory ``path`` whose root is ``root``."""
+def _check(
+    path: str, root: str, store: str, args: argparse.Namespace
+) -> tuple[CheckReport, int, str]:
+    """Check the store directory ``path``: its root ``root``, its nearest marker ``store``."""
     if args.digest_len is not None:
         digest_len, source = args.digest_len, "--digest-len"
     else:
-        recorded = (read_params(root) or {}).get("digest_len")
+        recorded = (read_params(store) or {}).get("digest_len")
         if isinstance(recorded, int) and not isinstance(recorded, bool):
             digest_len, source = recorded, "recorded in the store's marker"
         else:
@@ -102,11 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.digest_len is not None and args.digest_len < 0:
         print("persidict check: --digest-len must be >= 0", file=sys.stderr)
         return 2
-    root = find_root(os.path.realpath(path))
+    try:
+        return _main(args, path)
+    except OSError as exc:  # e.g. a --fix on a read-only store
+        print(f"persidict check: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace, path: str) -> int:
+    root, store, _ = find_markers(os.path.realpath(path))
     if root is not None:
-        targets = [(path, root)]
+        targets = [(path, root, store or root)]
     else:
-        targets = [(p, os.path.realpath(p)) for p in _stores_in(path)]
+        targets = [(p, os.path.realpath(p), os.path.realpath(p)) for p in _stores_in(path)]
         if not targets:
             print(
                 f"persidict check: {path} is not a persidict store: there is no {META_DIR} "
@@ -116,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     dirty = False
     out: list[dict[str, object]] = []
-    for target, target_root in targets:
-        report, digest_len, source = _check(target, target_root, args)
+    for target, target_root, target_store in targets:
+        report, digest_len, source = _check(target, target_root, target_store, args)
         dirty = dirty or not report.clean
         if args.json:
             out.append({**report.to_dict(), "digest_len": digest_len})

@@ -124,10 +124,11 @@ class FileDirDict(PersiDict[Any]):
         # recording the parameters that shape its file names.
         self._real_base = os.path.realpath(self._base)
         params = {"digest_len": digest_len}
-        # None: read-only, no root can be made; the store stays readable
-        home = open_root(self._real_base, params, durable=durable) or self._real_base
-        self._home_root = home
-        self._journal = Journal(os.path.join(home, META_DIR))
+        # None: no settled root and none can be made now (read-only): the
+        # store stays readable, and its writes raise instead of guessing a lock
+        home = open_root(self._real_base, params, durable=durable)
+        self._home_root = home or self._real_base
+        self._journal = Journal(os.path.join(self._home_root, META_DIR))
         self._lock_tree = LockTree(self._real_base, home)
         self._paths: dict[tuple[str, ...], tuple[str, KeyLocks, int]] = {}
         # Recovery on open: reclaim temp files of dead writers (one listdir).

@@ -1,26 +1,36 @@
 """Store roots: which ``@persidict`` marker holds the lock of each file.
 
-A *root* is a directory whose META_DIR marker is committed. A file is locked
-in the lock file of the nearest root above it, under its path relative to
-that root. A marker ``D/@persidict`` is in one of four states:
+A *root* is a directory whose META_DIR marker is committed a root. A file is
+locked in the lock file of the nearest root above it, under its path
+relative to that root. A marker ``D/@persidict`` is in one of these states:
 
 - absent;
-- pending: made by mkdir, not decided yet (no ``state`` file);
-- root or void: its ``state`` file says so. The verdict is written once,
-  atomically (rename), under an OFD lock on the marker's ``root.lock``, by
-  whoever meets the marker pending first. A void marker is then removed
-  (renamed away whole, then emptied).
+- pending: made, not decided yet (no ``state`` file);
+- root or sub: its ``state`` file says so. A sub marker is the marker of a
+  store opened below a root: not a lock root, but it records that store's
+  parameters, so ``check`` leaves it to its own parameters. The verdict is
+  written once, atomically (rename), under an OFD lock on the marker's
+  ``root.lock``, by whoever meets the marker pending first; or, for a sub
+  marker made below a known root, before the marker becomes visible.
+  Markers are never removed.
 
 Markers of earlier versions have no ``state`` but hold a lock file, a journal
 or a quarantine, which a pending marker never does (those are made only in a
-root): they are roots.
+root): they are roots. A ``void`` state (an earlier draft) reads as sub.
+
+A marker is made whole: a temp directory holding ``params.json`` (the
+parameters that shape the store's file names, which ``persidict check``
+reads instead of guessing) is renamed to ``@persidict``, so no crash leaves
+a marker without parameters.
 
 Protocol:
 
-- create: a store opened where no root is found mkdirs ``D/@persidict``
-  (pending) and decides it;
+- create: a store opened where no root is found makes ``D/@persidict``
+  (pending) and decides it; a store opened below a root whose file names
+  its nearest store's parameters do not explain (another digest_len, a
+  directory name no key maps to) makes a sub marker there;
 - decide D: under D's root.lock, reread D; if still pending, look at every
-  ancestor of D from the top (deciding pending ones): void if one is a root,
+  ancestor of D from the top (deciding pending ones): sub if one is a root,
   else root;
 - resolve a file: read the markers of its ancestors from the top down
   (deciding pending ones); the deepest root wins. Per-directory answers
@@ -28,16 +38,12 @@ Protocol:
 
 Why every process maps a file to the same root, for the life of the store.
 Verdicts never change. Say a reader answered R for a file f: it read R as a
-root, and *afterwards* read each marker D between R and f as absent or void.
+root, and *afterwards* read each marker D between R and f as absent or sub.
 If absent, D was made later than that read, so after R was a root, and every
-decision of D reads R then: D is void. So no marker between R and f is ever a
+decision of D reads R then: D is sub. So no marker between R and f is ever a
 root, and every reader at every time answers R. Reading top-down is what
 makes this hold: read bottom-up, a marker D could be absent when read, then
-be made and decided a root before R is made and read. Each void verdict is
-backed by a root that stays, so a marker made again at D's place is void
-too (also when decided by someone still holding the removed marker's
-root.lock), and a creator whose marker is voided finds the root that voided
-it.
+be made and decided a root before R is made and read.
 The topmost pending marker on a path sees no root above, so every pending
 marker gets decided and there is no deadlock: a decision takes the
 root.lock of an ancestor only while holding that of a descendant.
@@ -45,52 +51,60 @@ The argument needs a filesystem whose directory operations are seen at once
 by every process (any local one; the same holds for the locks themselves).
 Deciding a marker is part of locking, not a repair: any reader may do it.
 
-The marker of a created store also records the parameters that shape its
-file names (``params.json``, written once), so ``persidict check`` reads
-them instead of guessing.
+Undecided: a pending marker that cannot be decided now (a read-only mount,
+no space, no permission) leaves every directory below it unsettled. Reads
+need no lock and go on; a write there re-resolves when it takes its lock,
+and raises if the marker is still undecided. Nothing unsettled is cached.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from ..engine.keys import unsign_component
 from .atomic import fsync_dir, write_atomic
 from .journal import temp_name
-from .locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks
+from .locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks, lock_offset
 
-ROOT, VOID, PENDING, ABSENT = "root", "void", "pending", "absent"
+ROOT, SUB, VOID, PENDING, ABSENT = "root", "sub", "void", "pending", "absent"
 STATE = "state"
 PARAMS = "params.json"
 _DECISION_LOCK = "root.lock"
 # Names only a root ever holds (the key lock file, the journal, the quarantine).
 _ROOT_ONLY = frozenset({"lock", "tmp", "quarantine"})
 _MAX_ROUNDS = 8
+# What keeps a marker from being made or decided now: not ours to write.
+_CANNOT_WRITE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
 
 def marker_state(directory: str) -> str:
     """The state of ``directory``'s marker, as read now (without deciding)."""
     meta = os.path.join(directory, META_DIR)
-    for _ in range(3):
-        try:
-            names = os.listdir(meta)
-        except OSError:  # absent, not a directory, or not ours to read
-            return ABSENT
-        if STATE not in names:
-            return ROOT if _ROOT_ONLY.intersection(names) else PENDING
-        try:
-            with open(os.path.join(meta, STATE), "rb") as f:
-                return ROOT if f.read(4) == b"root" else VOID
-        except FileNotFoundError:
-            continue  # a void marker being removed: look again
-    return ABSENT
+    try:
+        names = os.listdir(meta)
+    except OSError:  # absent, not a directory, or not ours to read
+        return ABSENT
+    if STATE not in names:
+        return ROOT if _ROOT_ONLY.intersection(names) else PENDING
+    try:
+        with open(os.path.join(meta, STATE), "rb") as f:
+            verdict = f.read(4)
+    except FileNotFoundError:  # removed by an outside hand
+        return ABSENT
+    return ROOT if verdict == b"root" else SUB if verdict == b"sub" else VOID
 
 
 def decide(directory: str) -> str:
-    """The verdict on ``directory``'s marker, deciding it if it is pending."""
+    """The verdict on ``directory``'s marker, deciding it if it is pending.
+
+    PENDING when it cannot be decided now (see the module's "Undecided").
+    """
     meta = os.path.join(directory, META_DIR)
     try:
         locks = KeyLocks(os.path.join(meta, _DECISION_LOCK), DEFAULT_LOCK_TIMEOUT)
@@ -98,21 +112,29 @@ def decide(directory: str) -> str:
             state = marker_state(directory)
             if state != PENDING:
                 return state
-            verdict = VOID if _root_above(directory) else ROOT
+            above = _above(directory)
+            if above == PENDING:
+                return PENDING
+            verdict = SUB if above == ROOT else ROOT
             write_atomic(os.path.join(meta, STATE), verdict.encode(), durable=True)
-            if verdict == VOID:
-                _discard(directory)
             return verdict
-    except FileNotFoundError:  # the marker was a void one and is gone
+    except FileNotFoundError:  # removed by an outside hand
         return ABSENT
+    except OSError as exc:
+        if exc.errno in _CANNOT_WRITE:
+            return PENDING
+        raise
+
+
+def settle(directory: str) -> str:
+    """``directory``'s marker state, deciding it if pending (PENDING: undecided)."""
+    state = marker_state(directory)
+    return decide(directory) if state == PENDING else state
 
 
 def is_root(directory: str) -> bool:
     """True if ``directory`` is a root (deciding its marker if pending)."""
-    state = marker_state(directory)
-    if state == PENDING:
-        state = decide(directory)
-    return state == ROOT
+    return settle(directory) == ROOT
 
 
 def _top_down(directory: str) -> list[str]:
@@ -123,43 +145,117 @@ def _top_down(directory: str) -> list[str]:
     return levels[::-1]
 
 
-def _root_above(directory: str) -> bool:
-    return any(is_root(level) for level in _top_down(directory)[:-1])
+def _above(directory: str) -> str:
+    """ROOT if an ancestor is a root, else PENDING if one is undecided, else ABSENT."""
+    states = [settle(level) for level in _top_down(directory)[:-1]]
+    return ROOT if ROOT in states else PENDING if PENDING in states else ABSENT
+
+
+def find_markers(directory: str) -> tuple[str | None, str | None, bool]:
+    """(nearest root, nearest store marker, settled) at or above ``directory``.
+
+    A store marker is a root or a sub marker. Not settled: an undecided
+    marker lies below the nearest root (or, without a root, anywhere).
+    """
+    root = store = None
+    settled = True
+    for level in _top_down(directory):
+        state = settle(level)
+        if state == ROOT:
+            root = store = level
+            settled = True
+        elif state == SUB:
+            store = level
+        elif state == PENDING:
+            settled = False
+    return root, store, settled
 
 
 def find_root(directory: str) -> str | None:
     """The nearest root at or above ``directory`` (a real path), if any."""
-    found = None
-    for level in _top_down(directory):
-        if is_root(level):
-            found = level
-    return found
+    return find_markers(directory)[0]
+
+
+def find_store(directory: str) -> str | None:
+    """The nearest store marker (root or sub) at or above ``directory``."""
+    return find_markers(directory)[1]
 
 
 def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> str | None:
     """The root of a store opened at ``directory``, made there if none is found.
 
-    ``params`` are recorded in a marker this call creates. None when there
-    is no root and none can be made (a read-only directory).
+    ``params`` are recorded in a marker this call makes (a root, or a sub
+    marker when the store's file names need them, see the module). None when
+    there is no settled root and none can be made now (a read-only directory).
+    """
+    for _ in range(_MAX_ROUNDS):
+        root, store, settled = find_markers(directory)
+        if not settled:
+            return None
+        if root is None:
+            if not _make_marker(directory, params, None, durable):
+                return None
+            continue  # pending, ours or a racing opener's: the next round decides it
+        if store is not None and store != directory and _needs_marker(directory, store, params):
+            _make_marker(directory, params, SUB, durable)  # best effort: only check reads it
+        return root
+    raise RuntimeError(f"no lock root settled for {directory} in {_MAX_ROUNDS} rounds")
+
+
+def _needs_marker(directory: str, store: str, params: dict[str, Any]) -> bool:
+    """Whether the store ``store``'s parameters fail to explain ``directory``'s names."""
+    digest_len = (read_params(store) or {}).get("digest_len")
+    if not isinstance(digest_len, int) or isinstance(digest_len, bool):
+        return False  # an older store: nothing to compare with
+    if digest_len != params.get("digest_len"):
+        return True
+    names = directory[len(store) + 1 :].split("/")
+    return any(unsign_component(name, digest_len) is None for name in names)
+
+
+def _write_new(path: str, data: bytes, durable: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_marker(
+    directory: str, params: dict[str, Any], verdict: str | None, durable: bool
+) -> bool:
+    """Make ``directory``'s marker whole (params, and ``verdict`` if given) by a rename.
+
+    False if it cannot be made now; True if it was made or one exists.
     """
     meta = os.path.join(directory, META_DIR)
-    for _ in range(_MAX_ROUNDS):
-        root = find_root(directory)
-        if root is not None:
-            return root
-        try:
-            os.mkdir(meta)
-        except FileExistsError:
-            if not os.path.isdir(meta):
-                raise NotADirectoryError(f"{meta} exists and is not a directory") from None
-            continue  # pending, made by a racing opener: the next round decides it
-        except OSError:
-            return None
-        with contextlib.suppress(OSError):  # a store without params still works
-            write_atomic(os.path.join(meta, PARAMS), json.dumps(params).encode(), durable=True)
-            if durable:
-                fsync_dir(directory)
-    raise RuntimeError(f"no lock root settled for {directory} in {_MAX_ROUNDS} rounds")
+    tmp = os.path.join(directory, temp_name())
+    try:
+        os.mkdir(tmp)
+    except OSError as exc:
+        return exc.errno not in _CANNOT_WRITE
+    try:
+        _write_new(os.path.join(tmp, PARAMS), json.dumps(params).encode(), durable)
+        if verdict is not None:
+            _write_new(os.path.join(tmp, STATE), verdict.encode(), durable)
+        if durable:
+            fsync_dir(tmp)
+        os.rename(tmp, meta)  # replaces nothing but an empty directory
+    except OSError as exc:
+        for name in (PARAMS, STATE):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(tmp, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(tmp)
+        if exc.errno == errno.ENOTDIR or (os.path.lexists(meta) and not os.path.isdir(meta)):
+            raise NotADirectoryError(f"{meta} exists and is not a directory") from None
+        return exc.errno not in _CANNOT_WRITE
+    if durable:
+        with contextlib.suppress(OSError):
+            fsync_dir(directory)
+    return True
 
 
 def read_params(root: str) -> dict[str, Any] | None:
@@ -172,29 +268,55 @@ def read_params(root: str) -> dict[str, Any] | None:
     return params if isinstance(params, dict) else None
 
 
-def _discard(directory: str) -> None:
-    """Remove a void marker: renamed away whole first, so nobody sees it half gone."""
-    trash = os.path.join(directory, temp_name())
-    try:
-        os.rename(os.path.join(directory, META_DIR), trash)
-        for name in os.listdir(trash):
-            os.unlink(os.path.join(trash, name))
-        os.rmdir(trash)
-    except OSError:
-        return  # a leftover is reported by ``check`` as a stray
+class _Unsettled(KeyLocks):
+    """The lock of a file whose root is not settled yet: found when taken.
+
+    Reads never lock, so they go on; a write re-resolves and raises if the
+    root is still not settled, never guessing a lock file.
+    """
+
+    def __init__(self, tree: LockTree, dirs: tuple[str, ...], rel: str) -> None:
+        self.lock_path = f"{tree.real_base}/{META_DIR}/lock"
+        self.timeout = tree.timeout
+        self._tree, self._dirs, self._rel = tree, dirs, rel
+
+    def _settled(self) -> tuple[KeyLocks, str]:
+        locks, name = self._tree.locate(self._dirs, self._rel)
+        if isinstance(locks, _Unsettled):
+            raise OSError(
+                errno.EROFS,
+                f"the lock root of {self._tree.real_base}/{self._rel} is not settled: a "
+                f"{META_DIR} marker on its path is undecided (read-only, full or not ours to "
+                "write) or the store could make none; writes need a writable store "
+                "(reopen it then)",
+            )
+        return locks, name
+
+    @contextmanager
+    def hold_at(self, offset: int, key: object) -> Iterator[None]:
+        locks, name = self._settled()
+        with locks.hold_at(lock_offset(name), key):
+            yield
+
+    def acquire(self, offset: int, key: object) -> None:
+        raise NotImplementedError("an unsettled lock is only taken by hold_at")
+
+    def release(self, offset: int) -> None:
+        raise NotImplementedError("an unsettled lock is only taken by hold_at")
 
 
 class LockTree:
     """Which lock file, and which name in it, guards each file of a store.
 
-    ``home_root`` is the root of ``real_base`` (found by open_root). Answers
-    for directories below it follow the module's rule and are cached: by the
-    argument above they never change.
+    ``home_root`` is the root of ``real_base`` (found by open_root; None: no
+    root could be made, so no write can lock). Answers for directories below
+    it follow the module's rule and are cached: by the argument above they
+    never change. Unsettled answers are not cached.
     """
 
     _CACHE_MAX = 4096
 
-    def __init__(self, real_base: str, home_root: str) -> None:
+    def __init__(self, real_base: str, home_root: str | None) -> None:
         self.real_base = real_base
         self.home_root = home_root
         self._timeout = DEFAULT_LOCK_TIMEOUT
@@ -212,14 +334,19 @@ class LockTree:
         for locks in self._files.values():
             locks.timeout = seconds
 
-    def _root_of(self, dirs: tuple[str, ...]) -> str:
+    def _root_of(self, dirs: tuple[str, ...]) -> str | None:
         if not dirs:
             return self.home_root
         root = self._roots.get(dirs)
         if root is None:
             parent = self._root_of(dirs[:-1])  # read first: top-down
+            if parent is None:
+                return None
             level = "/".join((self.real_base, *dirs))
-            root = level if is_root(level) else parent
+            state = settle(level)
+            if state == PENDING:
+                return None
+            root = level if state == ROOT else parent
             if len(self._roots) >= self._CACHE_MAX:
                 self._roots.clear()
             self._roots[dirs] = root
@@ -228,6 +355,8 @@ class LockTree:
     def locate(self, dirs: tuple[str, ...], rel: str) -> tuple[KeyLocks, str]:
         """(lock file, name) of the file ``rel`` (below real_base) in directory ``dirs``."""
         root = self._root_of(dirs)
+        if root is None:
+            return _Unsettled(self, dirs, rel), rel
         locks = self._files.get(root)
         if locks is None:
             locks = self._files[root] = KeyLocks(f"{root}/{META_DIR}/lock", self._timeout)

@@ -17,9 +17,11 @@ finds
   between a delete and its pruning (fix: rmdir bottom-up; rmdir never
   removes a directory a racing writer has just filled).
 
-A directory below the checked one that is a root of its own (a store
-created there before its parent was, see ``marker.py``) is another store,
-with its own parameters: it is listed in ``nested_stores`` and left alone.
+A directory below the checked one that holds a store marker of its own (a
+root, or the sub marker of a store opened below a root with other
+parameters, see ``marker.py``) is another store, with its own parameters:
+it is listed in ``nested_stores`` and left alone. A marker being made (a
+live opener's temp directory) is left alone too.
 
 Temp files of live writers are counted but never touched. Values are
 checked structurally (pickle opcodes via pickletools, JSON syntax, UTF-8)
@@ -44,7 +46,7 @@ from ..engine.keys import _SAFE_RE, unsign_component
 from .atomic import make_dirs, read_file
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
 from .locks import META_DIR
-from .marker import is_root
+from .marker import ROOT, SUB, settle
 
 QUARANTINE_DIR = "quarantine"
 KINDS = ("dead_intent", "orphan_temp", "unreadable", "stray", "empty_dir")
@@ -95,7 +97,7 @@ class CheckReport:
             f"{self.live_temps} temp files of live writers"
         ]
         for path in self.nested_stores:
-            lines.append(f"  {'(skipped)':12} {path}: another store (its own root), not checked")
+            lines.append(f"  {'(skipped)':12} {path}: another store (its own marker), not checked")
         for f in self.findings:
             action = f" -> {f.action}" if f.action else ""
             lines.append(f"  {f.kind:12} {f.path}: {f.detail}{action}")
@@ -213,8 +215,8 @@ class _Checker:
             return not self.quarantine(finding)
 
     def nested(self, path: str, real: str) -> bool:
-        """True if the directory ``path`` (real path ``real``) is another store's root."""
-        if not os.path.isdir(os.path.join(path, META_DIR)) or not is_root(real):
+        """True if the directory ``path`` (real path ``real``) holds another store's marker."""
+        if not os.path.isdir(os.path.join(path, META_DIR)) or settle(real) not in (ROOT, SUB):
             return False
         self.report.nested_stores.append(path)
         return True
@@ -235,6 +237,9 @@ class _Checker:
                 remaining += 1
             elif name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
                 remaining += self.temp(path, name, "orphan_temp")
+            elif name.startswith(TEMP_PREFIX) and temp_verdict(path, name) not in (None, "dead"):
+                self.report.live_temps += 1  # a marker a live opener is making
+                remaining += 1
             elif name.startswith("@"):
                 remaining += self.stray(path, "not a key and not persidict's")
             elif entry.is_dir(follow_symlinks=False):

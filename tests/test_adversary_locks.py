@@ -1,0 +1,169 @@
+"""Adversarial tests of lock-root markers, nested stores and ``check``.
+
+Catches (each failed on the code before its fix):
+
+- a store opened *inside* an existing store (``nest`` first, then
+  ``nest/models`` with its own digest_len) got no marker of its own, so
+  ``persidict check nest --fix`` moved the inner store's values into the
+  quarantine, and ``check nest/models`` judged them by the outer digest_len;
+- an opener SIGKILLed between making its marker and writing ``params.json``
+  left a store whose digest_len nobody recorded (seen in about half of the
+  rounds of random kills), so ``check`` guessed;
+- on a read-only mount, a pending marker left by a killed opener made every
+  read below it fail with EROFS (reads tried to decide it), and ``check``
+  died with a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from persidict import FileDirDict, NonEmptySafeStrTuple
+from persidict.cli import main
+from persidict.concurrency import marker
+from persidict.concurrency.locks import META_DIR
+from persidict.engine.keys import sign_component
+
+
+def _tree(top: pathlib.Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(top)): p.read_bytes()
+        for p in top.rglob("*")
+        if p.is_file() and META_DIR not in p.parts
+    }
+
+
+@pytest.mark.parametrize("via", ["cli", "api"])
+@pytest.mark.parametrize("inner_digest_len", [0, 4])
+def test_a_store_opened_inside_an_existing_store_is_left_alone(
+    tmp_path: pathlib.Path, via: str, inner_digest_len: int
+) -> None:
+    nest, models = tmp_path / "nest", tmp_path / "nest" / "models"
+    outer = FileDirDict(base_dir=nest)  # made first: models is no root
+    outer["k"] = "outer"
+    inner = FileDirDict(base_dir=models, digest_len=inner_digest_len)
+    for i in range(5):
+        inner[("m", f"w{i}")] = i
+    inner[sign_component("looks", 4)] = "a key whose name looks signed"
+    inner_files = _tree(models)
+    if via == "cli":
+        assert main(["check", str(nest), "--fix"]) == 0
+        assert main(["check", str(models), "--fix"]) == 0  # by its own digest_len
+    else:
+        report = outer.check(fix=True)
+        assert report.clean and report.nested_stores == [str(models)], str(report)
+        assert inner.check(fix=True).clean
+    assert _tree(models) == inner_files
+    reopened = FileDirDict(base_dir=models, digest_len=inner_digest_len)
+    assert len(reopened) == 6
+    # the locks are still the outer store's: one file, one lock
+    assert inner._where(_key("m", "w0"))[1].lock_path == os.path.realpath(
+        nest / META_DIR / "lock"
+    )
+
+
+def _key(*strings: str) -> NonEmptySafeStrTuple:
+    return NonEmptySafeStrTuple(*strings)
+
+
+def _open_killed_at(base: pathlib.Path, nth: int, digest_len: int) -> None:
+    """Fork an opener of ``base`` that SIGKILLs itself at its nth audited
+    syscall on a path inside ``base`` (mkdir, open, rename, listdir...)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        prefix, seen = str(base), [0]
+
+        def hook(event: str, args: tuple[object, ...]) -> None:
+            if event.startswith(("os.", "open")) and any(
+                isinstance(a, str) and a.startswith(prefix + "/") for a in args
+            ):
+                if seen[0] == nth:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                seen[0] += 1
+
+        sys.addaudithook(hook)
+        try:
+            FileDirDict(base_dir=base, digest_len=digest_len)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def test_a_marker_is_never_seen_without_its_params(tmp_path: pathlib.Path) -> None:
+    """SIGKILL an opener at each step of its first open in turn: any marker
+    left behind records the digest_len, so check never guesses."""
+    for nth in range(25):
+        base = tmp_path / f"s{nth}"
+        base.mkdir()
+        _open_killed_at(base, nth, digest_len=0)
+        state = marker.marker_state(str(base))
+        if state != marker.ABSENT:
+            assert marker.read_params(str(base)) == {"digest_len": 0}, (nth, state)
+    # What a guess would cost: keys of a digest_len=0 store that look signed.
+    base = tmp_path / f"s{1}"
+    d = FileDirDict(base_dir=base, digest_len=0)
+    for name in ("a", "b", "c"):
+        d[(name, sign_component(name, 4))] = name
+    assert main(["check", str(base), "--fix"]) == 0
+    assert len(FileDirDict(base_dir=base, digest_len=0)) == 3
+
+
+@contextlib.contextmanager
+def _tmpfs(where: pathlib.Path) -> Iterator[pathlib.Path]:
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tmpfs")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield where
+    finally:
+        gc.collect()
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _remount(where: pathlib.Path, mode: str) -> None:
+    gc.collect()  # lock descriptors open for writing keep a remount busy
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True)
+
+
+def test_a_read_only_store_with_an_undecided_marker_is_readable(tmp_path: pathlib.Path) -> None:
+    with _tmpfs(tmp_path / "mnt") as mnt:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child: make the store, then go
+            try:
+                d = FileDirDict(base_dir=mnt / "s")
+                d["k"], d[("c", "x")] = 1, 2
+                # an opener of s/c_<d> killed before deciding its marker
+                (mnt / "s" / sign_component("c", 4) / META_DIR).mkdir()
+                (mnt / "p" / META_DIR).mkdir(parents=True)  # and one of p
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        _remount(mnt, "ro")
+        d = FileDirDict(base_dir=mnt / "s")
+        assert {tuple(k): v for k, v in d.items()} == {("k",): 1, ("c", "x"): 2}
+        assert d[("c", "x")] == 2 and ("c", "x") in d
+        assert dict(FileDirDict(base_dir=mnt / "s" / sign_component("c", 4)).items()) == {
+            ("x",): 2
+        }
+        assert len(FileDirDict(base_dir=mnt / "p")) == 0
+        assert main(["check", str(mnt / "s")]) == 0
+        with pytest.raises(OSError):
+            d[("c", "y")] = 3  # read-only: no lock is guessed
+        _remount(mnt, "rw")
+        d[("c", "y")] = 3  # the same instance settles its lock now
+        assert marker.marker_state(str(mnt / "s" / sign_component("c", 4))) == marker.SUB
+        other = FileDirDict(base_dir=mnt / "s" / sign_component("c", 4))
+        assert d._where(_key("c", "y"))[1].lock_path == other._where(_key("y"))[1].lock_path
+        del d, other
