@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 
 from persidict import (
+    ANY_ETAG,
+    ITEM_NOT_AVAILABLE,
+    NEVER_RETRIEVE,
+    VALUE_NOT_RETRIEVED,
     AppendOnlyDictCached,
     FileDirDict,
     LocalDict,
@@ -149,3 +153,81 @@ def test_two_writers_never_pair_a_value_with_the_other_ones_etag(tmp_path: Path)
     assert cache["k"] == "Y" and FileDirDict(base_dir=base)["k"] == "Y"
     FileDirDict(base_dir=base)["k"] = "X"  # another machine, same bytes as X
     assert one["k"] == "X"
+
+
+def test_append_only_snapshot_without_value_caches_nothing(tmp_path: Path) -> None:
+    """A read that did not fetch the value (NEVER_RETRIEVE) has nothing to mirror."""
+    main = FileDirDict(base_dir=str(tmp_path / "main"), append_only=True)
+    main["k"] = "v"  # behind the wrapper: the cache is empty
+    cache = LocalDict(append_only=True)
+    d = AppendOnlyDictCached(main_dict=main, data_cache=cache)
+    r = d.get_item_if("k", condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE,
+                      retrieve_value=NEVER_RETRIEVE)  # fmt: skip
+    assert r.new_value is VALUE_NOT_RETRIEVED
+    assert "k" not in cache
+    assert d["k"] == "v"
+
+
+def test_a_read_that_finds_the_key_gone_drops_its_cached_etag(tmp_path: Path) -> None:
+    main = FileDirDict(base_dir=str(tmp_path / "main"))
+    cache, etags = LocalDict(), LocalDict()
+    d = MutableDictCached(main_dict=main, data_cache=cache, etag_cache=etags)
+    d["k"] = "v"
+    del main["k"]  # behind the wrapper
+    assert d.get_with_etag("k").new_value is ITEM_NOT_AVAILABLE
+    assert "k" not in etags
+    with pytest.raises(KeyError):
+        d.etag("k")
+
+
+class HookedPutMain(FileDirDict):
+    """Main that runs ``hook`` (once) right after a write committed."""
+
+    hook: Callable[[], None] | None = None
+
+    def _put(self, key: Any, value: Any, **kwargs: Any) -> Any:
+        etag = super()._put(key, value, **kwargs)
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return etag
+
+
+def test_a_writer_overtaken_after_its_commit_never_caches_its_older_value(
+    tmp_path: Path,
+) -> None:
+    """Writer 1 commits "X"; writer 2 commits "Y" and mirrors it before writer 1
+    mirrors. Writer 1's value is the older one: it must not replace "Y" in the
+    value cache, where it would be served under Y's cached etag."""
+    base = str(tmp_path / "main")
+    cache, etags = LocalDict(), HookedEtags()
+    main_one = HookedPutMain(base_dir=base)
+    one = MutableDictCached(main_dict=main_one, data_cache=cache, etag_cache=etags)
+    two = MutableDictCached(main_dict=FileDirDict(base_dir=base), data_cache=cache,
+                            etag_cache=etags)  # fmt: skip
+    reader = MutableDictCached(main_dict=FileDirDict(base_dir=base), data_cache=cache,
+                               etag_cache=etags)  # fmt: skip
+    one["k"] = "old"
+    seen: list[str] = []
+
+    def two_writes_y() -> None:
+        two["k"] = "Y"
+        etags.hook = lambda: seen.append(reader["k"])  # fires if one stores an etag
+
+    main_one.hook = two_writes_y
+    one["k"] = "X"
+    assert seen in ([], ["Y"])
+    assert reader["k"] == "Y" and cache["k"] == "Y"
+
+
+def test_a_value_validated_by_main_is_served_even_if_evicted_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Main confirmed the cached etag (no body sent); the cache entry is then
+    dropped (another process forgot it): the value read before is the answer."""
+    main = HookedMain(base_dir=str(tmp_path / "main"))
+    cache, etags = LocalDict(), LocalDict()
+    d = MutableDictCached(main_dict=main, data_cache=cache, etag_cache=etags)
+    d["k"] = "v"
+    main.hook = lambda: cache.discard("k")
+    assert d["k"] == "v"
