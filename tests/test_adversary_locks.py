@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
+import multiprocessing as mp
 import os
 import pathlib
 import shutil
@@ -25,6 +27,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -167,3 +170,47 @@ def test_a_read_only_store_with_an_undecided_marker_is_readable(tmp_path: pathli
         other = FileDirDict(base_dir=mnt / "s" / sign_component("c", 4))
         assert d._where(_key("c", "y"))[1].lock_path == other._where(_key("y"))[1].lock_path
         del d, other
+
+
+def _make_nested(nest: str, n: int) -> None:
+    for i in range(n):
+        base = f"{nest}/models{i}" if i % 2 else f"{nest}/x{i}/models"
+        d = FileDirDict(base_dir=base, digest_len=0, durable=False)
+        for j in range(3):
+            d[("m", f"w{j}")] = j
+
+
+def _check_until(nest: str, stop: Any) -> None:
+    with contextlib.redirect_stdout(io.StringIO()):
+        while not stop.is_set():
+            main(["check", nest, "--fix"])
+
+
+@pytest.mark.timeout(60)
+def test_check_fix_while_nested_stores_are_created(tmp_path: pathlib.Path) -> None:
+    """Two ``check --fix`` loops on ``nest`` while another process opens
+    stores inside it (with their own digest_len) and writes to them: no
+    inner store loses a value (before: 170 of 300 stores came out short)."""
+    nest, n = str(tmp_path / "nest"), 30
+    FileDirDict(base_dir=nest, durable=False)["k"] = 1
+    ctx = mp.get_context("fork")
+    stop = ctx.Event()
+    checkers = [ctx.Process(target=_check_until, args=(nest, stop)) for _ in range(2)]
+    for p in checkers:
+        p.start()
+    try:
+        maker = ctx.Process(target=_make_nested, args=(nest, n))
+        maker.start()
+        maker.join(50)
+        assert maker.exitcode == 0
+    finally:
+        stop.set()
+        for p in checkers:
+            p.join(20)
+    short = {}
+    for i in range(n):
+        base = f"{nest}/models{i}" if i % 2 else f"{nest}/x{i}/models"
+        found = len(FileDirDict(base_dir=base, digest_len=0, durable=False))
+        if found != 3:
+            short[base] = found
+    assert not short, short

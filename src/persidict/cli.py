@@ -78,6 +78,7 @@ def _check(
         meta_dir=os.path.join(root, META_DIR),
         digest_len=digest_len,
         lock_for=locks.hold,
+        markers_lock_for=locks.hold_markers,
         fix=args.fix,
     )
     return report, digest_len, source

@@ -114,10 +114,15 @@ class FileDirDict(PersiDict[Any]):
         self.digest_len = digest_len
         self.durable = durable
         self._base = os.path.abspath(os.fspath(base_dir))
-        try:
-            os.makedirs(self._base, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as exc:
-            raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
+        for attempt in range(8):
+            try:
+                os.makedirs(self._base, exist_ok=True)
+                break
+            except FileNotFoundError:  # a parent just moved or pruned (check --fix): again
+                if attempt == 7:
+                    raise
+            except (FileExistsError, NotADirectoryError) as exc:
+                raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
         self._suffix = "." + serialization_format
         # Keys are locked in the lock file of the nearest root above them (see
         # concurrency/marker.py); a store opened where there is none makes one,
@@ -364,6 +369,7 @@ class FileDirDict(PersiDict[Any]):
             meta_dir=os.path.join(self._home_root, META_DIR),
             digest_len=self.digest_len,
             lock_for=self._lock_for,
+            markers_lock_for=self._lock_tree.hold_markers,
             fix=fix,
         )
 

@@ -79,6 +79,10 @@ _DECISION_LOCK = "root.lock"
 # Names only a root ever holds (the key lock file, the journal, the quarantine).
 _ROOT_ONLY = frozenset({"lock", "tmp", "quarantine"})
 _MAX_ROUNDS = 8
+# The name, in a root's lock file, held while a sub marker is made below that
+# root and while ``check --fix`` moves a stray: a store's directory is never
+# moved away while its marker is being made ('@' keeps it off every key's name).
+MARKERS_LOCK = f"{META_DIR}/markers"
 # What keeps a marker from being made or decided now: not ours to write.
 _CANNOT_WRITE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 
@@ -197,7 +201,7 @@ def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> s
                 return None
             continue  # pending, ours or a racing opener's: the next round decides it
         if store is not None and store != directory and _needs_marker(directory, store, params):
-            _make_marker(directory, params, SUB, durable)  # best effort: only check reads it
+            _make_sub_marker(directory, root, params, durable)
         return root
     raise RuntimeError(f"no lock root settled for {directory} in {_MAX_ROUNDS} rounds")
 
@@ -211,6 +215,20 @@ def _needs_marker(directory: str, store: str, params: dict[str, Any]) -> bool:
         return True
     names = directory[len(store) + 1 :].split("/")
     return any(unsign_component(name, digest_len) is None for name in names)
+
+
+def _make_sub_marker(directory: str, root: str, params: dict[str, Any], durable: bool) -> None:
+    """Make a sub marker at ``directory`` (best effort: only ``check`` reads it).
+
+    Under the root's MARKERS_LOCK, so a ``check --fix`` that took the
+    directory for a stray cannot move it meanwhile; a directory it moved
+    before is made again.
+    """
+    locks = KeyLocks(f"{root}/{META_DIR}/lock", DEFAULT_LOCK_TIMEOUT)
+    with contextlib.suppress(OSError), locks.hold(MARKERS_LOCK):
+        os.makedirs(directory, exist_ok=True)
+        if marker_state(directory) == ABSENT:
+            _make_marker(directory, params, SUB, durable)
 
 
 def _write_new(path: str, data: bytes, durable: bool) -> None:
@@ -366,3 +384,8 @@ class LockTree:
         """Hold the lock of the file ``rel`` (a '/'-separated path below real_base)."""
         locks, name = self.locate(tuple(rel.split("/")[:-1]), rel)
         return locks.hold(name)
+
+    def hold_markers(self, rel: str) -> AbstractContextManager[None]:
+        """Hold MARKERS_LOCK of the root of ``rel`` (see _make_sub_marker)."""
+        locks, _ = self.locate(tuple(rel.split("/")[:-1]), rel)
+        return locks.hold(MARKERS_LOCK)

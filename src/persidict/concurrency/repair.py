@@ -21,7 +21,9 @@ A directory below the checked one that holds a store marker of its own (a
 root, or the sub marker of a store opened below a root with other
 parameters, see ``marker.py``) is another store, with its own parameters:
 it is listed in ``nested_stores`` and left alone. A marker being made (a
-live opener's temp directory) is left alone too.
+live opener's temp directory) is left alone too. A stray is moved under the
+root's MARKERS_LOCK, after making sure that no store marker appeared on its
+path or below it meanwhile: an opener makes a sub marker under that lock.
 
 Temp files of live writers are counted but never touched. Values are
 checked structurally (pickle opcodes via pickletools, JSON syntax, UTF-8)
@@ -125,12 +127,19 @@ def well_formed(data: bytes, fmt: str) -> str | None:
 
 class _Checker:
     def __init__(
-        self, root: str, meta_dir: str, digest_len: int, lock_for: LockFor, fix: bool
+        self,
+        root: str,
+        meta_dir: str,
+        digest_len: int,
+        lock_for: LockFor,
+        markers_lock_for: LockFor,
+        fix: bool,
     ) -> None:
         self.root = root
         self.meta_dir = meta_dir
         self.digest_len = digest_len
         self.lock_for = lock_for
+        self.markers_lock_for = markers_lock_for
         self.report = CheckReport(root=root, fixed=fix)
         self.stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
         self.seen_meta: set[str] = set()
@@ -181,7 +190,14 @@ class _Checker:
 
     def stray(self, path: str, detail: str) -> bool:
         finding = self.add("stray", path, detail)
-        return not (self.report.fixed and self.quarantine(finding))
+        if not self.report.fixed:
+            return True
+        with self.markers_lock_for(os.path.relpath(path, self.root)):
+            marker = _marker_near(self.root, path)
+            if marker is not None:
+                finding.action = f"left: {marker} is a store's marker (made meanwhile)"
+                return True
+            return not self.quarantine(finding)
 
     def meta(self, path: str) -> None:
         """A ``@persidict`` directory: check its journal, skip lock and quarantine."""
@@ -271,6 +287,20 @@ class _Checker:
         return False
 
 
+def _marker_near(root: str, path: str) -> str | None:
+    """A store marker between ``root`` (excluded) and ``path``, or below ``path``."""
+    level = os.path.dirname(path)
+    while len(level) > len(root):
+        if os.path.lexists(os.path.join(level, META_DIR)):
+            return os.path.join(level, META_DIR)
+        level = os.path.dirname(level)
+    if os.path.isdir(path) and not os.path.islink(path):
+        for dirpath, dirnames, _ in os.walk(path):
+            if META_DIR in dirnames:
+                return os.path.join(dirpath, META_DIR)
+    return None
+
+
 def _prune_tree(top: str) -> None:
     """rmdir every directory under ``top``, deepest first (never rmtree)."""
     for dirpath, _, _ in os.walk(top, topdown=False):
@@ -279,15 +309,22 @@ def _prune_tree(top: str) -> None:
 
 
 def check_tree(
-    root: str, *, meta_dir: str, digest_len: int, lock_for: LockFor, fix: bool = False
+    root: str,
+    *,
+    meta_dir: str,
+    digest_len: int,
+    lock_for: LockFor,
+    markers_lock_for: LockFor,
+    fix: bool = False,
 ) -> CheckReport:
     """Check (and with ``fix`` repair) the FileDirDict directory ``root``.
 
     ``meta_dir`` is the ``@persidict`` directory of root's lock root (where
     the journal and the quarantine live); ``lock_for(rel)`` holds the lock
-    of the key file at ``rel`` (relative to ``root``).
+    of the key file at ``rel`` (relative to ``root``), ``markers_lock_for(rel)``
+    the MARKERS_LOCK of its root (see ``marker.py``).
     """
-    checker = _Checker(root, meta_dir, digest_len, lock_for, fix)
+    checker = _Checker(root, meta_dir, digest_len, lock_for, markers_lock_for, fix)
     checker.meta(meta_dir)
     checker.walk(root, os.path.realpath(root), "")
     return checker.report
