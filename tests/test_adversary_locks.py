@@ -214,3 +214,26 @@ def test_check_fix_while_nested_stores_are_created(tmp_path: pathlib.Path) -> No
         if found != 3:
             short[base] = found
     assert not short, short
+
+
+def test_a_planted_marker_symlink_changes_no_lock(tmp_path: pathlib.Path) -> None:
+    """An outside hand plants ``@persidict`` -> another store's marker in a
+    key directory of a live store: stores opened before and after must still
+    agree on the lock of a file there (before: the new ones took the other
+    store's lock file, the old one kept its own - two locks, one file)."""
+    other = FileDirDict(base_dir=tmp_path / "q")
+    other["z"] = 1
+    before = FileDirDict(base_dir=tmp_path / "p")
+    before[("a", "n")] = 1
+    os.symlink(tmp_path / "q" / META_DIR, tmp_path / "p" / sign_component("a", 4) / META_DIR)
+    after = FileDirDict(base_dir=tmp_path / "p")
+    sub = FileDirDict(base_dir=tmp_path / "p" / sign_component("a", 4))
+    locks = {
+        before._where(_key("a", "n"))[1].lock_path,
+        after._where(_key("a", "n"))[1].lock_path,
+        sub._where(_key("n"))[1].lock_path,
+    }
+    assert locks == {os.path.realpath(tmp_path / "p" / META_DIR / "lock")}
+    assert main(["check", str(tmp_path / "p"), "--fix"]) == 1  # the link is a stray
+    assert not os.path.lexists(tmp_path / "p" / sign_component("a", 4) / META_DIR)
+    assert before[("a", "n")] == 1 and other["z"] == 1

@@ -90,10 +90,16 @@ _CANNOT_WRITE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC,
 def marker_state(directory: str) -> str:
     """The state of ``directory``'s marker, as read now (without deciding)."""
     meta = os.path.join(directory, META_DIR)
-    try:
-        names = os.listdir(meta)
-    except OSError:  # absent, not a directory, or not ours to read
+    try:  # a symlink planted from outside is no marker (O_NOFOLLOW: ELOOP)
+        fd = os.open(meta, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # absent, not a directory, a symlink, or not ours to read
         return ABSENT
+    try:
+        names = os.listdir(fd)
+    except OSError:
+        return ABSENT
+    finally:
+        os.close(fd)
     if STATE not in names:
         return ROOT if _ROOT_ONLY.intersection(names) else PENDING
     try:

@@ -291,8 +291,9 @@ def _marker_near(root: str, path: str) -> str | None:
     """A store marker between ``root`` (excluded) and ``path``, or below ``path``."""
     level = os.path.dirname(path)
     while len(level) > len(root):
-        if os.path.lexists(os.path.join(level, META_DIR)):
-            return os.path.join(level, META_DIR)
+        meta = os.path.join(level, META_DIR)
+        if os.path.isdir(meta) and not os.path.islink(meta):  # a planted link is no marker
+            return meta
         level = os.path.dirname(level)
     if os.path.isdir(path) and not os.path.islink(path):
         for dirpath, dirnames, _ in os.walk(path):
