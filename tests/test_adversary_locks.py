@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,7 +35,8 @@ import pytest
 from persidict import FileDirDict, NonEmptySafeStrTuple
 from persidict.cli import main
 from persidict.concurrency import marker
-from persidict.concurrency.locks import META_DIR
+from persidict.concurrency.locks import META_DIR, KeyLocks
+from persidict.engine.errors import LockTimeoutError
 from persidict.engine.keys import sign_component
 
 
@@ -237,3 +239,53 @@ def test_a_planted_marker_symlink_changes_no_lock(tmp_path: pathlib.Path) -> Non
     assert main(["check", str(tmp_path / "p"), "--fix"]) == 1  # the link is a stray
     assert not os.path.lexists(tmp_path / "p" / sign_component("a", 4) / META_DIR)
     assert before[("a", "n")] == 1 and other["z"] == 1
+
+
+def _probe_lock(locks: KeyLocks, offset: int) -> str:
+    """From another thread (its own descriptor): is the lock at ``offset`` free?"""
+    out: list[str] = []
+
+    def probe() -> None:
+        try:
+            with locks.hold_at(offset, "probe"):
+                out.append("free")
+        except LockTimeoutError:
+            out.append("held")
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_a_signal_handler_cannot_silently_drop_a_held_lock(tmp_path: pathlib.Path) -> None:
+    """Instances of one lock file share one descriptor per thread, and an OFD
+    lock taken twice through one descriptor is one lock: a handler that
+    writes the key through another instance, while the interrupted code
+    holds that key's lock, took it again and released it on the way out -
+    the interrupted code went on unprotected (before: the probe got it)."""
+    a = FileDirDict(base_dir=tmp_path / "s", durable=False)
+    b = FileDirDict(base_dir=tmp_path / "s", durable=False)
+    a["k"] = 0
+    _, locks, offset = a._where(_key("k"))
+    locks.timeout = 0.2
+    seen: list[str] = []
+
+    def handler(signum: int, frame: object) -> None:
+        try:
+            b["k"] = 1
+            seen.append("wrote")
+        except RuntimeError as exc:
+            seen.append(f"refused: {exc}")
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with locks.hold_at(offset, "k"):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert seen and seen[0].startswith("refused"), seen
+            assert _probe_lock(locks, offset) == "held"
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert _probe_lock(locks, offset) == "free" and a["k"] == 0
+    b["k"] = 2  # and the lock works again for everyone
+    assert a["k"] == 2

@@ -121,6 +121,7 @@ class _Descriptor:
         self.fd = fd
         self.generation = _fork_generation
         self.pid = os.getpid()
+        self.held: set[int] = set()  # offsets this thread holds through fd
 
     @classmethod
     def open(cls, path: str) -> _Descriptor:
@@ -155,11 +156,11 @@ class _LockFile:
         self.path = path
         self.local = threading.local()
 
-    def fd(self) -> int:
+    def descriptor(self) -> _Descriptor:
         d: _Descriptor | None = getattr(self.local, "descriptor", None)
         if d is None or d.generation != _fork_generation:
             d = self.local.descriptor = _Descriptor.open(self.path)
-        return d.fd
+        return d
 
 
 # Lock path -> its _LockFile while some KeyLocks uses it; dropping the last
@@ -192,7 +193,23 @@ class KeyLocks:
         self._file = _lock_file(lock_path)
 
     def _fd(self) -> int:
-        return self._file.fd()
+        return self._file.descriptor().fd
+
+    def _not_held(self, d: _Descriptor, offset: int, key: object) -> None:
+        """Refuse to take again a lock this thread holds through ``d``.
+
+        One descriptor per thread means one OFD lock owner per thread: a
+        second take would succeed at once and its release would end the
+        first holder's lock early. Only re-entry can do that (a signal
+        handler, a finalizer or a callback that writes while the thread is
+        inside a locked section); it gets an error instead.
+        """
+        if offset in d.held:
+            raise RuntimeError(
+                f"the lock of {key!r} in {self.lock_path} is already held by this thread "
+                "(re-entered from a signal handler, a finalizer or a callback); taking it "
+                "again would end that hold early"
+            )
 
     def _setlk(self, fd: int, lock: bytes) -> bool:
         """One F_OFD_SETLK; False if another holder has the byte."""
@@ -213,14 +230,20 @@ class KeyLocks:
         Call it inside ``try`` with release() in ``finally``: a signal handler
         may raise after the lock was taken but before this returns.
         """
-        fd = self._fd()
+        d = self._file.descriptor()
+        self._not_held(d, offset, key)
+        # Marked before the take, cleared by release() only: a handler that
+        # runs anywhere in between is refused.
+        d.held.add(offset)
         lock = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
-        if not self._setlk(fd, lock):
-            self._wait(fd, lock, key)
+        if not self._setlk(d.fd, lock):
+            self._wait(d.fd, lock, key)
 
     def release(self, offset: int) -> None:
         """Release this thread's lock at ``offset``; a no-op if it is not held."""
-        self._setlk(self._fd(), _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0))
+        d = self._file.descriptor()
+        self._setlk(d.fd, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0))
+        d.held.discard(offset)
 
     def hold(self, name: str, key: object = None) -> AbstractContextManager[None]:
         """Hold the exclusive lock of ``name`` for the duration of the block."""
@@ -237,7 +260,8 @@ class KeyLocks:
         this generator (when it is collected) still runs the release.
         """
         interrupted: BaseException | None = None
-        self._fd()  # a lock file that cannot be opened raises here, holding nothing
+        # A lock file that cannot be opened, or a re-entry, raises here, holding nothing.
+        self._not_held(self._file.descriptor(), offset, key)
         try:
             self.acquire(offset, key)
             yield
