@@ -212,9 +212,17 @@ def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> s
     raise RuntimeError(f"no lock root settled for {directory} in {_MAX_ROUNDS} rounds")
 
 
+_digest_lens: dict[str, Any] = {}
+
+
 def _needs_marker(directory: str, store: str, params: dict[str, Any]) -> bool:
     """Whether the store ``store``'s parameters fail to explain ``directory``'s names."""
-    digest_len = (read_params(store) or {}).get("digest_len")
+    digest_len = _digest_lens.get(store)
+    if digest_len is None:
+        digest_len = (read_params(store) or {}).get("digest_len")
+        if len(_digest_lens) >= 1024:
+            _digest_lens.clear()
+        _digest_lens[store] = digest_len  # recorded once, never rewritten: cacheable
     if not isinstance(digest_len, int) or isinstance(digest_len, bool):
         return False  # an older store: nothing to compare with
     if digest_len != params.get("digest_len"):
