@@ -7,6 +7,7 @@ tests pin down what the mirror may and may not leave behind.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,44 @@ def test_a_value_validated_by_main_is_served_even_if_evicted_meanwhile(
     d["k"] = "v"
     main.hook = lambda: cache.discard("k")
     assert d["k"] == "v"
+
+
+class DyingEtags(FileDirDict):
+    """An etag cache whose process dies (os._exit) just before it stores an etag."""
+
+    armed = False
+
+    def _put(self, key: Any, value: Any, **kwargs: Any) -> Any:
+        if self.armed:
+            os._exit(0)  # the writer dies between its two cache writes
+        return super()._put(key, value, **kwargs)
+
+
+def test_a_writer_killed_between_its_cache_writes_leaves_no_stale_pair(tmp_path: Path) -> None:
+    """The writer's process dies after mirroring "B" into the value cache and
+    before storing B's etag: A's etag must not be left next to "B", or the
+    cache serves "B" once main's content is A's again."""
+    base = str(tmp_path / "main")
+
+    def wrapper() -> tuple[MutableDictCached, DyingEtags]:
+        etags = DyingEtags(base_dir=str(tmp_path / "etags"))
+        return MutableDictCached(main_dict=FileDirDict(base_dir=base),
+                                 data_cache=FileDirDict(base_dir=str(tmp_path / "cache")),
+                                 etag_cache=etags), etags  # fmt: skip
+
+    d, _ = wrapper()
+    d["k"] = "A"
+    assert d["k"] == "A"  # both caches hold A
+    pid = os.fork()
+    if pid == 0:  # the writer
+        try:
+            child, etags = wrapper()
+            etags.armed = True
+            child["k"] = "B"
+        finally:
+            os._exit(1)  # not reached if it died where it should
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert FileDirDict(base_dir=base)["k"] == "B"
+    FileDirDict(base_dir=base)["k"] = "A"  # another machine: main's etag is A's again
+    assert d["k"] == "A"

@@ -131,8 +131,10 @@ class MutableDictCached(ForwardingStore):
     is never older than the cached etag, even with many readers and writers
     sharing them and crashing at any point: a value is mirrored only by a
     compare-and-swap on the value cache against the version seen *before*
-    main was read or written, so the value cache only moves forward in time,
-    and the etag is written after it. (With a value cache whose etags are
+    main was read or written, so the value cache only moves forward in time;
+    the etag is dropped before it and written after it, and dropped again if
+    another mirror overtook ours, so no value sits next to another value's
+    etag. (With a value cache whose etags are
     content hashes, a value that returns to an earlier content can let an
     older reader's mirror through; the next read of main's etag corrects it.)
     """
@@ -169,14 +171,18 @@ class MutableDictCached(ForwardingStore):
 
         ``seen`` was taken before main was read or written, so a value cache
         that moved since holds a value at least as new as ours: leave it.
-        The etag is kept only if the value cache still holds our value after
-        it was written: with content-hash etags, a value paired with another
-        value's etag would be served once main's content returns to that one.
+        No value is ever paired with another value's etag (with content-hash
+        etags it would be served once main's content returns to that one):
+        the etag is dropped while the value is written, and kept only if the
+        value cache still holds our value once the etag is stored.
         """
         if not isinstance(etag, str):
             self._forget(key)
             return
         try:
+            # No etag while the value changes: a crash between the two puts
+            # must not leave the old etag next to the new value.
+            self._etags._remove(key, if_match=None)
             try:
                 ours = self._cache._put(key, value, if_match=seen.etag, want_etag=True)
             except PreconditionFailed:
