@@ -134,9 +134,9 @@ class MutableDictCached(ForwardingStore):
     main was read or written, so the value cache only moves forward in time;
     the etag is dropped before it and written after it, and dropped again if
     another mirror overtook ours, so no value sits next to another value's
-    etag. (With a value cache whose etags are
-    content hashes, a value that returns to an earlier content can let an
-    older reader's mirror through; the next read of main's etag corrects it.)
+    etag. (With a value cache whose etags are content hashes, a value that
+    returns to an earlier content can let an older reader's mirror through;
+    the next read of main's etag corrects it.)
     """
 
     def __init__(
