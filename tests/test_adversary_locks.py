@@ -289,3 +289,20 @@ def test_a_signal_handler_cannot_silently_drop_a_held_lock(tmp_path: pathlib.Pat
     assert _probe_lock(locks, offset) == "free" and a["k"] == 0
     b["k"] = 2  # and the lock works again for everyone
     assert a["k"] == 2
+
+
+def test_a_marker_a_dead_opener_was_making_is_removed_by_check(tmp_path: pathlib.Path) -> None:
+    """Markers are made in a temp directory, then renamed: an opener killed
+    in between leaves the temp directory. check reports it as the dead
+    writer's debris it is and removes it (not a stray moved to quarantine)."""
+    left = 0
+    for nth in range(25):
+        base = tmp_path / f"s{nth}"
+        base.mkdir()
+        _open_killed_at(base, nth, digest_len=4)
+        left += len(list(base.glob("@tmp-*")))
+        d = FileDirDict(base_dir=base)
+        report = d.check(fix=True)
+        assert report.counts()["stray"] == 0, str(report)
+        assert not list(base.glob("@tmp-*")), str(report)
+    assert left > 0  # the sweep did kill some openers mid-way

@@ -7,7 +7,8 @@ finds
   whose owner is dead - an interrupted write (fix: remove it; it was never
   committed, so nothing is lost);
 - ``orphan_temp``: the same outside a journal directory (EXDEV fallback
-  temps, or temps an outside hand copied in) (fix: remove it);
+  temps, or temps an outside hand copied in), or a store marker a dead
+  opener was making (a temp directory) (fix: remove it);
 - ``unreadable``: a value file whose bytes are not a well-formed value of
   its format - torn or garbage (fix: move it into
   ``@persidict/quarantine/<run>/``; never deleted);
@@ -188,6 +189,26 @@ class _Checker:
             return False
         return True
 
+    def marker_temp(self, path: str, name: str) -> bool:
+        """A marker an opener was making (marker.py); True if it remains."""
+        if temp_verdict(path, name) != "dead":
+            self.report.live_temps += 1
+            return True
+        finding = self.add("orphan_temp", path, "a store marker a dead opener was making")
+        if not self.report.fixed:
+            return True
+        try:  # it holds nothing but the marker's files
+            for child in os.listdir(path):
+                os.unlink(os.path.join(path, child))
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            finding.action = f"NOT removed: {exc}"
+            return True
+        finding.action = "removed"
+        return False
+
     def stray(self, path: str, detail: str) -> bool:
         finding = self.add("stray", path, detail)
         if not self.report.fixed:
@@ -253,9 +274,10 @@ class _Checker:
                 remaining += 1
             elif name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
                 remaining += self.temp(path, name, "orphan_temp")
-            elif name.startswith(TEMP_PREFIX) and temp_verdict(path, name) not in (None, "dead"):
-                self.report.live_temps += 1  # a marker a live opener is making
-                remaining += 1
+            elif name.startswith(TEMP_PREFIX) and entry.is_dir(follow_symlinks=False) and (
+                temp_verdict(path, name) is not None
+            ):
+                remaining += self.marker_temp(path, name)
             elif name.startswith("@"):
                 remaining += self.stray(path, "not a key and not persidict's")
             elif entry.is_dir(follow_symlinks=False):
