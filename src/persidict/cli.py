@@ -28,8 +28,9 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .concurrency.lock_tree import LockTree
 from .concurrency.locks import META_DIR
-from .concurrency.marker import LockTree, find_markers, is_root, read_params
+from .concurrency.marker import find_markers, is_root, read_params
 from .concurrency.repair import CheckReport, check_tree, detect_digest_len
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
 from ..concurrency.journal import Journal
+from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import META_DIR, KeyLocks, lock_offset
-from ..concurrency.marker import LockTree, open_root
+from ..concurrency.marker import open_root
 from ..concurrency.repair import CheckReport, check_tree
 from ..engine.contract import Version, sorted_params
 from ..engine.errors import BackendError, PreconditionFailed
@@ -125,7 +126,7 @@ class FileDirDict(PersiDict[Any]):
                 raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
         self._suffix = "." + serialization_format
         # Keys are locked in the lock file of the nearest root above them (see
-        # concurrency/marker.py); a store opened where there is none makes one,
+        # concurrency/marker.py, lock_tree.py); a store opened where there is none makes one,
         # recording the parameters that shape its file names.
         self._real_base = os.path.realpath(self._base)
         params = {"digest_len": digest_len}
