@@ -306,3 +306,24 @@ def test_a_marker_a_dead_opener_was_making_is_removed_by_check(tmp_path: pathlib
         assert report.counts()["stray"] == 0, str(report)
         assert not list(base.glob("@tmp-*")), str(report)
     assert left > 0  # the sweep did kill some openers mid-way
+
+
+def test_a_nested_store_moved_out_of_its_parent_opens(tmp_path: pathlib.Path) -> None:
+    """A store opened inside another records a sub marker; moved (or copied)
+    out of that tree it has no root above: it must open as a root of its own
+    (before: "no lock root settled" - the sub marker could not be replaced),
+    keep its digest_len for check, and agree on one lock with its subdicts."""
+    nest = tmp_path / "nest"
+    FileDirDict(base_dir=nest)["k"] = 1
+    inner = FileDirDict(base_dir=nest / "models", digest_len=0)
+    inner[("m", "n")] = 2
+    del inner
+    os.rename(nest / "models", tmp_path / "models")
+    moved = FileDirDict(base_dir=tmp_path / "models", digest_len=0)
+    assert moved[("m", "n")] == 2
+    moved[("m", "o")] = 3
+    assert marker.marker_state(str(tmp_path / "models")) == marker.ROOT
+    sub = moved.get_subdict("m")
+    assert sub._where(_key("n"))[1].lock_path == moved._where(_key("m", "n"))[1].lock_path
+    assert main(["check", str(tmp_path / "models"), "--fix"]) == 0
+    assert dict(sub.items()) == {("n",): 2, ("o",): 3}

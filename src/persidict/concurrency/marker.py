@@ -37,10 +37,15 @@ Protocol:
   are cached (lock_tree.py): a directory's is its parent's unless it is a root.
 
 Why every process maps a file to the same root, for the life of the store.
-Verdicts never change. Say a reader answered R for a file f: it read R as a
-root, and *afterwards* read each marker D between R and f as absent or sub.
-If absent, D was made later than that read, so after R was a root, and every
-decision of D reads R then: D is sub. So no marker between R and f is ever a
+Roots stay roots; a sub verdict changes only when no root is above it any
+more - its tree was moved or copied away - and then to root (``decide``,
+under its lock, which every reader of a sub marker takes too). Say a reader
+answered R for a file f: it read R as a root, and *afterwards* read each
+marker D between R and f as absent or sub. If absent, D was made later than
+that read, so after R was a root, and every decision of D reads R then: D is
+sub. If sub, a promotion of D reads its ancestors under D's lock either
+before the reader took it (then the reader waited and read a root) or after
+(then it reads R and keeps D sub). So no marker between R and f is ever a
 root, and every reader at every time answers R. Reading top-down is what
 makes this hold: read bottom-up, a marker D could be absent when read, then
 be made and decided a root before R is made and read.
@@ -108,36 +113,47 @@ def marker_state(directory: str) -> str:
     return ROOT if verdict == b"root" else SUB if verdict == b"sub" else VOID
 
 
-def decide(directory: str) -> str:
+def decide(directory: str, seen: str = PENDING) -> str:
     """The verdict on ``directory``'s marker, deciding it if it is pending.
 
     PENDING when it cannot be decided now (see the module's "Undecided").
+    A sub marker with no root above any more (its tree was moved or copied
+    away from its root) becomes a root; ``seen``: the state read before.
     """
     meta = os.path.join(directory, META_DIR)
     try:
         locks = KeyLocks(os.path.join(meta, _DECISION_LOCK), DEFAULT_LOCK_TIMEOUT)
         with locks.hold_at(0, f"the marker of {directory}"):
             state = marker_state(directory)
-            if state != PENDING:
+            if state not in (PENDING, SUB, VOID):
                 return state
             above = _above(directory)
-            if above == PENDING:
+            if state != PENDING:
+                if above != ABSENT:
+                    return state
+                verdict = ROOT
+            elif above == PENDING:
                 return PENDING
-            verdict = SUB if above == ROOT else ROOT
+            else:
+                verdict = SUB if above == ROOT else ROOT
             write_atomic(os.path.join(meta, STATE), verdict.encode(), durable=True)
             return verdict
     except FileNotFoundError:  # removed by an outside hand
         return ABSENT
     except OSError as exc:
         if exc.errno in _CANNOT_WRITE:
-            return PENDING
+            return PENDING if seen == PENDING else seen  # nobody can promote it either
         raise
 
 
 def settle(directory: str) -> str:
-    """``directory``'s marker state, deciding it if pending (PENDING: undecided)."""
+    """``directory``'s marker state, deciding it if pending (PENDING: undecided).
+
+    A sub marker is read under its lock too: a reader that saw the root
+    above it, then the marker, cannot miss a concurrent promotion (decide).
+    """
     state = marker_state(directory)
-    return decide(directory) if state == PENDING else state
+    return decide(directory, state) if state in (PENDING, SUB, VOID) else state
 
 
 def is_root(directory: str) -> bool:
