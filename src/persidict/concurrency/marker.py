@@ -129,6 +129,8 @@ def decide(directory: str, seen: str = PENDING) -> str:
                 return state
             above = _above(directory)
             if state != PENDING:
+                if above == ROOT:
+                    _confirm(directory)
                 if above != ABSENT:
                     return state
                 verdict = ROOT
@@ -153,7 +155,20 @@ def settle(directory: str) -> str:
     above it, then the marker, cannot miss a concurrent promotion (decide).
     """
     state = marker_state(directory)
+    if state == SUB and directory in _confirmed:
+        return state
     return decide(directory, state) if state in (PENDING, SUB, VOID) else state
+
+
+# Sub markers this process read with a root above: roots stay, so they stay
+# sub (as long as nobody moves the live tree) and need no lock to read again.
+_confirmed: set[str] = set()
+
+
+def _confirm(directory: str) -> None:
+    if len(_confirmed) >= 4096:
+        _confirmed.clear()
+    _confirmed.add(directory)
 
 
 def is_root(directory: str) -> bool:
