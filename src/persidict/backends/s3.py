@@ -275,12 +275,6 @@ class BasicS3Dict(PersiDict[Any]):
         finally:
             body.close()
 
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        version = self._get(key, retrieve=True)
-        if isinstance(version.etag, ItemNotAvailableFlag):
-            raise KeyError(key)
-        return version.value
-
     def _put(
         self,
         key: NonEmptySafeStrTuple,
