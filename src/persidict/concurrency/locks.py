@@ -38,8 +38,9 @@ from contextlib import AbstractContextManager, contextmanager
 
 from ..engine.errors import LockTimeoutError
 
-# Without OFD locks (macOS, BSD) FileDirDict refuses to open rather than
-# fall back to locks that do not exclude threads; the other stores still work.
+# Without OFD locks (macOS, BSD) KeyLocks raises OSError rather than fall back
+# to locks that do not exclude threads, so a FileDirDict fails at its first
+# key access there (issue 12); the other stores still work.
 HAVE_OFD_LOCKS = hasattr(fcntl, "F_OFD_SETLK")
 
 DEFAULT_LOCK_TIMEOUT = 60.0
