@@ -48,7 +48,21 @@ DOCUMENTED_EXCEPTIONS = {
     "MutationPolicyError",
     "OutcomeUnknownError",  # issue 9: a mutation whose outcome cannot be known
 }
-DOCUMENTED_FUNCTIONS = {"get_safe_chars", "replace_unsafe_chars"}
+DOCUMENTED_FUNCTIONS = {
+    "get_safe_chars",
+    "replace_unsafe_chars",
+    "contains_unsafe_chars",  # issue 11.6
+}
+# issue 11.6: typing names and constants users of the original import from
+# the top level.
+DOCUMENTED_TYPING_NAMES = {
+    "PersiDictKey",
+    "NonEmptyPersiDictKey",
+    "ETagValue",
+    "ETagIfExists",
+    "ValueType",
+}
+DOCUMENTED_VALUES = {"SAFE_CHARS_SET", "SAFE_STRING_MAX_LENGTH"}  # issue 11.6
 ALIASES = {"S3Dict"}
 CONSTANTS = {
     "KEEP_CURRENT": "KeepCurrentFlag",
@@ -64,6 +78,7 @@ CONSTANTS = {
 }
 PUBLIC = (
     DOCUMENTED_CLASSES | DOCUMENTED_EXCEPTIONS | DOCUMENTED_FUNCTIONS | ALIASES | set(CONSTANTS)
+    | DOCUMENTED_TYPING_NAMES | DOCUMENTED_VALUES
 )
 
 SRC = pathlib.Path(persidict.__file__).resolve().parent
@@ -119,6 +134,43 @@ def test_kinds_of_public_names() -> None:
         "WriteOnceDict", "AppendOnlyDictCached", "MutableDictCached",
     ):
         assert issubclass(getattr(persidict, store_cls), persidict.PersiDict), store_cls
+
+
+def test_typing_names_and_values() -> None:
+    """issue 11.6: what each typing name and constant is."""
+    import collections.abc
+    import typing
+
+    assert typing.get_args(persidict.PersiDictKey) == (
+        persidict.SafeStrTuple, collections.abc.Sequence[str], str,
+    )
+    assert typing.get_args(persidict.NonEmptyPersiDictKey) == (
+        persidict.NonEmptySafeStrTuple, collections.abc.Sequence[str], str,
+    )
+    assert persidict.ETagValue("x") == "x"
+    assert persidict.ETagValue.__supertype__ is str  # type: ignore[attr-defined]
+    assert set(typing.get_args(persidict.ETagIfExists)) == {
+        persidict.ETagValue, persidict.ItemNotAvailableFlag,
+    }
+    assert isinstance(persidict.ValueType, typing.TypeVar)
+    assert persidict.SAFE_STRING_MAX_LENGTH == 254
+    assert isinstance(persidict.SAFE_CHARS_SET, set)
+    assert persidict.get_safe_chars() == persidict.SAFE_CHARS_SET
+    assert isinstance(persidict.__version__, str) and persidict.__version__
+
+
+def test_import_persidict_loads_no_boto3() -> None:
+    """The S3 stores load lazily: a plain ``import persidict`` costs no boto3."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, persidict\n"
+        "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules\n"
+        "persidict.BasicS3Dict\n"
+        "assert 'boto3' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_safe_chars_helpers() -> None:

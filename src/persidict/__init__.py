@@ -37,7 +37,9 @@ from .engine.flags import (
     DeleteCurrentFlag,
     ETagConditionFlag,
     ETagHasChangedFlag,
+    ETagIfExists,
     ETagIsTheSameFlag,
+    ETagValue,
     IfETagChangedRetrieveFlag,
     ItemNotAvailableFlag,
     Joker,
@@ -46,9 +48,19 @@ from .engine.flags import (
     RetrieveValueFlag,
     ValueNotRetrievedFlag,
 )
-from .engine.keys import NonEmptySafeStrTuple, SafeStrTuple, get_safe_chars, replace_unsafe_chars
+from .engine.keys import (
+    SAFE_CHARS_SET,
+    SAFE_STRING_MAX_LENGTH,
+    NonEmptyPersiDictKey,
+    NonEmptySafeStrTuple,
+    PersiDictKey,
+    SafeStrTuple,
+    contains_unsafe_chars,
+    get_safe_chars,
+    replace_unsafe_chars,
+)
 from .engine.persidict import PersiDict
-from .engine.results import ConditionalOperationResult, OperationResult
+from .engine.results import ConditionalOperationResult, OperationResult, ValueType
 from .engine.transform import TransformingFunction
 
 __version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it
@@ -87,6 +99,8 @@ __all__ = [
     "ITEM_NOT_AVAILABLE",
     "KEEP_CURRENT",
     "NEVER_RETRIEVE",
+    "SAFE_CHARS_SET",
+    "SAFE_STRING_MAX_LENGTH",
     "VALUE_NOT_RETRIEVED",
     "AlwaysRetrieveFlag",
     "AnyETagFlag",
@@ -98,7 +112,9 @@ __all__ = [
     "DeleteCurrentFlag",
     "ETagConditionFlag",
     "ETagHasChangedFlag",
+    "ETagIfExists",
     "ETagIsTheSameFlag",
+    "ETagValue",
     "EmptyDict",
     "FileDirDict",
     "IfETagChangedRetrieveFlag",
@@ -111,18 +127,22 @@ __all__ = [
     "MutableDictCached",
     "MutationPolicyError",
     "NeverRetrieveFlag",
+    "NonEmptyPersiDictKey",
     "NonEmptySafeStrTuple",
     "OperationResult",
     "OutcomeUnknownError",
     "OverlappingMultiDict",
     "PersiDict",
+    "PersiDictKey",
     "RetrieveValueFlag",
     "S3Dict",
     "S3Dict_FileDirCached",
     "SafeStrTuple",
     "TransformingFunction",
     "ValueNotRetrievedFlag",
+    "ValueType",
     "WriteOnceDict",
+    "contains_unsafe_chars",
     "get_safe_chars",
     "replace_unsafe_chars",
 ]

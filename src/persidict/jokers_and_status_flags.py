@@ -17,6 +17,7 @@ from .engine.flags import (
     DeleteCurrentFlag,
     ETagConditionFlag,
     ETagHasChangedFlag,
+    ETagIfExists,
     ETagIsTheSameFlag,
     ETagValue,
     IfETagChangedRetrieveFlag,
@@ -35,8 +36,8 @@ __all__ = [
     "ALWAYS_RETRIEVE", "ANY_ETAG", "DELETE_CURRENT", "ETAG_HAS_CHANGED", "ETAG_IS_THE_SAME",
     "IF_ETAG_CHANGED", "ITEM_NOT_AVAILABLE", "KEEP_CURRENT", "NEVER_RETRIEVE",
     "VALUE_NOT_RETRIEVED", "AlwaysRetrieveFlag", "AnyETagFlag", "ConditionalOperationResult",
-    "DeleteCurrentFlag", "ETagConditionFlag", "ETagHasChangedFlag", "ETagIsTheSameFlag",
-    "ETagValue", "IfETagChangedRetrieveFlag", "ItemNotAvailableFlag", "Joker",
+    "DeleteCurrentFlag", "ETagConditionFlag", "ETagHasChangedFlag", "ETagIfExists",
+    "ETagIsTheSameFlag", "ETagValue", "IfETagChangedRetrieveFlag", "ItemNotAvailableFlag", "Joker",
     "KeepCurrentFlag", "NeverRetrieveFlag", "OperationResult", "RetrieveValueFlag",
     "SingletonMixin", "TransformingFunction", "ValueNotRetrievedFlag", "ValueType",
 ]

@@ -91,6 +91,10 @@ class ValueNotRetrievedFlag(SingletonMixin):
     """Sentinel for a value that exists but was not fetched."""
 
 
+ETagIfExists = ETagValue | ItemNotAvailableFlag
+"""An etag, or ITEM_NOT_AVAILABLE for an absent key."""
+
+
 KEEP_CURRENT = KeepCurrentFlag()
 DELETE_CURRENT = DeleteCurrentFlag()
 ANY_ETAG = AnyETagFlag()

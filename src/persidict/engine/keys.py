@@ -7,10 +7,14 @@ import re
 import string
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from typing import Any, overload
+from typing import Any, TypeAlias, TypeVar, overload
 
-SAFE_CHARS_SET: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
+_SAFE_CHARS: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
+SAFE_CHARS_SET: set[str] = set(_SAFE_CHARS)
+"""The characters allowed in key components; a public copy (validation reads
+its own frozen set, so mutating this one cannot let an unsafe key through)."""
 SAFE_STRING_MAX_LENGTH = 254
+"""Key components are shorter than this."""
 MAX_DIGEST_LEN = 26
 """Characters in the unpadded base32 of an MD5 digest."""
 _SAFE_RE = re.compile(r"[A-Za-z0-9()_\-~.=]+")
@@ -18,12 +22,17 @@ _SAFE_RE = re.compile(r"[A-Za-z0-9()_\-~.=]+")
 
 def get_safe_chars() -> set[str]:
     """Return a copy of the set of characters allowed in key components."""
-    return set(SAFE_CHARS_SET)
+    return set(_SAFE_CHARS)
+
+
+def contains_unsafe_chars(a_str: str) -> bool:
+    """Whether ``a_str`` has a character outside the safe set."""
+    return not _SAFE_CHARS.issuperset(a_str)
 
 
 def replace_unsafe_chars(a_str: str, replace_with: str) -> str:
     """Replace every character outside the safe set by ``replace_with``."""
-    return "".join(c if c in SAFE_CHARS_SET else replace_with for c in a_str)
+    return "".join(c if c in _SAFE_CHARS else replace_with for c in a_str)
 
 
 def _check_component(s: object) -> str:
@@ -41,7 +50,7 @@ def _check_component(s: object) -> str:
             f"the limit is {SAFE_STRING_MAX_LENGTH - 1}"
         )
     if _SAFE_RE.fullmatch(s) is None:
-        bad = sorted({c for c in s if c not in SAFE_CHARS_SET})
+        bad = sorted({c for c in s if c not in _SAFE_CHARS})
         raise ValueError(f"key component {s!r} contains unsafe characters {bad!r}")
     if s in (".", ".."):
         raise ValueError(f"key component {s!r} is not allowed (it names a directory)")
@@ -60,6 +69,10 @@ def _flatten(args: Sequence[Any], out: list[str]) -> None:
             raise TypeError(
                 f"a key must be a str or a sequence of str, got {type(a).__name__} {a!r}"
             )
+
+
+_K = TypeVar("_K", bound="SafeStrTuple")
+_STR_ONLY = frozenset((str,))
 
 
 class SafeStrTuple(Sequence[str]):
@@ -109,11 +122,32 @@ class SafeStrTuple(Sequence[str]):
         return hash(self.strings)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, SafeStrTuple):
+        """Equal to a key with the same strings, and to what names it: a str
+        or a list/tuple, converted as the constructor would (one it refuses is
+        unequal). The hash stays that of ``strings``, so ``k == "a"`` holds but
+        a set of keys does not find ``"a"``."""
+        if type(other) is type(self):
             return self.strings == other.strings
-        if isinstance(other, tuple):
-            return self.strings == other
-        return NotImplemented
+        if isinstance(other, SafeStrTuple):
+            theirs = type(other).__eq__
+            if theirs is not _BASE_EQ and theirs is not type(self).__eq__:
+                return NotImplemented  # a key class with its own equality decides
+            return self.strings == other.strings
+        # Fast paths: self's strings are valid, so a plain str or a flat
+        # sequence of them equal to self would convert to itself.
+        if type(other) is str:
+            return len(self.strings) == 1 and self.strings[0] == other
+        if isinstance(other, (list, tuple)):
+            if {*map(type, other)} <= _STR_ONLY:
+                return self.strings == tuple(other)
+        elif not isinstance(other, str):
+            return NotImplemented
+        out: list[str] = []
+        try:
+            _flatten((other,), out)
+        except (TypeError, ValueError):
+            return False
+        return self.strings == tuple(out)
 
     def _other_strings(self, other: object) -> tuple[str, ...] | None:
         if isinstance(other, SafeStrTuple):
@@ -148,11 +182,25 @@ class SafeStrTuple(Sequence[str]):
     def __reduce__(self) -> Any:
         return (type(self), self.strings)
 
+    # An immutable value: a copy is the object itself, as for tuple and str.
+    def __copy__(self: _K) -> _K:
+        return self
+
+    def __deepcopy__(self: _K, memo: dict[int, Any]) -> _K:
+        return self
+
+    def __reversed__(self: _K) -> _K:  # type: ignore[override]
+        """The key with its components in reverse order (a key, not an iterator)."""
+        rev = type(self)._trusted(self.strings[::-1])
+        rev._validate()
+        return rev  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self.strings!r}"
 
 
 _set_strings = SafeStrTuple.__dict__["strings"].__set__
+_BASE_EQ = SafeStrTuple.__eq__
 
 
 class NonEmptySafeStrTuple(SafeStrTuple):
@@ -164,6 +212,11 @@ class NonEmptySafeStrTuple(SafeStrTuple):
         if not self.strings:
             raise ValueError("a key must have at least one component")
 
+
+PersiDictKey: TypeAlias = SafeStrTuple | Sequence[str] | str
+"""What a key prefix may be given as (empty allowed)."""
+NonEmptyPersiDictKey: TypeAlias = NonEmptySafeStrTuple | Sequence[str] | str
+"""What a key may be given as."""
 
 # Validated one-component keys, so hot loops over str keys skip the regex.
 _STR_KEYS: dict[str, NonEmptySafeStrTuple] = {}
