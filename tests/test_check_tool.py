@@ -179,7 +179,7 @@ def test_live_temps_and_other_formats_are_not_problems(tmp_path: pathlib.Path) -
     base = tmp_path / "s"
     FileDirDict(base_dir=base)["k"] = 1
     FileDirDict(base_dir=base, serialization_format="json")["j"] = {"a": 1}
-    FileDirDict(base_dir=base, serialization_format="txt")["t"] = "text"
+    FileDirDict(base_dir=base, serialization_format="txt", base_class_for_values=str)["t"] = "text"
     (base / "@persidict" / "tmp" / temp_name()).write_bytes(b"in flight")
     report = FileDirDict(base_dir=base).check(fix=True)
     assert report.clean, str(report)

@@ -162,9 +162,12 @@ DIGESTS = [0, 4, 8]
 
 
 def _store(base: pathlib.Path, fmt: str, digest_len: int | None) -> FileDirDict:
+    # A text format must name str as its base class (neither pkl nor json).
+    extra: dict[str, Any] = {} if fmt in ("pkl", "json") else {"base_class_for_values": str}
     if digest_len is None:  # the default: 4
-        return FileDirDict(base_dir=str(base), serialization_format=fmt)
-    return FileDirDict(base_dir=str(base), serialization_format=fmt, digest_len=digest_len)
+        return FileDirDict(base_dir=str(base), serialization_format=fmt, **extra)
+    return FileDirDict(base_dir=str(base), serialization_format=fmt, digest_len=digest_len,
+                       **extra)
 
 
 # ---------------------------------------------------------------------------

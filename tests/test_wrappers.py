@@ -1361,7 +1361,7 @@ def _multi(tmp: pathlib.Path, **kwargs: Any) -> OverlappingMultiDict:
     return OverlappingMultiDict(
         dict_type=FileDirDict,
         shared_subdicts_params={"base_dir": str(tmp / "shared"), "durable": False},
-        json={}, pkl={}, txt={}, **kwargs,
+        json={}, pkl={}, txt={"base_class_for_values": str}, **kwargs,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ..engine.conditional import check_n_retries
 from ..engine.contract import Version
 from ..engine.errors import PreconditionFailed
 from ..engine.flags import (
@@ -115,6 +116,7 @@ class EmptyDict(PersiDict[Any]):
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
         """No-op: returns ITEM_NOT_AVAILABLE without calling the transformer."""
+        check_n_retries(n_retries)
         to_key(key)
         return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
 

@@ -39,6 +39,7 @@ from .file_walk import count_keys, planted_link, walk_keys
 # character, so no key can.
 
 _NAME_MAX = 255
+_ENOENT_TEXT = os.strerror(errno.ENOENT)  # once: strerror costs more than the exception
 _PATH_CACHE_MAX = 4096
 
 
@@ -262,7 +263,8 @@ class FileDirDict(PersiDict[Any]):
         path = self._path(key)
         data = self._read(key, path)
         if data is None:
-            raise KeyError(key)
+            # Built only on a miss, so a hit pays nothing for it.
+            raise KeyError(key) from FileNotFoundError(errno.ENOENT, _ENOENT_TEXT, path)
         return self._decode(key, data, path)
 
     def _put(

@@ -92,6 +92,17 @@ class RAMBackend:
         return f"RAMBackend(prefix={self.prefix!r})"
 
 
+def _prune_interval(value: Any) -> int | None:
+    """None stays None; what int() takes is converted (<= 0: None, off); the rest is 64."""
+    if value is None:
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 64
+    return n if n > 0 else None
+
+
 class LocalDict(PersiDict[Any]):
     """In-memory PersiDict with the same semantics as FileDirDict.
 
@@ -121,15 +132,8 @@ class LocalDict(PersiDict[Any]):
         )
         if backend is not None and not isinstance(backend, RAMBackend):
             raise TypeError(f"backend must be a RAMBackend or None, got {type(backend).__name__}")
-        if prune_interval is not None and (
-            not isinstance(prune_interval, int) or isinstance(prune_interval, bool)
-            or prune_interval <= 0
-        ):
-            raise ValueError(
-                f"prune_interval must be a positive int or None, got {prune_interval!r}"
-            )
         # Accepted for compatibility; the flat layout leaves no empty nodes to prune.
-        self.prune_interval = prune_interval
+        self.prune_interval = _prune_interval(prune_interval)
         self._backend = backend if backend is not None else RAMBackend()
         self._store = self._backend.store
         self._prefix = self._backend.prefix
@@ -155,13 +159,21 @@ class LocalDict(PersiDict[Any]):
         etag = ETagValue(str(entry[1]))
         if not retrieve or etag == if_none_match:
             return Version(etag, VALUE_NOT_RETRIEVED)
-        return Version(etag, entry[0])
+        value = entry[0]
+        base = self.base_class_for_values
+        if base is not None and not isinstance(value, base):
+            raise self._wrong_class(key, value)  # stored through a handle without the check
+        return Version(etag, value)
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         entry = self._map.get(self._full(key))
         if entry is None:
             raise KeyError(key)
-        return entry[0]
+        value = entry[0]
+        base = self.base_class_for_values
+        if base is not None and not isinstance(value, base):
+            raise self._wrong_class(key, value)
+        return value
 
     def _put(
         self,

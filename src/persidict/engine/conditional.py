@@ -72,6 +72,16 @@ def _wants_value(
     return expected != actual
 
 
+def check_n_retries(n_retries: object) -> None:
+    """TypeError unless ``n_retries`` is an int or None; ValueError if negative."""
+    if n_retries is None:
+        return
+    if not isinstance(n_retries, int) or isinstance(n_retries, bool):
+        raise TypeError(f"n_retries must be an int or None, got {type(n_retries).__name__}")
+    if n_retries < 0:
+        raise ValueError(f"n_retries must be >= 0 or None, got {n_retries}")
+
+
 class ConditionalOps(StoreCore):
     """get/set/setdefault/discard ``_if``, transform_item and friends."""
 
@@ -279,8 +289,7 @@ class ConditionalOps(StoreCore):
         after ``n_retries`` lost races ConcurrencyConflictError is raised
         (``None`` retries without limit).
         """
-        if n_retries is not None and (not isinstance(n_retries, int) or n_retries < 0):
-            raise ValueError(f"n_retries must be a non-negative int or None, got {n_retries!r}")
+        check_n_retries(n_retries)
         if not callable(transformer):
             raise TypeError(f"transformer must be callable, got {transformer!r}")
         k = to_key(key)

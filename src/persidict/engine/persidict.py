@@ -98,6 +98,11 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         for _, v in self.items():
             yield v
 
+    def values_and_timestamps(self) -> Iterator[tuple[Any, float]]:
+        """Iterate over (value, timestamp) pairs; keys deleted while iterating are skipped."""
+        for _, value, ts in self.items_and_timestamps():
+            yield value, ts
+
     def items_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any, float]]:
         """Iterate over (key, value, timestamp) triples."""
         for k, ts in self._iter_keys(with_timestamps=True):
@@ -130,20 +135,36 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         return self
 
     def __eq__(self, other: object) -> bool:
+        """Equal to a mapping with the same content (any store, a dict...).
+
+        Two stores of one type with the same parameters are the same store.
+        Otherwise the lengths must agree and every key of ``other``, taken as
+        a key, must hold an equal value here; a key or value that cannot be
+        compared (KeyError, TypeError, AttributeError, ValueError) means unequal.
+        """
         if self is other:
             return True
-        if isinstance(other, PersiDict) and type(other) is type(self):
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if type(other) is type(self):
             try:
                 if other.get_params() == self.get_params():
                     return True
             except (TypeError, ValueError):
                 pass
-        if not isinstance(other, Mapping):
-            return NotImplemented
-        if len(self) != len(other):
+        try:
+            if len(self) != len(other):
+                return False
+            for k in other:
+                mine = self._load(to_key(k))
+                theirs = other[k]
+                if mine is not theirs and not mine == theirs:
+                    return False
+        except (KeyError, TypeError, AttributeError, ValueError):
             return False
-        return all(k in other and other[k] == v for k, v in self.items())
+        return True
 
+    # A mutable mapping, like dict: equal stores may hold other content later.
     __hash__ = None  # type: ignore[assignment]
 
     # -- prefixes ---------------------------------------------------------------
