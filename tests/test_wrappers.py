@@ -137,11 +137,6 @@ def _wo_registered(name: str) -> Callable[[pathlib.Path], Stack]:
     return build
 
 
-def _wo_mutable_file(tmp: pathlib.Path) -> Stack:
-    root = _files(tmp, "main")
-    return Stack(WriteOnceDict(wrapped_dict=root), root, "write_once")
-
-
 def _wo_over_aoc(tmp: pathlib.Path) -> Stack:
     root = _files(tmp, "main", append_only=True)
     data = _ram(tmp, "data", append_only=True)
@@ -174,7 +169,6 @@ MUTABLE_STACKS: dict[str, Callable[[pathlib.Path], Stack]] = {
 }
 APPEND_STACKS: dict[str, Callable[[pathlib.Path], Stack]] = {
     **{f"wo[{name}]": _wo_registered(name) for name in _REGISTERED},
-    "wo[file,mutable]": _wo_mutable_file,
     "wo[aoc[file|mem]]": _wo_over_aoc,
     "aoc[file|file]": _aoc("file", "file"),
     "aoc[file|mem]": _aoc("file", "mem"),
@@ -183,7 +177,7 @@ APPEND_STACKS: dict[str, Callable[[pathlib.Path], Stack]] = {
     **{f"aoc[{name}|mem]": _aoc_over_registered(name) for name in _S3_NAMES[:1]},
 }
 ALL_STACKS = {**MUTABLE_STACKS, **APPEND_STACKS}
-FILE_ONLY_STACKS = ["mdc[file|file]", "wo[file,mutable]", "aoc[file|file]"]
+FILE_ONLY_STACKS = ["mdc[file|file]", "wo[file]", "aoc[file|file]"]
 
 
 @pytest.fixture(params=list(ALL_STACKS))
@@ -1276,24 +1270,24 @@ def test_write_once_p1_checks_every_repeated_write(tmp_path: pathlib.Path) -> No
     root = _files(tmp_path, "m", append_only=True)
     w = WriteOnceDict(wrapped_dict=root, p_consistency_checks=1)
     assert w.p_consistency_checks == 1
-    w["a"] = {"x": [1, 2]}  # the first write is an insert, not a check
-    assert (w.consistency_checks_attempted, w.consistency_checks_passed) == (0, 0)
-    for i in range(1, 4):
+    w["a"] = {"x": [1, 2]}  # with p=1 the inserting write is checked too
+    assert (w.consistency_checks_attempted, w.consistency_checks_passed) == (1, 1)
+    for i in range(2, 5):
         w["a"] = {"x": [1, 2]}
         assert w.consistency_checks_attempted == i
         assert w.consistency_checks_passed == i
         assert w.consistency_checks_failed == 0
     with pytest.raises(ValueError):
         w["a"] = {"x": [1, 3]}
-    assert w.consistency_checks_attempted == 4
-    assert w.consistency_checks_passed == 3
+    assert w.consistency_checks_attempted == 5
+    assert w.consistency_checks_passed == 4
     assert w.consistency_checks_failed == 1
     assert w["a"] == {"x": [1, 2]}
     assert read_ground_truth(root) == {("a",): {"x": [1, 2]}}
 
 
 def test_write_once_refuses_set_item_if_and_deletion(tmp_path: pathlib.Path) -> None:
-    root = _files(tmp_path, "m")  # even over a mutable store
+    root = _files(tmp_path, "m", append_only=True)
     w = WriteOnceDict(wrapped_dict=root, p_consistency_checks=1)
     assert w.append_only is True
     w["a"] = 1

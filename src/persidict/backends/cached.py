@@ -11,12 +11,13 @@ from ..engine.errors import OutcomeUnknownError, PreconditionFailed
 from ..engine.flags import (
     ITEM_NOT_AVAILABLE,
     VALUE_NOT_RETRIEVED,
+    ETagConditionFlag,
     ETagValue,
     ItemNotAvailableFlag,
 )
 from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
-from ..engine.results import OperationResult
+from ..engine.results import ConditionalOperationResult, OperationResult
 from .forwarding import ForwardingStore, require_persidict
 
 _log = logging.getLogger("persidict")
@@ -266,9 +267,32 @@ class MutableDictCached(ForwardingStore):
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         try:
-            return self._inner._remove(key, if_match=if_match)
-        finally:
-            self._forget(key)  # never raises: it cannot mask main's outcome
+            existed = self._inner._remove(key, if_match=if_match)
+        except PreconditionFailed:
+            raise  # main did not change: neither do the caches
+        except BaseException:
+            self._forget(key)  # main may have deleted it; never raises, masks nothing
+            raise
+        self._forget(key)
+        return existed
+
+    def discard_if(
+        self,
+        key: Any,
+        *,
+        condition: ETagConditionFlag,
+        expected_etag: ETagValue | ItemNotAvailableFlag,
+    ) -> ConditionalOperationResult[Any]:
+        """Delete on main if the condition holds (atomic as main); see the base class.
+
+        When main reports the key absent (deleted now, or missing: perhaps
+        deleted by another handle) both cache entries are dropped; when the
+        condition fails on a present key they are left as they are.
+        """
+        result = super().discard_if(key, condition=condition, expected_etag=expected_etag)
+        if result.actual_etag is ITEM_NOT_AVAILABLE:  # deleted ones were forgotten by _remove
+            self._forget(to_key(key))
+        return result
 
     def etag(self, key: Any) -> ETagValue:
         """The etag from the etag cache if present, else from main (then cached)."""

@@ -13,7 +13,7 @@ class OverlappingMultiDict:
 
     ``multi.json["k"] = v`` and ``multi.txt["k"] = "text"`` write side by side
     in one directory or bucket. The container itself has no items: item access
-    and pickling raise TypeError (use its sub-dicts).
+    pickling and ``__setstate__`` raise TypeError (use its sub-dicts).
     """
 
     def __init__(
@@ -58,6 +58,9 @@ class OverlappingMultiDict:
 
     def __getstate__(self) -> NoReturn:
         raise TypeError(f"{type(self).__name__} cannot be pickled; pickle its sub-dicts")
+
+    def __setstate__(self, state: object) -> NoReturn:
+        raise TypeError(f"{type(self).__name__} cannot be unpickled; pickle its sub-dicts")
 
     def __reduce__(self) -> NoReturn:
         self.__getstate__()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import numbers
 import random
 from typing import Any
 
 from ..engine.contract import sorted_params
+from ..engine.errors import MutationPolicyError
 from ..engine.flags import (
     ANY_ETAG,
     DELETE_CURRENT,
@@ -25,16 +28,53 @@ from .files import FileDirDict
 from .forwarding import ForwardingStore, require_persidict
 
 
+class WriteOnceConsistencyError(MutationPolicyError, ValueError):
+    """A write to a write-once key carried a value other than the stored one.
+
+    Both a MutationPolicyError (the write-once policy refused it) and a
+    ValueError (what the reference raises, so callers catching either work).
+    """
+
+    def __init__(self, key: Any, detail: str) -> None:
+        super().__init__("write-once")
+        self.key = key
+        self.detail = detail
+        self.args = (f"key {key!r}: write-once value differs from the stored one ({detail})",)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.key, self.detail))
+
+
+def _probability(value: Any, current: float) -> float:
+    """Validate a ``p_consistency_checks`` value: KEEP_CURRENT, None (0), or in [0, 1]."""
+    if value is KEEP_CURRENT:
+        return current
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"p_consistency_checks must be a number, got {value!r}")
+    p = float(value)
+    if not 0.0 <= p <= 1.0:  # also refuses NaN
+        raise ValueError(f"p_consistency_checks must be within [0, 1], got {value!r}")
+    return p
+
+
 class WriteOnceDict(ForwardingStore):
     """Keeps the first value written to each key; later writes are ignored.
 
-    A later write of a key is expected to carry the same value; with
-    probability ``p_consistency_checks`` it is compared with the stored one
-    and a difference raises ValueError. Atomicity: the first write is an
-    insert-if-absent on the wrapped store (its ``setdefault_if``), so it is
-    exactly as atomic as the wrapped store's conditional insert (atomic for
-    FileDirDict, LocalDict and BasicS3Dict). Deletion and ``set_item_if`` are
-    refused with MutationPolicyError.
+    A later write of a key is expected to carry the same value. With
+    probability ``p_consistency_checks`` a write (the inserting one included)
+    reads the stored value back and compares the digests of the two values
+    serialized in the store's format (so ``1`` and ``1.0`` differ, and values
+    without a usable ``==``, such as arrays, compare); a difference raises
+    WriteOnceConsistencyError (a MutationPolicyError and a ValueError).
+
+    Atomicity: the first write is an insert-if-absent on the wrapped store
+    (its ``setdefault_if``), so it is exactly as atomic as the wrapped store's
+    conditional insert (atomic for FileDirDict, LocalDict and BasicS3Dict).
+    The wrapped store must be append-only. Deletion and ``set_item_if`` are
+    refused with MutationPolicyError. Public attributes this wrapper lacks
+    (``base_dir``, ``bucket_name``...) are read from the wrapped store.
     """
 
     _policy_name = "write-once"
@@ -48,24 +88,41 @@ class WriteOnceDict(ForwardingStore):
         if wrapped_dict is None:
             wrapped_dict = FileDirDict(append_only=True)
         inner = require_persidict("wrapped_dict", wrapped_dict)
-        p = 0.0 if p_consistency_checks is None else p_consistency_checks
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            raise TypeError(f"p_consistency_checks must be a number, got {p!r}")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p_consistency_checks must be within [0, 1], got {p!r}")
-        self._p = float(p)
+        if not inner.append_only:
+            raise ValueError(
+                "wrapped_dict must be append-only (append_only=True): a mutable store "
+                "lets other handles overwrite the first value"
+            )
+        self._p = _probability(p_consistency_checks, 0.0)
         self._attempted = 0
         self._passed = 0
         self._init_forwarding(inner, append_only=True)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this object lacks. Private and dunder names
+        # are never forwarded (copy and pickle probe them), and before
+        # ``_inner`` is set (a half-built object) nothing is: no recursion.
+        inner = self.__dict__.get("_inner") if not name.startswith("_") else None
+        if inner is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(inner, name)
+
     @property
     def p_consistency_checks(self) -> float:
-        """Probability of checking a repeated write against the stored value."""
+        """Probability of checking a write against the stored value, in [0, 1].
+
+        Settable: KEEP_CURRENT leaves it, None means 0.0, a value outside
+        [0, 1] raises ValueError and a non-number TypeError.
+        """
         return self._p
+
+    @p_consistency_checks.setter
+    def p_consistency_checks(self, value: Any) -> None:
+        self._p = _probability(value, self._p)
 
     @property
     def consistency_checks_attempted(self) -> int:
-        """Number of consistency checks performed."""
+        """Number of consistency checks started."""
         return self._attempted
 
     @property
@@ -75,7 +132,7 @@ class WriteOnceDict(ForwardingStore):
 
     @property
     def consistency_checks_failed(self) -> int:
-        """Number of consistency checks that found a different value."""
+        """Number of consistency checks that did not pass (attempted - passed)."""
         return self._attempted - self._passed
 
     def get_params(self) -> dict[str, Any]:
@@ -89,24 +146,39 @@ class WriteOnceDict(ForwardingStore):
         if value is DELETE_CURRENT:
             raise self._policy_error()
         self._check_value(k, value)
-        result = self._inner.setdefault_if(
+        self._inner.setdefault_if(
             k,
             default_value=value,
             condition=ANY_ETAG,
             expected_etag=ITEM_NOT_AVAILABLE,
             retrieve_value=NEVER_RETRIEVE,
         )
-        if not result.value_was_mutated and self._p > 0 and random.random() < self._p:
+        if self._p > 0 and random.random() < self._p:
             self._check_consistency(k, value)
+
+    def value_digest(self, key: Any, value: Any) -> str:
+        """SHA-256 hex digest of ``value`` serialized as this store stores it.
+
+        The codec is the wrapped store's (pickle for "pkl", jsonpickle for
+        "json", UTF-8 text otherwise), so two values with the same digest
+        are stored as the same bytes.
+        """
+        return hashlib.sha256(self._encode(to_key(key), value)).hexdigest()
 
     def _check_consistency(self, key: NonEmptySafeStrTuple, value: Any) -> None:
         self._attempted += 1
-        stored = self._inner._load(key)
-        if stored != value:
-            raise ValueError(
-                f"key {key.strings!r}: write-once value differs from the stored one "
-                f"({type(value).__name__} {value!r:.80} != {type(stored).__name__} {stored!r:.80})"
-            )
+        stored = self._inner[key]
+        new_digest = self.value_digest(key, value)
+        if new_digest != self.value_digest(key, stored):
+            # Serializing can depend on an object's history (e.g. a set's
+            # order): compare the value as it reads back once stored.
+            again = self._decoder(self._encode(key, value))
+            if self.value_digest(key, again) != self.value_digest(key, stored):
+                raise WriteOnceConsistencyError(
+                    key.strings,
+                    f"{type(value).__name__} {value!r:.80} != "
+                    f"{type(stored).__name__} {stored!r:.80}",
+                )
         self._passed += 1
 
     def set_item_if(
