@@ -101,6 +101,7 @@ def test_missing_key_is_keyerror_not_backend_error(stubbed: Any) -> None:
     stub.add_client_error("get_object", "NoSuchKey", http_status_code=404)
     stub.add_client_error("head_object", "404", http_status_code=404)
     stub.add_client_error("delete_object", "PreconditionFailed", http_status_code=412)
+    stub.add_client_error("head_object", "404", http_status_code=404)  # 412: absent or not?
     with pytest.raises(KeyError):
         d["k"]
     with pytest.raises(KeyError):

@@ -264,7 +264,9 @@ def test_a_first_attempt_precondition_failure_is_plain(stores: Any, proxy: Fault
         del ours["absent"]
     mine = [(m, what) for m, p, what in proxy.log if p.startswith(f"/{BUCKET}/{ours.root_prefix}")]
     assert mine[1:3] == [("PUT", "412"), ("GET", "200")]  # no ownership check after a 412
-    assert mine[4:] == [("DELETE", "412"), ("DELETE", "412")]
+    # a 412 to DELETE If-Match: * is "absent" only once a HEAD agrees (moto 5 sends
+    # it for a present key)
+    assert mine[4:] == [("DELETE", "412"), ("HEAD", "404")] * 2
 
 
 def test_a_read_whose_reply_was_lost_is_retried(stores: Any, proxy: FaultProxy) -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from ..engine.contract import Version, sorted_params
-from ..engine.errors import BackendError, OutcomeUnknownError, PreconditionFailed
+from ..engine.errors import (
+    BackendError,
+    ConcurrencyConflictError,
+    OutcomeUnknownError,
+    PreconditionFailed,
+)
 from ..engine.flags import (
     ITEM_NOT_AVAILABLE,
     VALUE_NOT_RETRIEVED,
@@ -25,26 +27,12 @@ from .s3_transport import (
     NotModified,
     RetryPolicy,
     Transport,
-    error_code,
+    ensure_bucket,
     make_client,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-# Buckets this process has already found or created: (endpoint, region, bucket).
-_known_buckets: set[tuple[str | None, str | None, str]] = set()
-_buckets_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _buckets_lock
-    # Held by a thread of the parent at fork(), it would never be released
-    # here. The known buckets still exist: keep them.
-    _buckets_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 # The user-metadata entry (boto3 lowercases the names) holding each write's token.
 WRITE_TOKEN = "persidict-write"
@@ -58,6 +46,7 @@ def write_token() -> str:
 _SEGMENT_MAX = 255
 _KEY_MAX = 1024
 _MAX_PAGES = 10**7  # 10**10 objects: a guard against a server that never ends a listing
+_DELETE_ROUNDS = 16  # HEAD + DELETE If-Match rounds lost to writers before giving up
 
 
 class BasicS3Dict(PersiDict[Any]):
@@ -76,8 +65,11 @@ class BasicS3Dict(PersiDict[Any]):
     ``PUT If-Match``, conditional delete is ``DELETE If-Match``, and an
     unchanged read is ``GET If-None-Match`` (304, no body). A plain delete is
     ``DELETE If-Match: *`` so that whether the key existed is reported
-    atomically (412 means it did not). A plain write is a plain ``PUT``;
-    readers see a whole old or new object.
+    atomically (404: it did not). Its 412 means "absent" to servers that
+    honour ``*`` and "present" to those that compare it literally (moto 5):
+    a HEAD then finds the current etag and ``DELETE If-Match: <etag>``
+    deletes exactly that (412 again: changed meanwhile, look again). A plain
+    write is a plain ``PUT``; readers see a whole old or new object.
 
     Lost replies: a write whose attempt may have been applied is never resent
     (a second copy could apply it twice). Every PUT carries a token of its
@@ -131,7 +123,10 @@ class BasicS3Dict(PersiDict[Any]):
             endpoint_url, region
         )
         self._transport = Transport(self._location)
-        self._ensure_bucket()
+        # Every construction asks the server (no per-process memory of
+        # buckets): a bucket deleted since, or a mock reset between tests, is
+        # found missing and created again.
+        ensure_bucket(self._transport, self._client, bucket_name, region)
 
     # -- configuration ------------------------------------------------------
 
@@ -154,6 +149,11 @@ class BasicS3Dict(PersiDict[Any]):
             self._client = make_client(self.endpoint_url, self.region)
             self._client_pid = os.getpid()
         return self._client
+
+    @property
+    def s3_client(self) -> S3Client:
+        """The boto3 client: the same object as :attr:`client`."""
+        return self.client
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -183,30 +183,6 @@ class BasicS3Dict(PersiDict[Any]):
 
     def _location(self, object_key: str) -> str:
         return f"s3://{self.bucket_name}/{object_key}"
-
-    def _ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist (once per process and bucket)."""
-        marker = (self.endpoint_url, self.region, self.bucket_name)
-        with _buckets_lock:
-            if marker in _known_buckets:
-                return
-        call = self._transport.call
-        try:
-            call("head_bucket", self.client.head_bucket, Bucket=self.bucket_name)
-        except NotFound:
-            kwargs: dict[str, Any] = {"Bucket": self.bucket_name}
-            if self.region and self.region != "us-east-1":
-                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
-            try:
-                call("create_bucket", self.client.create_bucket, **kwargs)
-            except BackendError as exc:
-                # Created meanwhile by another store or process of ours: fine.
-                cause = exc.__cause__
-                if not (isinstance(cause, ClientError)
-                        and error_code(cause) == "BucketAlreadyOwnedByYou"):
-                    raise
-        with _buckets_lock:
-            _known_buckets.add(marker)
 
     # -- keys ---------------------------------------------------------------
 
@@ -296,7 +272,7 @@ class BasicS3Dict(PersiDict[Any]):
         try:
             response = self._transport.call("put_object", self.client.put_object, key=key,
                                             object_key=ok, conditional=if_match is not None,
-                                            writes=True, **kwargs)
+                                            writes=True, stores=True, **kwargs)
         except OutcomeUnknownError as exc:
             # An attempt may have been applied (and was not resent): only the
             # token can tell.
@@ -322,21 +298,48 @@ class BasicS3Dict(PersiDict[Any]):
         raise failure
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
-        # docstring inherited. A plain delete sends If-Match: * so that the
-        # server tells atomically whether the object existed (412: it did not);
-        # a plain S3 DELETE answers 204 either way. A delete that may have been
+        # docstring inherited. Every delete is one conditional DELETE, so that
+        # whether the key existed is decided atomically by the server (a
+        # plain S3 DELETE answers 204 either way). A delete that may have been
         # applied raises OutcomeUnknownError: a deleted object keeps no token.
         ok = self._object_key(key)
+        if if_match is not None:
+            self._delete(key, ok, if_match)
+            return True
         try:
-            self._transport.call("delete_object", self.client.delete_object, key=key,
-                                 object_key=ok, conditional=True, writes=True,
-                                 Bucket=self.bucket_name, Key=ok,
-                                 IfMatch="*" if if_match is None else if_match)
+            self._delete(key, ok, "*", conditional=False)
+        except NotFound:  # 404 (AWS, moto): absent
+            return False
         except PreconditionFailed:
-            if if_match is None:
-                return False
-            raise
+            # 412: absent, or present on a server that takes If-Match: *
+            # literally (moto 5). Delete whatever is current by its etag.
+            return self._remove_current(key, ok)
         return True
+
+    def _remove_current(self, key: NonEmptySafeStrTuple, ok: str) -> bool:
+        """Delete ``key`` by its current etag; False if a HEAD finds it absent.
+
+        Each round is one atomic conditional delete; its 412 means the key
+        changed (or went) after the HEAD, and the next round looks again.
+        """
+        for _ in range(_DELETE_ROUNDS):
+            etag = self._get(key, retrieve=False).etag
+            if isinstance(etag, ItemNotAvailableFlag):
+                return False
+            try:
+                self._delete(key, ok, etag)
+            except PreconditionFailed:
+                continue
+            return True
+        raise ConcurrencyConflictError(key, _DELETE_ROUNDS)
+
+    def _delete(
+        self, key: NonEmptySafeStrTuple, ok: str, if_match: str, *, conditional: bool = True
+    ) -> None:
+        """``DELETE If-Match: if_match``, never resent once it may have been applied."""
+        self._transport.call("delete_object", self.client.delete_object, key=key,
+                             object_key=ok, conditional=conditional, writes=True,
+                             Bucket=self.bucket_name, Key=ok, IfMatch=if_match)
 
     def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
         # docstring inherited

@@ -5,7 +5,8 @@ Every request of BasicS3Dict goes through :meth:`Transport.call`, which
 - translates the outcomes the primitives act on into small internal
   exceptions: a failed precondition (412, 409 ``ConditionalRequestConflict``,
   404 on a conditional write or delete) -> ``PreconditionFailed``; a missing
-  object -> ``NotFound``; 304 on ``If-None-Match`` -> ``NotModified``;
+  object, or bucket (except to a PUT) -> ``NotFound``; 304 on
+  ``If-None-Match`` -> ``NotModified``;
 - turns every other botocore failure into ``BackendError(..., backend="s3")``
   raised ``from`` the native exception;
 - retries only named transient conditions (throttling codes, HTTP 5xx,
@@ -20,7 +21,8 @@ Every request of BasicS3Dict goes through :meth:`Transport.call`, which
   through the write token) can then prove the outcome.
 
 Serialization never happens in here, so it is never retried. The module also
-keeps this process's boto3 clients (:func:`make_client`), fork-safely.
+keeps this process's boto3 clients (:func:`make_client`), fork-safely, and
+finds or creates a store's bucket (:func:`ensure_bucket`).
 """
 
 from __future__ import annotations
@@ -110,7 +112,11 @@ AMBIGUOUS = (ConnectionClosedError, ReadTimeoutError, ResponseStreamingError, In
 # Codes by which the server says it refused the request without acting on it.
 REFUSED_CODES = THROTTLING_CODES - {"InternalError"}
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
-NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# Any 404 also means "not found" (a HEAD has no body to carry a code). A
+# missing bucket holds no key: to a read or a delete, the key is absent.
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket"})
+# Bucket creation losing to another creator: the bucket exists, fine.
+BUCKET_EXISTS_CODES = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
 class NotFound(Exception):
@@ -192,6 +198,7 @@ class Transport:
         object_key: str = "",
         conditional: bool = False,
         writes: bool = False,
+        stores: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Run ``fn(**kwargs)`` (one request), retrying transient failures.
@@ -200,6 +207,8 @@ class Transport:
         there a 404 means the precondition failed rather than "not found".
         ``writes`` marks a request that changes the store: once one of its
         attempts may have been applied, it is not resent (OutcomeUnknownError).
+        ``stores`` marks a PUT: a missing bucket there is a BackendError (the
+        value cannot be stored), not a failed precondition.
         """
         policy = self.policy
         deadline = policy.clock() + policy.max_seconds
@@ -207,7 +216,8 @@ class Transport:
             try:
                 return fn(**kwargs)
             except ClientError as exc:
-                self._translate_client_error(exc, operation, key, object_key, conditional)
+                self._translate_client_error(exc, operation, key, object_key, conditional,
+                                             stores)
                 failure: BaseException = exc  # transient
             except (BotoCoreError, OSError) as exc:
                 failure = exc
@@ -224,16 +234,19 @@ class Transport:
         raise AssertionError("unreachable: the last attempt raises")  # pragma: no cover
 
     def _translate_client_error(
-        self, exc: ClientError, operation: str, key: Any, object_key: str, conditional: bool
+        self, exc: ClientError, operation: str, key: Any, object_key: str, conditional: bool,
+        stores: bool = False,
     ) -> None:
         """Raise the internal outcome or BackendError; return if ``exc`` is transient."""
         code, status = error_code(exc), http_status(exc)
+        if stores and code == "NoSuchBucket":
+            raise self._backend_error(exc, operation, key, object_key) from exc
         if code in PRECONDITION_CODES or status == 412:
             raise PreconditionFailed from exc  # 409 ConditionalRequestConflict: a writer won
         if code == "304" or status == 304:
             headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             raise NotModified(headers.get("etag")) from exc
-        if code in NOT_FOUND_CODES:
+        if code in NOT_FOUND_CODES or status == 404:
             if conditional:
                 raise PreconditionFailed from exc  # AWS: If-Match on a missing key is 404
             raise NotFound from exc
@@ -279,3 +292,34 @@ def _tries(attempts: int) -> str:
 
 def _detail(exc: BaseException) -> str:
     return f"{error_code(exc)}: {exc}" if isinstance(exc, ClientError) else repr(exc)
+
+
+def ensure_bucket(
+    transport: Transport, client: S3Client, bucket: str, region: str | None
+) -> None:
+    """Create ``bucket`` unless a ``head_bucket`` finds it (one request if it exists).
+
+    The location constraint is the effective region (``region``, else the
+    client's), none for us-east-1. A 403 on the HEAD is accepted: credentials
+    limited to objects may not HEAD a bucket, and then it is assumed to exist.
+    """
+    try:
+        transport.call("head_bucket", client.head_bucket, Bucket=bucket)
+        return
+    except NotFound:
+        pass
+    except BackendError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ClientError) and http_status(cause) == 403:
+            return
+        raise
+    effective = region if region is not None else client.meta.region_name
+    kwargs: dict[str, Any] = {"Bucket": bucket}
+    if effective and effective != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": effective}
+    try:
+        transport.call("create_bucket", client.create_bucket, **kwargs)
+    except BackendError as exc:
+        cause = exc.__cause__
+        if not (isinstance(cause, ClientError) and error_code(cause) in BUCKET_EXISTS_CODES):
+            raise
