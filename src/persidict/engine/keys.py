@@ -126,20 +126,20 @@ class SafeStrTuple(Sequence[str]):
         or a list/tuple, converted as the constructor would (one it refuses is
         unequal). The hash stays that of ``strings``, so ``k == "a"`` holds but
         a set of keys does not find ``"a"``."""
-        if type(other) is type(self):
-            return self.strings == other.strings
-        if isinstance(other, SafeStrTuple):
-            theirs = type(other).__eq__
-            if theirs is not _BASE_EQ and theirs is not type(self).__eq__:
-                return NotImplemented  # a key class with its own equality decides
+        if type(other) is type(self):  # the hot path (dict lookups); no ABC isinstance
             return self.strings == other.strings
         # Fast paths: self's strings are valid, so a plain str or a flat
         # sequence of them equal to self would convert to itself.
         if type(other) is str:
             return len(self.strings) == 1 and self.strings[0] == other
-        if isinstance(other, (list, tuple)):
+        if isinstance(other, (tuple, list)):
             if {*map(type, other)} <= _STR_ONLY:
                 return self.strings == tuple(other)
+        elif isinstance(other, SafeStrTuple):
+            theirs = type(other).__eq__
+            if theirs is not _BASE_EQ and theirs is not type(self).__eq__:
+                return NotImplemented  # a key class with its own equality decides
+            return self.strings == other.strings
         elif not isinstance(other, str):
             return NotImplemented
         out: list[str] = []
