@@ -124,8 +124,9 @@ class SafeStrTuple(Sequence[str]):
     def __eq__(self, other: object) -> bool:
         """Equal to a key with the same strings, and to what names it: a str
         or a list/tuple, converted as the constructor would (one it refuses is
-        unequal). The hash stays that of ``strings``, so ``k == "a"`` holds but
-        a set of keys does not find ``"a"``."""
+        unequal; other types get NotImplemented, so their own ``__eq__`` may
+        answer). The hash stays that of ``strings``: ``k == "a"`` holds, yet a
+        set of keys does not find ``"a"``."""
         if type(other) is type(self):  # the hot path (dict lookups); no ABC isinstance
             return self.strings == other.strings
         # Fast paths: self's strings are valid, so a plain str or a flat
