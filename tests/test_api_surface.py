@@ -41,6 +41,7 @@ DOCUMENTED_CLASSES = {
     "WriteOnceDict",
 }
 DOCUMENTED_EXCEPTIONS = {
+    "WriteOnceConsistencyError",  # issue 11.14: both a MutationPolicyError and a ValueError
     "BackendError",
     "ConcurrencyConflictError",
     "LockTimeoutError",

@@ -12,7 +12,7 @@ from .backends.empty import EmptyDict
 from .backends.files import FileDirDict
 from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
-from .backends.write_once import WriteOnceDict
+from .backends.write_once import WriteOnceConsistencyError, WriteOnceDict
 from .concurrency.locks import LocksUnsupportedError
 from .engine.errors import (
     BackendError,
@@ -141,6 +141,7 @@ __all__ = [
     "TransformingFunction",
     "ValueNotRetrievedFlag",
     "ValueType",
+    "WriteOnceConsistencyError",
     "WriteOnceDict",
     "contains_unsafe_chars",
     "get_safe_chars",
