@@ -82,6 +82,9 @@ class BasicS3Dict(PersiDict[Any]):
     keys) is a paginated ``ListObjectsV2`` and sees a moving bucket.
     Not probed: the server's support for conditional requests is assumed,
     never tested by writing into the user's bucket.
+    Construction (get_subdict and unpickling included) sends one
+    ``head_bucket`` and creates a missing bucket: nothing is remembered per
+    process, so a bucket deleted since (or a test mock reset) is found again.
     """
 
     _backend_name = "s3"
@@ -123,9 +126,6 @@ class BasicS3Dict(PersiDict[Any]):
             endpoint_url, region
         )
         self._transport = Transport(self._location)
-        # Every construction asks the server (no per-process memory of
-        # buckets): a bucket deleted since, or a mock reset between tests, is
-        # found missing and created again.
         ensure_bucket(self._transport, self._client, bucket_name, region)
 
     # -- configuration ------------------------------------------------------
