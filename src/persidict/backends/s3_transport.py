@@ -258,7 +258,7 @@ class Transport:
         self, exc: BaseException, operation: str, key: Any, object_key: str, attempts: int = 1
     ) -> BackendError:
         return BackendError(
-            f"S3 {operation} of {self._what(key, object_key)} failed"
+            f"S3 {operation} {self._what(key, object_key)} failed"
             f"{_tries(attempts)}: {_detail(exc)}",
             backend=BACKEND,
             operation=operation,
@@ -272,7 +272,7 @@ class Transport:
         """The error for a write whose attempt may have been applied."""
         cause = f" (last failure{_tries(attempts)}: {_detail(exc)})" if exc is not None else ""
         return OutcomeUnknownError(
-            f"S3 {operation} of {self._what(key, object_key)}: an attempt failed after the "
+            f"S3 {operation} {self._what(key, object_key)}: an attempt failed after the "
             f"request was sent (connection lost or server error) and nothing on the server "
             f"proves its outcome: the request may or may not have been applied{cause}",
             backend=BACKEND,
@@ -282,7 +282,7 @@ class Transport:
         )
 
     def _what(self, key: Any, object_key: str) -> str:
-        what = f"key {key.strings!r} " if key is not None and hasattr(key, "strings") else ""
+        what = f"of key {key.strings!r} " if key is not None and hasattr(key, "strings") else ""
         return f"{what}at {self.location(object_key)}"
 
 

@@ -51,7 +51,11 @@ def _check_component(s: object) -> str:
         )
     if _SAFE_RE.fullmatch(s) is None:
         bad = sorted({c for c in s if c not in _SAFE_CHARS})
-        raise ValueError(f"key component {s!r} contains unsafe characters {bad!r}")
+        raise ValueError(
+            f"key component {s!r} contains unsafe characters {bad!r}: allowed are ASCII "
+            "letters, digits and ()_-~.= ; persidict.replace_unsafe_chars(s, '_') makes a "
+            "string safe"
+        )
     if s in (".", ".."):
         raise ValueError(f"key component {s!r} is not allowed (it names a directory)")
     return s
