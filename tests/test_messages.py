@@ -36,3 +36,13 @@ def test_s3_errors_read_well_with_and_without_a_key(key: str | None) -> None:
     expected = "S3 list_objects_v2 of key ('k',) at" if key else "S3 list_objects_v2 at"
     assert text.startswith(f"{expected} s3://bucket/prefix/ failed"), text
     assert "AccessDenied" in text
+
+
+def test_cli_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    from persidict.cli import main
+
+    for argv in (["--help"], ["check", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "``" not in out and "usage: persidict" in out

@@ -35,7 +35,12 @@ from .concurrency.repair import CheckReport, check_tree, detect_digest_len
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="persidict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="persidict",
+        description="Command-line tools for FileDirDict directories.",
+        epilog="Exit codes of check: 0 clean, 1 problems found (repaired with --fix), "
+        "2 bad usage or not a store.",
+    )
     parser.add_argument("--version", action="version", version=f"persidict {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser(
