@@ -15,7 +15,7 @@ from typing import Any
 from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
 from ..concurrency.journal import Journal
 from ..concurrency.lock_tree import LockTree
-from ..concurrency.locks import META_DIR, KeyLocks, lock_offset
+from ..concurrency.locks import META_DIR, KeyLocks, lock_offset, require_file_locks
 from ..concurrency.marker import open_root
 from ..concurrency.repair import CheckReport, check_tree
 from ..engine.contract import Version, sorted_params
@@ -97,6 +97,7 @@ class FileDirDict(PersiDict[Any]):
         base_class_for_values: type | None = None,
         durable: bool = True,
     ) -> None:
+        require_file_locks()  # Windows, or a bad PERSIDICT_LOCKS: refuse before any file is made
         super().__init__(
             append_only=append_only,
             base_class_for_values=base_class_for_values,

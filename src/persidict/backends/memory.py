@@ -64,7 +64,8 @@ def _fresh_locks_after_fork() -> None:
         store.lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 
 class RAMBackend:

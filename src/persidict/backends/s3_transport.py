@@ -72,7 +72,8 @@ def _after_fork_in_child() -> None:
     _clients.clear()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def make_client(endpoint_url: str | None, region: str | None) -> S3Client:

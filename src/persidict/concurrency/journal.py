@@ -149,7 +149,8 @@ def _after_fork() -> None:
     _salt = secrets.token_hex(3)
 
 
-os.register_at_fork(after_in_child=_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 _seq = itertools.count()

@@ -122,7 +122,7 @@ def decide(directory: str, seen: str = PENDING) -> str:
     """
     meta = os.path.join(directory, META_DIR)
     try:
-        locks = KeyLocks(os.path.join(meta, _DECISION_LOCK), DEFAULT_LOCK_TIMEOUT)
+        locks = KeyLocks(os.path.join(meta, _DECISION_LOCK), DEFAULT_LOCK_TIMEOUT, whole_file=True)
         with locks.hold_at(0, f"the marker of {directory}"):
             state = marker_state(directory)
             if state not in (PENDING, SUB, VOID):
