@@ -744,6 +744,10 @@ def lock_file_is_locked(lock_path: str | os.PathLike[str]) -> bool | None:
     Independent of persidict: F_OFD_GETLK on our own descriptor. Returns None
     when the lock file does not exist.
     """
+    from persidict.concurrency import locks
+
+    if locks.BACKEND == "flock":  # the stripe files lock-00 .. next to it instead
+        return stripes_are_locked(lock_path)
     try:
         fd = os.open(lock_path, os.O_RDONLY)
     except FileNotFoundError:
@@ -754,6 +758,25 @@ def lock_file_is_locked(lock_path: str | os.PathLike[str]) -> bool | None:
         return struct.unpack(_FLOCK, res)[0] != fcntl.F_UNLCK
     finally:
         os.close(fd)
+
+
+def stripes_are_locked(lock_path: str | os.PathLike[str]) -> bool | None:
+    """Is any flock stripe of ``lock_path`` held? A flock(LOCK_NB) probe on our own
+    descriptor of each; None when there is no stripe file."""
+    base = os.fspath(lock_path)
+    directory, name = os.path.split(base)
+    stripes = [f for f in os.listdir(directory) if f.startswith(name + "-")]
+    if not stripes:
+        return None
+    for stripe in stripes:
+        fd = os.open(os.path.join(directory, stripe), os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # drops our probe's flock with it
+    return False
 
 
 def fork_while_spinning(

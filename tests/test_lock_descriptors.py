@@ -20,8 +20,15 @@ import threading
 import pytest
 
 from persidict import FileDirDict, NonEmptySafeStrTuple
+from persidict.concurrency import locks
 from persidict.concurrency.locks import META_DIR, LocksUnsupportedError
 from persidict.engine.errors import LockTimeoutError
+
+_OFD_ONLY = pytest.mark.skipif(
+    locks.BACKEND != "ofd",
+    reason="inspects the OFD lock file (one file, one descriptor per thread); "
+    "test_lock_backends.py covers the flock stripes",
+)
 
 _MANY_SUBDICTS = """
 import os, resource, sys
@@ -72,6 +79,7 @@ for attempt in range(3):
 """
 
 
+@_OFD_ONLY
 @pytest.mark.parametrize("how", ["lock file is a directory", "emfile"])
 def test_unopenable_lock_file_gives_a_clean_error(tmp_path: pathlib.Path, how: str) -> None:
     base = tmp_path / "s"
@@ -125,6 +133,7 @@ def test_two_threads_still_exclude_each_other(tmp_path: pathlib.Path) -> None:
     assert d["k"] == 4
 
 
+@_OFD_ONLY
 def test_descriptor_closes_with_the_last_store(tmp_path: pathlib.Path) -> None:
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))
@@ -140,6 +149,7 @@ def test_descriptor_closes_with_the_last_store(tmp_path: pathlib.Path) -> None:
     assert fds() == opened - 1  # nothing keeps the lock file open any more
 
 
+@_OFD_ONLY
 @pytest.mark.parametrize("code", [errno.ENOLCK, errno.EINVAL, errno.ENOSYS])
 def test_filesystem_without_locks_is_named(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, code: int
