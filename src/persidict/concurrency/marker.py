@@ -81,6 +81,14 @@ PARAMS = "params.json"
 _DECISION_LOCK = "root.lock"
 # Names only a root ever holds (the key lock file, the journal, the quarantine).
 _ROOT_ONLY = frozenset({"lock", "tmp", "quarantine"})
+_STRIPE_PREFIX = "lock-"  # the flock backend's lock-stripe files (locks_flock.py)
+
+
+def _holds_root_only(names: list[str]) -> bool:
+    """Whether a marker without a ``state`` holds what only a root ever holds."""
+    return bool(_ROOT_ONLY.intersection(names)) or any(
+        n.startswith(_STRIPE_PREFIX) for n in names
+    )
 _MAX_ROUNDS = 8
 # The name, in a root's lock file, held while a sub marker is made below that
 # root and while ``check --fix`` moves a stray: a store's directory is never
@@ -104,7 +112,7 @@ def marker_state(directory: str) -> str:
     finally:
         os.close(fd)
     if STATE not in names:
-        return ROOT if _ROOT_ONLY.intersection(names) else PENDING
+        return ROOT if _holds_root_only(names) else PENDING
     try:
         with open(os.path.join(meta, STATE), "rb") as f:
             verdict = f.read(4)
