@@ -229,12 +229,16 @@ class FaultProxy:
         except (_Closed, OSError):
             return
         finally:
-            for s in (client, upstream):
-                if s is not None:
-                    with contextlib.suppress(OSError):
-                        s.close()
-                    with self._lock:
-                        self._sockets.discard(s)
+            self._close(client, upstream)
+
+    def _close(self, *sockets: socket.socket | None) -> None:
+        """Close a connection's sockets and forget them."""
+        for s in sockets:
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.close()
+                with self._lock:
+                    self._sockets.discard(s)
 
     @staticmethod
     def _fire(fault: Fault) -> None:

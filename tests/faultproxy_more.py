@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -135,9 +134,4 @@ class MoreFaultProxy(FaultProxy):
         except (_Closed, OSError):
             return
         finally:
-            for s in (client, upstream):
-                if s is not None:
-                    with contextlib.suppress(OSError):
-                        s.close()
-                    with self._lock:
-                        self._sockets.discard(s)
+            self._close(client, upstream)
