@@ -33,9 +33,8 @@ def _fork_and_use(d: LocalDict) -> int | None:
     return None
 
 
-def test_fork_while_another_thread_holds_the_lock() -> None:
-    d = LocalDict()
-    d["k"] = "parent"
+def fork_while_held(d: LocalDict) -> int | None:
+    """Fork while another thread holds ``d``'s store lock; the child's exit code (None: hung)."""
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
@@ -47,10 +46,16 @@ def test_fork_while_another_thread_holds_the_lock() -> None:
     t.start()
     try:
         assert held.wait(10)
-        assert _fork_and_use(d) == 0
+        return _fork_and_use(d)
     finally:
         release.set()
         t.join()
+
+
+def test_fork_while_another_thread_holds_the_lock() -> None:
+    d = LocalDict()
+    d["k"] = "parent"
+    assert fork_while_held(d) == 0
     assert d["k"] == "parent"  # the child's writes stay in the child
 
 
