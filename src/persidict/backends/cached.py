@@ -6,7 +6,7 @@ import contextlib
 import logging
 from typing import Any
 
-from ..engine.contract import Version, sorted_params
+from ..engine.values import Version, sorted_params
 from ..engine.errors import OutcomeUnknownError, PreconditionFailed
 from ..engine.flags import (
     ITEM_NOT_AVAILABLE,

@@ -7,26 +7,20 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
-from ..engine.contract import Version, sorted_params
+from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Listed
 from ..engine.errors import PreconditionFailed
-from ..engine.flags import (
-    ITEM_NOT_AVAILABLE,
-    VALUE_NOT_RETRIEVED,
-    ETagValue,
-    ItemNotAvailableFlag,
-)
-from ..engine.keys import NonEmptySafeStrTuple, to_prefix
+from ..engine.flags import ETagValue
+from ..engine.keys import NonEmptySafeStrTuple, SafeStrTuple, to_prefix, trusted_key
 from ..engine.persidict import PersiDict
+from ..engine.values import sorted_params
 
-# (value, version number, timestamp)
-_Entry = tuple[Any, int, float, NonEmptySafeStrTuple]  # (value, version, ts, full key)
+_Entry = tuple[bytes, ETagValue, float, NonEmptySafeStrTuple]  # (bytes, etag, ts, full key)
 
 
 class _RAMStore:
-    """The shared state: per-format maps from full key tuples to entries."""
+    """The shared state: per-namespace (format) maps from full key tuples to entries."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -104,18 +98,122 @@ def _prune_interval(value: Any) -> int | None:
     return n if n > 0 else None
 
 
+class RAMBytes(ByteStore):
+    """The ByteStore of a RAM store: one namespace (a serialization format) of a view.
+
+    Every mutation runs under the store's lock; a read is one dict lookup
+    (atomic under the GIL). Etags are per-store version numbers, unique for
+    every write.
+    """
+
+    name = "memory"
+    capabilities = Capabilities(subdicts=True)
+
+    def __init__(self, backend: RAMBackend, namespace: str) -> None:
+        self.backend = backend
+        self.namespace = namespace
+        self._store = backend.store
+        self._prefix = backend.prefix
+        with self._store.lock:
+            self._map = self._store.data.setdefault(namespace, {})
+
+    def _full(self, key: NonEmptySafeStrTuple) -> tuple[str, ...]:
+        return self._prefix + key.strings if self._prefix else key.strings
+
+    def read(
+        self, key: NonEmptySafeStrTuple, *, body: bool = True, if_none_match: str | None = None
+    ) -> Blob:
+        # docstring inherited
+        entry = self._map.get(self._full(key))
+        if entry is None:
+            return Blob(ABSENT, None)
+        if not body or entry[1] == if_none_match:
+            return Blob(entry[1], None)
+        return Blob(entry[1], entry[0])
+
+    def write(self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch) -> ETagValue:
+        # docstring inherited
+        if self._prefix:
+            full = self._prefix + key.strings
+            key = trusted_key(full)
+        else:
+            full = key.strings
+        store = self._store
+        with store.lock:
+            if if_match is not None:
+                entry = self._map.get(full)
+                if (ABSENT if entry is None else entry[1]) != if_match:
+                    raise PreconditionFailed
+            # A new version and a strictly increasing timestamp, so that
+            # newest_keys orders even writes within one clock tick.
+            ts = time.time()
+            if ts <= store.last_ts:
+                ts = store.last_ts + 1e-6
+            store.last_ts = ts
+            etag = ETagValue(str(next(store.versions)))
+            self._map[full] = (data, etag, ts, key)
+        return etag
+
+    def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
+        # docstring inherited
+        full = self._full(key)
+        with self._store.lock:
+            entry = self._map.get(full)
+            if if_match is not None and (entry is None or entry[1] != if_match):
+                raise PreconditionFailed
+            if entry is None:
+                return False
+            del self._map[full]
+            return True
+
+    def contains(self, key: NonEmptySafeStrTuple) -> bool:
+        # docstring inherited
+        return self._full(key) in self._map
+
+    def timestamp(self, key: NonEmptySafeStrTuple) -> float:
+        # docstring inherited
+        entry = self._map.get(self._full(key))
+        if entry is None:
+            raise KeyError(key)
+        return entry[2]
+
+    def scan(self, *, with_timestamps: bool = False) -> Listed:
+        # docstring inherited
+        prefix, n = self._prefix, len(self._prefix)
+        with self._store.lock:
+            if n == 0:
+                # Entries hold their key objects: one pass at C speed under the lock.
+                return iter([(entry[3], entry[2]) for entry in self._map.values()])
+            snapshot = list(self._map.items())
+        return ((trusted_key(full[n:]), entry[2]) for full, entry in snapshot
+                if len(full) > n and full[:n] == prefix)
+
+    def count(self) -> int:
+        # docstring inherited
+        if not self._prefix:
+            return len(self._map)
+        return super().count()
+
+    def location(self, key: NonEmptySafeStrTuple) -> str:
+        # docstring inherited
+        return f"memory:{'/'.join(self._full(key))}"
+
+    def child(self, prefix: SafeStrTuple) -> RAMBytes:
+        # docstring inherited
+        return RAMBytes(self.backend.child(prefix.strings), self.namespace)
+
+
 class LocalDict(PersiDict[Any]):
     """In-memory PersiDict with the same semantics as FileDirDict.
 
     Atomicity: every primitive runs under its store's lock, so every
     operation (all ``*_if`` operations, transform_item, pop, popitem,
-    setdefault) is linearizable across threads. Values are kept as the
-    objects themselves (not copied or serialized). Nothing survives the
-    process; pickling a LocalDict copies its data. Etags are per-store
-    version numbers, unique for every write.
+    setdefault) is linearizable across threads. Values are kept encoded in
+    the store's format, so a value read or written is the caller's own: mutating
+    it never changes what is stored. Nothing survives the process; pickling a
+    LocalDict copies its data. Etags are per-store version numbers, unique for
+    every write.
     """
-
-    _backend_name = "memory"
 
     def __init__(
         self,
@@ -136,123 +234,13 @@ class LocalDict(PersiDict[Any]):
         # Accepted for compatibility; the flat layout leaves no empty nodes to prune.
         self.prune_interval = _prune_interval(prune_interval)
         self._backend = backend if backend is not None else RAMBackend()
-        self._store = self._backend.store
-        self._prefix = self._backend.prefix
-        with self._store.lock:
-            self._map = self._store.data.setdefault(serialization_format, {})
+        self._bytes = RAMBytes(self._backend, serialization_format)
 
     def get_params(self) -> dict[str, Any]:
         # docstring inherited
         params = super().get_params()
         params.update(backend=self._backend, prune_interval=self.prune_interval)
         return sorted_params(params)
-
-    def _full(self, key: NonEmptySafeStrTuple) -> tuple[str, ...]:
-        return self._prefix + key.strings if self._prefix else key.strings
-
-    def _get(
-        self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
-    ) -> Version:
-        # docstring inherited
-        entry = self._map.get(self._full(key))  # one dict lookup is atomic under the GIL
-        if entry is None:
-            return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-        etag = ETagValue(str(entry[1]))
-        if not retrieve or etag == if_none_match:
-            return Version(etag, VALUE_NOT_RETRIEVED)
-        value = entry[0]
-        base = self.base_class_for_values
-        if base is not None and not isinstance(value, base):
-            raise self._wrong_class(key, value)  # stored through a handle without the check
-        return Version(etag, value)
-
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        entry = self._map.get(self._full(key))
-        if entry is None:
-            raise KeyError(key)
-        value = entry[0]
-        base = self.base_class_for_values
-        if base is not None and not isinstance(value, base):
-            raise self._wrong_class(key, value)
-        return value
-
-    def _put(
-        self,
-        key: NonEmptySafeStrTuple,
-        value: Any,
-        *,
-        if_match: ETagValue | ItemNotAvailableFlag | None,
-        want_etag: bool = True,
-    ) -> ETagValue | None:
-        # docstring inherited
-        if self._prefix:
-            full = self._prefix + key.strings
-            key = NonEmptySafeStrTuple._trusted(full)
-        else:
-            full = key.strings
-        store = self._store
-        with store.lock:
-            if if_match is not None:
-                entry = self._map.get(full)
-                current = ITEM_NOT_AVAILABLE if entry is None else str(entry[1])
-                if current != if_match:
-                    raise PreconditionFailed
-            # A new version and a strictly increasing timestamp, so that
-            # newest_keys orders even writes within one clock tick.
-            ts = time.time()
-            if ts <= store.last_ts:
-                ts = store.last_ts + 1e-6
-            store.last_ts = ts
-            version = next(store.versions)
-            self._map[full] = (value, version, ts, key)
-        return ETagValue(str(version)) if want_etag else None
-
-    def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
-        # docstring inherited
-        full = self._full(key)
-        with self._store.lock:
-            entry = self._map.get(full)
-            if if_match is not None and (entry is None or str(entry[1]) != if_match):
-                raise PreconditionFailed
-            if entry is None:
-                return False
-            del self._map[full]
-            return True
-
-    def _contains(self, key: NonEmptySafeStrTuple) -> bool:
-        return self._full(key) in self._map
-
-    def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
-        # docstring inherited
-        entry = self._map.get(self._full(key))
-        if entry is None:
-            raise KeyError(key)
-        return entry[2]
-
-    def _iter_keys(
-        self, *, with_timestamps: bool = False
-    ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
-        # docstring inherited
-        prefix, n = self._prefix, len(self._prefix)
-        with self._store.lock:
-            snapshot = list(self._map.items())
-        for full, entry in snapshot:
-            if n == 0:
-                yield NonEmptySafeStrTuple._trusted(full), entry[2]
-            elif len(full) > n and full[:n] == prefix:
-                yield NonEmptySafeStrTuple._trusted(full[n:]), entry[2]
-
-    def __len__(self) -> int:
-        if not self._prefix:
-            return len(self._map)
-        return super().__len__()
-
-    def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
-        if self._prefix:
-            return super().__iter__()
-        # Entries hold their key objects: one pass at C speed under the lock.
-        with self._store.lock:
-            return iter([entry[3] for entry in self._map.values()])
 
     def get_subdict(self, prefix_key: Any) -> LocalDict:
         """A view of the keys under ``prefix_key``, sharing this store."""

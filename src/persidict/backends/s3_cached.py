@@ -6,7 +6,7 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..engine.contract import sorted_params
+from ..engine.values import sorted_params
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, SafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict

@@ -7,15 +7,10 @@ import numbers
 import random
 from typing import Any
 
-from ..engine.contract import sorted_params
 from ..engine.errors import MutationPolicyError
 from ..engine.flags import (
-    ANY_ETAG,
-    DELETE_CURRENT,
     IF_ETAG_CHANGED,
-    ITEM_NOT_AVAILABLE,
     KEEP_CURRENT,
-    NEVER_RETRIEVE,
     ETagConditionFlag,
     ETagValue,
     ItemNotAvailableFlag,
@@ -24,6 +19,7 @@ from ..engine.flags import (
 from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
 from ..engine.results import ConditionalOperationResult
+from ..engine.values import sorted_params
 from .files import FileDirDict
 from .forwarding import ForwardingStore, require_persidict
 
@@ -71,15 +67,16 @@ class WriteOnceDict(ForwardingStore):
     difference raises WriteOnceConsistencyError (a MutationPolicyError and a
     ValueError).
 
-    Atomicity: the first write is an insert-if-absent on the wrapped store
-    (its ``setdefault_if``), so it is exactly as atomic as the wrapped store's
-    conditional insert (atomic for FileDirDict, LocalDict and BasicS3Dict).
+    Atomicity: a write is an insert-if-absent on the wrapped store's bytes
+    (``byte_store.write(if_match=ABSENT)``), so it is exactly as atomic as the
+    wrapped store's conditional insert (FileDirDict, LocalDict, BasicS3Dict).
     The wrapped store must be append-only. Deletion and ``set_item_if`` are
     refused with MutationPolicyError. Public attributes this wrapper lacks
     (``base_dir``, ``bucket_name``...) are read from the wrapped store.
     """
 
     _policy_name = "write-once"
+    _keeps_first_write = True
 
     def __init__(
         self,
@@ -142,21 +139,10 @@ class WriteOnceDict(ForwardingStore):
         return sorted_params({"p_consistency_checks": self._p, "wrapped_dict": self._inner})
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        k = to_key(key)
-        if value is KEEP_CURRENT:
-            return
-        if value is DELETE_CURRENT:
-            raise self._policy_error()
-        self._check_value(k, value)
-        self._inner.setdefault_if(
-            k,
-            default_value=value,
-            condition=ANY_ETAG,
-            expected_etag=ITEM_NOT_AVAILABLE,
-            retrieve_value=NEVER_RETRIEVE,
-        )
-        if self._p > 0 and random.random() < self._p:
-            self._check_consistency(k, value)
+        # The write-once rule itself is the commit point's (_keeps_first_write).
+        super().__setitem__(key, value)
+        if value is not KEEP_CURRENT and self._p > 0 and random.random() < self._p:
+            self._check_consistency(to_key(key), value)
 
     def value_digest(self, key: Any, value: Any) -> str:
         """SHA-256 hex digest of ``value`` serialized as this store stores it.

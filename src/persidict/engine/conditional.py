@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .contract import StoreCore, Version
 from .errors import ConcurrencyConflictError, OutcomeUnknownError, PreconditionFailed
 from .flags import (
     ALWAYS_RETRIEVE,
@@ -37,6 +36,7 @@ from .flags import (
 )
 from .keys import NonEmptySafeStrTuple, to_key
 from .results import ConditionalOperationResult, OperationResult
+from .values import StoreCore, Version
 
 # Re-reads after lost commits are progress made by others, so they are not
 # "retries" in the transform_item sense; this only bounds pathological cases.
@@ -70,6 +70,11 @@ def _wants_value(
     if retrieve_value is NEVER_RETRIEVE:
         return False
     return expected != actual
+
+
+def _kept(etag: ETagValue | ItemNotAvailableFlag, value: Any) -> Any:
+    """What a key holds after a write: ``value``, or nothing if the store discards writes."""
+    return ITEM_NOT_AVAILABLE if _absent(etag) else value
 
 
 def check_n_retries(n_retries: object) -> None:
@@ -175,7 +180,7 @@ class ConditionalOps(StoreCore):
             # The precondition is the caller's: one conditional write decides.
             try:
                 etag = self._put(k, value, if_match=expected_etag)
-                return ConditionalOperationResult(True, expected_etag, etag, value)  # type: ignore[arg-type]
+                return ConditionalOperationResult(True, expected_etag, etag, _kept(etag, value))
             except PreconditionFailed:
                 pass
         need_value = condition is not ANY_ETAG or value is KEEP_CURRENT
@@ -193,10 +198,8 @@ class ConditionalOps(StoreCore):
                     return ConditionalOperationResult(
                         True, actual, ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE
                     )
-                if self._append_only and not _absent(actual):
-                    raise self._policy_error()
                 etag = self._put(k, value, if_match=actual)
-                return ConditionalOperationResult(True, actual, etag, value)  # type: ignore[arg-type]
+                return ConditionalOperationResult(True, actual, etag, _kept(etag, value))
             except PreconditionFailed:
                 continue
         raise ConcurrencyConflictError(k, _MAX_RACES)
@@ -223,7 +226,7 @@ class ConditionalOps(StoreCore):
                 try:
                     etag = self._put(k, default_value, if_match=ITEM_NOT_AVAILABLE)
                     return ConditionalOperationResult(
-                        True, ITEM_NOT_AVAILABLE, etag, default_value  # type: ignore[arg-type]
+                        True, ITEM_NOT_AVAILABLE, etag, _kept(etag, default_value)
                     )
                 except PreconditionFailed:
                     pass
@@ -293,6 +296,8 @@ class ConditionalOps(StoreCore):
         if not callable(transformer):
             raise TypeError(f"transformer must be callable, got {transformer!r}")
         k = to_key(key)
+        if self._bytes.capabilities.discards_writes:
+            return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)  # nothing to transform
         attempt = 0
         while True:
             version = self._get(k, retrieve=True)
@@ -303,14 +308,10 @@ class ConditionalOps(StoreCore):
                 if new_value is DELETE_CURRENT:
                     if _absent(version.etag):
                         return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-                    self._forbid_if_append_only()
                     self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
                     return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-                self._check_value(k, new_value)
-                if self._append_only and not _absent(version.etag):
-                    raise self._policy_error()
                 etag = self._put(k, new_value, if_match=version.etag)
-                return OperationResult(etag, new_value)  # type: ignore[arg-type]
+                return OperationResult(etag, _kept(etag, new_value))
             except PreconditionFailed:
                 attempt += 1
                 if n_retries is not None and attempt > n_retries:
@@ -332,7 +333,7 @@ class ConditionalOps(StoreCore):
             return version.value
         for _ in _races():
             try:
-                self._put(k, default, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
+                self._put(k, default, if_match=ITEM_NOT_AVAILABLE)
                 return default
             except PreconditionFailed:
                 pass

@@ -243,6 +243,16 @@ def to_key(key: Any) -> NonEmptySafeStrTuple:
     return NonEmptySafeStrTuple(key)
 
 
+def trusted_key(strings: tuple[str, ...]) -> NonEmptySafeStrTuple:
+    """A key from non-empty components already known to be safe (listings: no re-check)."""
+    return NonEmptySafeStrTuple._trusted(strings)  # type: ignore[no-any-return]
+
+
+def is_safe_component(s: str) -> bool:
+    """Whether ``s`` can be a key component: safe characters only, not '.' or '..'."""
+    return _SAFE_RE.fullmatch(s) is not None and s not in (".", "..")
+
+
 def to_prefix(prefix: Any) -> SafeStrTuple:
     """Normalize a (possibly empty) key prefix."""
     if isinstance(prefix, SafeStrTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import heapq
 import random
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -9,9 +10,8 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from .conditional import ConditionalOps
-from .errors import PreconditionFailed
-from .flags import DELETE_CURRENT, ITEM_NOT_AVAILABLE, KEEP_CURRENT
-from .keys import NonEmptySafeStrTuple, SafeStrTuple, to_key
+from .flags import DELETE_CURRENT, KEEP_CURRENT
+from .keys import NonEmptySafeStrTuple, SafeStrTuple, to_key, to_prefix
 
 ValueType = TypeVar("ValueType")
 _MISSING = object()
@@ -22,8 +22,8 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
 
     Keys are non-empty sequences of URL/filename-safe strings (a str is a
     one-component key). Insertion order is not preserved. Subclasses
-    implement the primitives of ``StoreCore``; every operation here is built
-    on them, so it is as atomic as they are.
+    provide a ByteStore (``byte_store``, see ``contract.py``); every
+    operation here is built on it, so it is as atomic as it is.
     """
 
     # -- item access ----------------------------------------------------------
@@ -45,14 +45,7 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         if value is DELETE_CURRENT:
             self.discard(k)
             return
-        self._check_value(k, value)
-        if self._append_only:
-            try:
-                self._put(k, value, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
-            except PreconditionFailed:
-                raise self._policy_error() from None
-        else:
-            self._put(k, value, if_match=None, want_etag=False)
+        self._put(k, value, if_match=None)
 
     def __delitem__(self, key: Any) -> None:
         k = to_key(key)
@@ -73,7 +66,7 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         return map(itemgetter(0), self._iter_keys())
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._iter_keys())
+        return self._bytes.count()
 
     def __bool__(self) -> bool:
         return next(iter(self._iter_keys()), None) is not None
@@ -170,8 +163,14 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
     # -- prefixes ---------------------------------------------------------------
 
     def get_subdict(self, prefix_key: Any) -> Any:
-        """A store restricted to keys under ``prefix_key`` (empty prefix: all)."""
-        raise NotImplementedError(f"{type(self).__name__} has no hierarchical key space")
+        """A store restricted to keys under ``prefix_key`` (empty prefix: all).
+
+        Built on ``byte_store.child``: the same configuration over the child's bytes.
+        """
+        child = self._bytes.child(to_prefix(prefix_key))
+        clone = copy.copy(self)  # rebuilt from get_params()
+        clone._bytes = child
+        return clone
 
     def subdicts(self) -> dict[str, Any]:
         """Map each first-level key component that has keys below it to its subdict."""
