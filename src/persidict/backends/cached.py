@@ -1,31 +1,22 @@
-"""Read-through caches in front of a main store (typically S3 + local files)."""
+"""Read-through caches in front of a main store (typically S3 + local files).
+
+Each wrapper is a value layer over a cache ByteStore built from main's and
+the cache's byte stores (``cache_bytes.py``): one record per cached key,
+main's etag and bytes together, copied byte for byte.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from typing import Any
 
-from ..engine.values import Version, sorted_params
-from ..engine.errors import OutcomeUnknownError, PreconditionFailed
-from ..engine.flags import (
-    ITEM_NOT_AVAILABLE,
-    VALUE_NOT_RETRIEVED,
-    ETagConditionFlag,
-    ETagValue,
-    ItemNotAvailableFlag,
-)
-from ..engine.keys import NonEmptySafeStrTuple, to_key
+from ..engine.conditional import check_n_retries
+from ..engine.flags import ETagValue
+from ..engine.keys import to_key
 from ..engine.persidict import PersiDict
-from ..engine.results import ConditionalOperationResult, OperationResult
-from .forwarding import ForwardingStore, require_persidict
-
-_log = logging.getLogger("persidict")
-
-
-def _cache_failed(what: str, key: NonEmptySafeStrTuple, exc: Exception) -> None:
-    """Log a cache failure that must not fail the call: main already answered or committed."""
-    _log.warning("persidict cache: %s of key %r failed: %r", what, key.strings, exc)
+from ..engine.results import OperationResult
+from ..engine.values import sorted_params
+from .cache_bytes import AppendOnlyCacheBytes, ValidatedCacheBytes
+from .forwarding import require_persidict
 
 
 def _require_compatible(main: PersiDict[Any], cache: PersiDict[Any], name: str) -> None:
@@ -36,16 +27,20 @@ def _require_compatible(main: PersiDict[Any], cache: PersiDict[Any], name: str) 
         )
 
 
-class AppendOnlyDictCached(ForwardingStore):
-    """An append-only main store fronted by an append-only value cache.
+class AppendOnlyDictCached(PersiDict[Any]):
+    """An append-only main store fronted by an append-only cache.
 
-    Both stores are append-only, so a cached value can never be stale: plain
-    reads and ``in`` are answered from the cache when possible, otherwise
-    from main (filling the cache). Writes go to main first (an atomic
-    insert-if-absent there: exactly one writer wins) and are then mirrored
-    into the cache; a crash in between only leaves a cache miss. Etags,
-    timestamps, iteration and length come from main. Deletion and
-    transform_item are refused with MutationPolicyError.
+    ``data_cache`` holds one record per cached key: main's etag and main's
+    bytes in one entry (see ``cache_bytes.py``), not values readable through
+    ``data_cache`` itself. Both stores are append-only, so a cached record is
+    main's forever: reads, ``in``, ``etag()`` and snapshots of a cached key
+    are answered by the cache alone, and inserting a cached key fails without
+    asking main. Misses go to main and are mirrored. Writes go to main first
+    (an atomic insert-if-absent there: exactly one writer wins) and are then
+    mirrored; a crash in between only leaves a cache miss, and a key the
+    cache cannot hold is refused before main is written. Timestamps,
+    iteration and length come from main. Deletion and transform_item are
+    refused with MutationPolicyError.
     """
 
     def __init__(self, *, main_dict: PersiDict[Any], data_cache: PersiDict[Any]) -> None:
@@ -54,90 +49,59 @@ class AppendOnlyDictCached(ForwardingStore):
         if not main.append_only or not cache.append_only:
             raise ValueError("main_dict and data_cache must both be append-only")
         _require_compatible(main, cache, "data_cache")
-        self._cache = cache
-        self._init_forwarding(main, append_only=True)
+        super().__init__(
+            append_only=True,
+            base_class_for_values=main.base_class_for_values,
+            serialization_format=main.serialization_format,
+        )
+        self._main = main
+        self._data_cache = cache
+        self._bytes = AppendOnlyCacheBytes(main.byte_store, cache.byte_store)
 
     def get_params(self) -> dict[str, Any]:
         """Parameters: ``data_cache`` and ``main_dict``, sorted."""
-        return sorted_params({"data_cache": self._cache, "main_dict": self._inner})
-
-    def _mirror(self, key: NonEmptySafeStrTuple, value: Any) -> None:
-        """Copy a value main holds into the cache; a failure only leaves a cache miss."""
-        try:
-            with contextlib.suppress(PreconditionFailed):  # already cached: same value
-                self._cache._put(key, value, if_match=ITEM_NOT_AVAILABLE, want_etag=False)
-        except Exception as exc:  # whatever the cache raises, main has the value
-            _cache_failed("mirror", key, exc)
-
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        try:
-            return self._cache._load(key)
-        except KeyError:
-            value = self._inner._load(key)
-        self._mirror(key, value)
-        return value
-
-    def _get(
-        self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
-    ) -> Version:
-        version = self._inner._get(key, retrieve=retrieve, if_none_match=if_none_match)
-        if version.value is not VALUE_NOT_RETRIEVED and version.value is not ITEM_NOT_AVAILABLE:
-            self._mirror(key, version.value)
-        return version
-
-    def _contains(self, key: NonEmptySafeStrTuple) -> bool:
-        return self._cache._contains(key) or self._inner._contains(key)
-
-    def _put(
-        self,
-        key: NonEmptySafeStrTuple,
-        value: Any,
-        *,
-        if_match: ETagValue | ItemNotAvailableFlag | None,
-        want_etag: bool = True,
-    ) -> ETagValue | None:
-        etag = self._inner._put(key, value, if_match=if_match, want_etag=want_etag)
-        self._mirror(key, value)
-        return etag
+        return sorted_params({"data_cache": self._data_cache, "main_dict": self._main})
 
     def transform_item(
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
-        """Refused: values of an append-only store never change."""
+        """Refused (after ``n_retries`` is checked): values of an append-only store never change."""
+        check_n_retries(n_retries)
         raise self._policy_error()
 
     def get_subdict(self, prefix_key: Any) -> AppendOnlyDictCached:
         """The same pairing scoped to ``prefix_key`` in both stores."""
         return AppendOnlyDictCached(
-            main_dict=self._inner.get_subdict(prefix_key),
-            data_cache=self._cache.get_subdict(prefix_key),
+            main_dict=self._main.get_subdict(prefix_key),
+            data_cache=self._data_cache.get_subdict(prefix_key),
         )
 
 
-class MutableDictCached(ForwardingStore):
-    """A mutable main store fronted by a value cache validated by etags.
+class MutableDictCached(PersiDict[Any]):
+    """A mutable main store fronted by a local cache validated by etags.
 
-    Plain reads (``d[k]``, ``get``, ``items``...) ask main whether the cached
-    etag is still current (a conditional read: on S3 a GET with
-    If-None-Match, answered 304 without a body) and return the cached value
-    only then; otherwise they fetch the fresh value and refresh both caches
-    (self-healing). Every write and delete goes to main first, atomically as
-    main provides, and is then mirrored into both caches. ``etag()`` answers
-    from the etag cache when it can (it may be stale if main was changed
-    behind this wrapper's back).
+    ``data_cache`` holds one record per cached key: main's etag and main's
+    bytes in one entry (see ``cache_bytes.py``), not values readable through
+    ``data_cache`` itself. ``etag_cache`` is kept for the signature,
+    ``get_params`` and ``get_subdict``; nothing is written to it any more
+    (the etag lives in the record, so the two can never drift apart).
 
-    Atomic as main: every conditional operation (``*_if``, transform_item,
-    pop, popitem, setdefault, get_with_etag) reads its snapshot from main
-    itself, never from the caches. The caches are kept so that a cached value
-    is never older than the cached etag, even with many readers and writers
-    sharing them and crashing at any point: a value is mirrored only by a
-    compare-and-swap on the value cache against the version seen *before*
-    main was read or written, so the value cache only moves forward in time;
-    the etag is dropped before it and written after it, and dropped again if
-    another mirror overtook ours, so no value sits next to another value's
-    etag. (With a value cache whose etags are content hashes, a value that
-    returns to an earlier content can let an older reader's mirror through;
-    the next read of main's etag corrects it.)
+    Every read with a value (``d[k]``, ``get``, ``items``, the snapshots of
+    conditional operations and transform_item) asks main with the cached
+    etag as If-None-Match (on S3: a GET answered 304 without a body) and
+    serves the cached bytes only then; otherwise main's fresh bytes are
+    returned and mirrored (self-healing). Reads without a value, writes and
+    deletes go to main first, atomically as main provides; the cache
+    follows. ``etag()`` answers from the record when there is one (it may be
+    stale if main was changed behind this wrapper's back).
+
+    Atomic as main: every answer and every decision is main's; the cache
+    only saves bodies. A record is mirrored by one compare-and-swap on the
+    cache against the entry seen *before* main was read or written, so a
+    writer overtaken by a newer mirror leaves that one. A failing cache
+    never fails a call (logged); a process killed between main and the
+    cache leaves an older record, which main's etag refuses on the next
+    read: a miss, never a wrong value.
     """
 
     def __init__(
@@ -153,164 +117,37 @@ class MutableDictCached(ForwardingStore):
         if cache.append_only or etags.append_only:
             raise ValueError("data_cache and etag_cache must be mutable (append_only=False)")
         _require_compatible(main, cache, "data_cache")
-        self._cache = cache
-        self._etags = etags
-        self._init_forwarding(main, append_only=main.append_only)
+        super().__init__(
+            append_only=main.append_only,
+            base_class_for_values=main.base_class_for_values,
+            serialization_format=main.serialization_format,
+        )
+        self._main = main
+        self._data_cache = cache
+        self._etag_cache = etags
+        self._cache = ValidatedCacheBytes(main.byte_store, cache.byte_store)
+        self._bytes = self._cache
 
     def get_params(self) -> dict[str, Any]:
         """Parameters: ``data_cache``, ``etag_cache`` and ``main_dict``, sorted."""
-        return sorted_params(
-            {"data_cache": self._cache, "etag_cache": self._etags, "main_dict": self._inner}
-        )
-
-    def _cached_value(self, key: NonEmptySafeStrTuple) -> Version:
-        """The value cache's own snapshot of ``key``: (its version, the value)."""
-        return self._cache._get(key, retrieve=True)
-
-    def _mirror(self, key: NonEmptySafeStrTuple, seen: Version, etag: Any, value: Any) -> None:
-        """Cache main's (value, etag), unless the value cache moved since ``seen``.
-
-        ``seen`` was taken before main was read or written, so a value cache
-        that moved since holds a value at least as new as ours: leave it.
-        No value is ever paired with another value's etag (with content-hash
-        etags it would be served once main's content returns to that one):
-        the etag is dropped while the value is written, and kept only if the
-        value cache still holds our value once the etag is stored.
-        """
-        if not isinstance(etag, str):
-            self._forget(key)
-            return
-        try:
-            # No etag while the value changes: a crash between the two puts
-            # must not leave the old etag next to the new value.
-            self._etags._remove(key, if_match=None)
-            try:
-                ours = self._cache._put(key, value, if_match=seen.etag, want_etag=True)
-            except PreconditionFailed:
-                return
-            self._etags._put(key, etag, if_match=None, want_etag=False)
-            if self._cache._get(key, retrieve=False).etag != ours:
-                # A newer mirror overtook ours between the two puts: our etag
-                # may now sit next to its value. Drop it (a miss, not a lie).
-                self._etags._remove(key, if_match=None)
-        except Exception as exc:  # main already answered or committed: never fail the call
-            _cache_failed("mirror", key, exc)
-            # A new value under a stale cached etag would be served once main's
-            # content (and so its etag) returns to the old one: drop the etag.
-            self._forget(key)
-
-    def _forget(self, key: NonEmptySafeStrTuple) -> None:
-        """Drop both cache entries of ``key``; a failure is logged, not raised.
-
-        Each is tried on its own: either one gone is enough for ``_load`` to
-        ask main for the value instead of serving the cached one.
-        """
-        for cache in (self._etags, self._cache):
-            try:
-                cache._remove(key, if_match=None)
-            except Exception as exc:
-                _cache_failed("forget", key, exc)
-
-    def _cached_etag(self, key: NonEmptySafeStrTuple) -> str | None:
-        try:
-            etag = self._etags._load(key)
-        except KeyError:
-            return None
-        return etag if isinstance(etag, str) else None
-
-    def _get(
-        self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
-    ) -> Version:
-        # Snapshots for conditional operations come from main only.
-        if not retrieve:
-            return self._inner._get(key, retrieve=False)
-        seen = self._cache._get(key, retrieve=False)
-        version = self._inner._get(key, retrieve=True, if_none_match=if_none_match)
-        if version.etag is ITEM_NOT_AVAILABLE:
-            if self._cached_etag(key) is not None:
-                self._forget(key)
-        elif version.value is not VALUE_NOT_RETRIEVED:
-            self._mirror(key, seen, version.etag, version.value)
-        return version
-
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        cached = self._cached_etag(key)
-        seen = self._cached_value(key)
-        if not isinstance(seen.etag, str):
-            cached = None  # no value to serve: fetch it
-        version = self._inner._get(key, retrieve=True, if_none_match=cached)
-        if version.etag is ITEM_NOT_AVAILABLE:
-            if cached is not None:
-                self._forget(key)
-            raise KeyError(key)
-        if version.value is VALUE_NOT_RETRIEVED:  # main confirmed the cached etag
-            return seen.value
-        self._mirror(key, seen, version.etag, version.value)
-        return version.value
-
-    def _put(
-        self,
-        key: NonEmptySafeStrTuple,
-        value: Any,
-        *,
-        if_match: ETagValue | ItemNotAvailableFlag | None,
-        want_etag: bool = True,
-    ) -> ETagValue | None:
-        seen = self._cache._get(key, retrieve=False)
-        try:
-            etag = self._inner._put(key, value, if_match=if_match, want_etag=True)
-        except OutcomeUnknownError:
-            self._forget(key)  # main may hold the new value: the cache speaks for the old
-            raise
-        self._mirror(key, seen, etag, value)
-        return etag
-
-    def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
-        try:
-            existed = self._inner._remove(key, if_match=if_match)
-        except PreconditionFailed:
-            raise  # main did not change: neither do the caches
-        except BaseException:
-            self._forget(key)  # main may have deleted it; never raises, masks nothing
-            raise
-        self._forget(key)
-        return existed
-
-    def discard_if(
-        self,
-        key: Any,
-        *,
-        condition: ETagConditionFlag,
-        expected_etag: ETagValue | ItemNotAvailableFlag,
-    ) -> ConditionalOperationResult[Any]:
-        """Delete on main if the condition holds (atomic as main); see the base class.
-
-        When main reports the key absent (deleted now, or missing: perhaps
-        deleted by another handle) both cache entries are dropped; when the
-        condition fails on a present key they are left as they are.
-        """
-        result = super().discard_if(key, condition=condition, expected_etag=expected_etag)
-        if result.actual_etag is ITEM_NOT_AVAILABLE:  # deleted ones were forgotten by _remove
-            self._forget(to_key(key))
-        return result
+        params = {"data_cache": self._data_cache, "etag_cache": self._etag_cache}
+        return sorted_params({**params, "main_dict": self._main})
 
     def etag(self, key: Any) -> ETagValue:
-        """The etag from the etag cache if present, else from main (then cached)."""
+        """Main's etag as cached with the value if cached, else main's (then cached)."""
         k = to_key(key)
-        cached = self._cached_etag(k)
+        cached = self._cache.cached_etag(k)
         if cached is not None:
-            return ETagValue(cached)
-        etag = self._inner.etag(k)
-        try:
-            self._etags._put(k, etag, if_match=None, want_etag=False)
-        except Exception as exc:
-            _cache_failed("etag mirror", k, exc)
+            return cached
+        etag = self._cache.read(k).etag  # one read of main; its bytes fill the cache
+        if not isinstance(etag, str):
+            raise KeyError(k)
         return etag
 
     def get_subdict(self, prefix_key: Any) -> MutableDictCached:
         """The same triple scoped to ``prefix_key`` in all three stores."""
         return MutableDictCached(
-            main_dict=self._inner.get_subdict(prefix_key),
-            data_cache=self._cache.get_subdict(prefix_key),
-            etag_cache=self._etags.get_subdict(prefix_key),
+            main_dict=self._main.get_subdict(prefix_key),
+            data_cache=self._data_cache.get_subdict(prefix_key),
+            etag_cache=self._etag_cache.get_subdict(prefix_key),
         )

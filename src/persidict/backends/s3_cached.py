@@ -6,12 +6,13 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..engine.values import sorted_params
-from ..engine.flags import ETagValue, ItemNotAvailableFlag
-from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, SafeStrTuple, to_prefix
+from ..engine.flags import ETagValue
+from ..engine.keys import SafeStrTuple, is_safe_component, to_prefix
 from ..engine.persidict import PersiDict
 from ..engine.results import OperationResult
+from ..engine.values import sorted_params
 from .cached import AppendOnlyDictCached, MutableDictCached
+from .empty import EmptyDict
 from .files import FileDirDict
 from .forwarding import ForwardingStore
 from .s3 import BasicS3Dict
@@ -25,25 +26,25 @@ class S3Dict_FileDirCached(ForwardingStore):
 
     Composition: for ``append_only=True`` an ``AppendOnlyDictCached`` (values
     can never change, so cached values are served without asking S3); for a
-    mutable store a ``MutableDictCached`` with a value cache and an etag
-    cache, where every read is a conditional ``GET If-None-Match`` on the
-    cached etag (304: the cached value is served, no body transferred).
+    mutable store a ``MutableDictCached``, where every read of a value is a
+    conditional ``GET If-None-Match`` on the cached etag (304: the cached
+    bytes are served, no body transferred). A cache entry is one file
+    holding S3's etag and S3's bytes (``cache_bytes.py``).
 
     Atomicity: every write, delete and conditional operation goes to S3
     first, through BasicS3Dict's native conditional requests, so everything
-    is as atomic as BasicS3Dict (linearizable across machines). The caches
-    are updated after S3 and are never trusted for a decision: a stale or
-    missing cache entry costs a fetch, never a wrong answer.
-    Locked: the local cache files, per key, by FileDirDict (each cache write
-    is atomic on its own). Not atomic: the pair (value cache, etag cache)
-    against concurrent writers through other instances; reads detect the
-    mismatch by etag and refresh. Listing comes from S3 (see BasicS3Dict).
+    is as atomic as BasicS3Dict (linearizable across machines). The cache
+    is updated after S3 and is never trusted for a decision of a mutable
+    store: a stale or missing entry costs a fetch, never a wrong answer.
+    Locked: the local cache files, per key, by FileDirDict (each entry is
+    written atomically, etag and bytes together). A key the local cache
+    cannot hold (its file names carry a digest suffix) is refused before S3
+    is written. Listing comes from S3 (see BasicS3Dict).
 
-    Cache layout: ``<base_dir>/data/<bucket>/<root_prefix>`` and
-    ``<base_dir>/etags/<bucket>/<root_prefix>`` (the etag cache only for
-    mutable stores), key components suffixed as FileDirDict does with
-    ``digest_len``. Caches are written with ``durable=False``: a cache lost
-    to a power cut is refilled from S3.
+    Cache layout: ``<base_dir>/data/<bucket>/<root_prefix>``, key components
+    suffixed as FileDirDict does with ``digest_len`` (older versions also
+    kept ``<base_dir>/etags/``: it is no longer read). The cache is written
+    with ``durable=False``: a cache lost to a power cut is refilled from S3.
     """
 
     def __init__(
@@ -80,24 +81,9 @@ class S3Dict_FileDirCached(ForwardingStore):
         if append_only:
             wrapped = AppendOnlyDictCached(main_dict=main, data_cache=data)
         else:
-            etags = self._cache("etags", "pkl", str, False)
-            wrapped = MutableDictCached(main_dict=main, data_cache=data, etag_cache=etags)
-        self._data_cache = data
+            # The records of the data cache hold the etags: no etag cache to write.
+            wrapped = MutableDictCached(main_dict=main, data_cache=data, etag_cache=EmptyDict())
         self._init_forwarding(wrapped, append_only=append_only)
-
-    def _put(
-        self,
-        key: NonEmptySafeStrTuple,
-        value: Any,
-        *,
-        if_match: ETagValue | ItemNotAvailableFlag | None,
-        want_etag: bool = True,
-    ) -> ETagValue | None:
-        # docstring inherited. A key the local cache cannot hold (its file
-        # names carry a digest suffix) is refused before S3 is written, so a
-        # write never lands in S3 and then fails half-way in the cache.
-        self._data_cache._path(key)
-        return self._inner._put(key, value, if_match=if_match, want_etag=want_etag)
 
     def _cache(
         self, kind: str, fmt: str, base_class: type | None, append_only: bool
@@ -113,7 +99,7 @@ class S3Dict_FileDirCached(ForwardingStore):
             durable=False,
         )
         parts = [p for p in main.root_prefix.split("/") if p]
-        if all(_SAFE_RE.fullmatch(p) and p not in (".", "..") for p in parts):
+        if all(is_safe_component(p) for p in parts):
             return root.get_subdict(SafeStrTuple(*parts)) if parts else root
         # A prefix that cannot be a key path gets a directory of its own; '@'
         # names are never keys, so it cannot collide with a cached key.
@@ -174,7 +160,7 @@ class S3Dict_FileDirCached(ForwardingStore):
         params = self.get_params()
         if prefix:
             params["root_prefix"] = self.root_prefix + "/".join(prefix.strings) + "/"
-        client = self._main.client if self._main._injected else None
+        client = self._main.client if self._main.injected_client else None
         return S3Dict_FileDirCached(**params, client=client)
 
 
