@@ -7,7 +7,7 @@ object held our exact bytes (another writer may store the same bytes), and
 here from that commit's behaviour on top of today's transport, which is
 told the request is a read (``writes=False``) so that it resends it the old
 way. :func:`guessing_factory` is a stress store factory (module level, so
-spawned workers unpickle it) that gives every S3 store this class.
+spawned workers unpickle it) that gives every S3 store's ByteStore this class.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 
 from persidict import PersiDict
 from persidict.backends.s3 import BasicS3Dict
+from persidict.backends.s3_bytes import S3Bytes
 from persidict.backends.s3_transport import AMBIGUOUS, http_status
 from persidict.engine.errors import PreconditionFailed
 from persidict.engine.flags import ETagValue, ItemNotAvailableFlag
@@ -30,7 +31,7 @@ def _ambiguous(exc: BaseException) -> bool:
     return isinstance(exc, AMBIGUOUS) or (isinstance(exc, ClientError) and http_status(exc) >= 500)
 
 
-class GuessingS3Dict(BasicS3Dict):
+class GuessingS3Bytes(S3Bytes):
     """Resends writes after a lost reply and guesses from the resend's answer."""
 
     def _resending(self, op: str, fn: Any, key: Any, ok: str, cond: bool, **kwargs: Any) -> Any:
@@ -46,17 +47,14 @@ class GuessingS3Dict(BasicS3Dict):
                 raise
 
         try:
-            return self._transport.call(op, attempt, key=key, object_key=ok,
-                                        conditional=cond, **kwargs)
+            return self.transport.call(op, attempt, key=key, object_key=ok,
+                                       conditional=cond, **kwargs)
         except PreconditionFailed as exc:
             exc.ambiguous = bool(seen)  # type: ignore[attr-defined]
             raise
 
-    def _put(
-        self, key: Any, value: Any, *, if_match: Any, want_etag: bool = True
-    ) -> ETagValue | None:
-        data = self._encode(key, value)
-        ok = self._object_key(key)
+    def write(self, key: Any, data: bytes, *, if_match: Any) -> ETagValue:
+        ok = self.object_key(key)
         kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok, "Body": data}
         if isinstance(if_match, ItemNotAvailableFlag):
             kwargs["IfNoneMatch"] = "*"
@@ -69,14 +67,14 @@ class GuessingS3Dict(BasicS3Dict):
             if not getattr(exc, "ambiguous", False):
                 raise
             # the old guess: our exact bytes there means the write was ours
-            current = self._get(key, retrieve=False).etag
+            current = self.read(key, body=False).etag
             if current != f'"{hashlib.md5(data).hexdigest()}"':
                 raise
             return ETagValue(current)
-        return ETagValue(response["ETag"]) if want_etag else None
+        return ETagValue(response["ETag"])
 
-    def _remove(self, key: Any, *, if_match: ETagValue | None) -> bool:
-        ok = self._object_key(key)
+    def delete(self, key: Any, *, if_match: ETagValue | None) -> bool:
+        ok = self.object_key(key)
         try:
             self._resending("delete_object", self.client.delete_object, key, ok, True,
                             Bucket=self.bucket_name, Key=ok,
@@ -89,8 +87,8 @@ class GuessingS3Dict(BasicS3Dict):
 
 
 def guessing_factory(spec: StoreSpec, namespace: str) -> PersiDict[Any]:
-    """make_store, with every S3 store a GuessingS3Dict."""
+    """make_store, with every S3 store's ByteStore a GuessingS3Bytes."""
     store = make_store(spec, namespace)
     if isinstance(store, BasicS3Dict):
-        store.__class__ = GuessingS3Dict
+        store.byte_store.__class__ = GuessingS3Bytes
     return store

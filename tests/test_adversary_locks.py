@@ -72,7 +72,7 @@ def test_a_store_opened_inside_an_existing_store_is_left_alone(
     reopened = FileDirDict(base_dir=models, digest_len=inner_digest_len)
     assert len(reopened) == 6
     # the locks are still the outer store's: one file, one lock
-    assert inner._where(_key("m", "w0"))[1].lock_path == os.path.realpath(
+    assert inner.byte_store.where(_key("m", "w0"))[1].lock_path == os.path.realpath(
         nest / META_DIR / "lock"
     )
 
@@ -170,7 +170,8 @@ def test_a_read_only_store_with_an_undecided_marker_is_readable(tmp_path: pathli
         d[("c", "y")] = 3  # the same instance settles its lock now
         assert marker.marker_state(str(mnt / "s" / sign_component("c", 4))) == marker.SUB
         other = FileDirDict(base_dir=mnt / "s" / sign_component("c", 4))
-        assert d._where(_key("c", "y"))[1].lock_path == other._where(_key("y"))[1].lock_path
+        mine, theirs = d.byte_store.where(_key("c", "y")), other.byte_store.where(_key("y"))
+        assert mine[1].lock_path == theirs[1].lock_path
         del d, other
 
 
@@ -231,9 +232,9 @@ def test_a_planted_marker_symlink_changes_no_lock(tmp_path: pathlib.Path) -> Non
     after = FileDirDict(base_dir=tmp_path / "p")
     sub = FileDirDict(base_dir=tmp_path / "p" / sign_component("a", 4))
     locks = {
-        before._where(_key("a", "n"))[1].lock_path,
-        after._where(_key("a", "n"))[1].lock_path,
-        sub._where(_key("n"))[1].lock_path,
+        before.byte_store.where(_key("a", "n"))[1].lock_path,
+        after.byte_store.where(_key("a", "n"))[1].lock_path,
+        sub.byte_store.where(_key("n"))[1].lock_path,
     }
     assert locks == {os.path.realpath(tmp_path / "p" / META_DIR / "lock")}
     assert main(["check", str(tmp_path / "p"), "--fix"]) == 1  # the link is a stray
@@ -267,7 +268,7 @@ def test_a_signal_handler_cannot_silently_drop_a_held_lock(tmp_path: pathlib.Pat
     a = FileDirDict(base_dir=tmp_path / "s", durable=False)
     b = FileDirDict(base_dir=tmp_path / "s", durable=False)
     a["k"] = 0
-    _, locks, offset = a._where(_key("k"))
+    _, locks, offset = a.byte_store.where(_key("k"))
     locks.timeout = 0.2
     seen: list[str] = []
 
@@ -324,6 +325,7 @@ def test_a_nested_store_moved_out_of_its_parent_opens(tmp_path: pathlib.Path) ->
     moved[("m", "o")] = 3
     assert marker.marker_state(str(tmp_path / "models")) == marker.ROOT
     sub = moved.get_subdict("m")
-    assert sub._where(_key("n"))[1].lock_path == moved._where(_key("m", "n"))[1].lock_path
+    here, there = sub.byte_store.where(_key("n")), moved.byte_store.where(_key("m", "n"))
+    assert here[1].lock_path == there[1].lock_path
     assert main(["check", str(tmp_path / "models"), "--fix"]) == 0
     assert dict(sub.items()) == {("n",): 2, ("o",): 3}

@@ -74,7 +74,7 @@ def _seed_damage(base: pathlib.Path) -> tuple[FileDirDict, dict[str, list[pathli
     (bad_dir / "inner.pkl").write_bytes(pickle.dumps("inner"))
     seeded["stray"].append(bad_dir)
 
-    e_dir, f_dir = d._signed(("e", "f"), with_suffix=False)
+    e_dir, f_dir = d.byte_store.signed(("e", "f"), with_suffix=False)
     empty = base / e_dir
     (empty / f_dir).mkdir(parents=True)  # a tree holding no file: one finding
     seeded["empty_dir"].append(empty)

@@ -113,9 +113,8 @@ def test_opening_a_parent_later_does_not_move_a_stores_locks(tmp_path: pathlib.P
     finally:
         sys.setswitchinterval(old)
     assert before["n"] == 2 * rounds
-    assert before._where(NonEmptySafeStrTuple("n"))[1].lock_path == after._where(
-        NonEmptySafeStrTuple("n")
-    )[1].lock_path
+    n = NonEmptySafeStrTuple("n")
+    assert before.byte_store.where(n)[1].lock_path == after.byte_store.where(n)[1].lock_path
 
 
 def test_cached_reads_never_go_back_in_time(tmp_path: pathlib.Path) -> None:

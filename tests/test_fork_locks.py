@@ -38,7 +38,7 @@ def fork_while_held(d: LocalDict) -> int | None:
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with d._store.lock:
+        with d.get_params()["backend"].store.lock:
             held.set()
             release.wait(30)
 

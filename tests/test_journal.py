@@ -147,7 +147,7 @@ def test_lazy_recovery_from_the_write_path(
     dead = _seed(_journal_dir(base), _dead_temp_name())  # appears after our open
     d["k"] = 1
     assert dead.exists()  # not yet: lazy recovery is rate limited
-    monkeypatch.setattr(d._journal, "_next_lazy", time.monotonic() - 1)
+    monkeypatch.setattr(d.byte_store.journal, "_next_lazy", time.monotonic() - 1)
     d["k"] = 2
     assert not dead.exists()
 

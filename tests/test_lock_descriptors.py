@@ -106,7 +106,7 @@ def test_two_threads_still_exclude_each_other(tmp_path: pathlib.Path) -> None:
     of the same process, even through the same instance."""
     d = FileDirDict(base_dir=tmp_path / "s", durable=False)
     d["k"] = 0
-    _, key_locks, offset = d._where(NonEmptySafeStrTuple("k"))
+    _, key_locks, offset = d.byte_store.where(NonEmptySafeStrTuple("k"))
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -182,7 +182,7 @@ def test_forked_child_does_not_share_the_parents_lock(tmp_path: pathlib.Path) ->
     the parent holds a key's lock must wait for it like any other process."""
     d = FileDirDict(base_dir=tmp_path / "s", durable=False)
     d["k"] = "parent"
-    _, key_locks, offset = d._where(NonEmptySafeStrTuple("k"))
+    _, key_locks, offset = d.byte_store.where(NonEmptySafeStrTuple("k"))
     with key_locks.hold_at(offset, "k"):
         pid = os.fork()
         if pid == 0:  # the child: report through the exit code only

@@ -36,7 +36,7 @@ def _worker(base: str, key: tuple[str, ...], barrier: Any, out: Any) -> None:
         d = FileDirDict(base_dir=base, durable=False)
         for _ in range(N_INCR):
             d.transform_item(key, transformer=_bump, n_retries=None)
-        out.put(d._where(NonEmptySafeStrTuple(*key))[1].lock_path)
+        out.put(d.byte_store.where(NonEmptySafeStrTuple(*key))[1].lock_path)
     except BaseException as exc:  # reported to the parent, which fails the test
         out.put(repr(exc))
         raise
@@ -109,7 +109,8 @@ def test_a_pending_marker_below_a_root_is_decided_sub(tmp_path: pathlib.Path) ->
     assert marker.marker_state(str(child)) == marker.SUB
     assert [p.name for p in child.iterdir() if p.name.startswith("@")] == [META_DIR]
     k = NonEmptySafeStrTuple("c", "n")
-    assert parent._where(k)[1].lock_path == sub._where(NonEmptySafeStrTuple("n"))[1].lock_path
+    below = sub.byte_store.where(NonEmptySafeStrTuple("n"))
+    assert parent.byte_store.where(k)[1].lock_path == below[1].lock_path
 
 
 def test_stores_of_earlier_versions_keep_their_roots(tmp_path: pathlib.Path) -> None:
@@ -124,7 +125,7 @@ def test_stores_of_earlier_versions_keep_their_roots(tmp_path: pathlib.Path) -> 
         else:
             (directory / META_DIR / made).mkdir()
     d = FileDirDict(base_dir=outer, durable=False)
-    where = d._where(NonEmptySafeStrTuple("models", "k"))[1].lock_path
+    where = d.byte_store.where(NonEmptySafeStrTuple("models", "k"))[1].lock_path
     assert where == os.path.realpath(inner / META_DIR / "lock")
     assert not (outer / META_DIR / marker.STATE).exists()  # nothing rewritten
 

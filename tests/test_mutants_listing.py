@@ -183,7 +183,7 @@ def test_fallback_lists_no_file_symlink(tmp_path: Path, monkeypatch: pytest.Monk
     d["real"] = 1
     d["linked"] = 2
     target = tmp_path / "outside.pkl"
-    link = Path(d._path(NonEmptySafeStrTuple(("linked",))))
+    link = Path(d.byte_store.path(NonEmptySafeStrTuple(("linked",))))
     link.rename(target)
     link.symlink_to(target)  # a key's own file name, as a symlink
     monkeypatch.setattr(listing, "_getdents", None)

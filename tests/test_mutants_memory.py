@@ -15,6 +15,6 @@ def test_fork_while_a_thread_holds_the_lock_of_an_unpickled_store() -> None:
     original = LocalDict()
     original["k"] = "parent"
     d = pickle.loads(pickle.dumps(original))  # a new store, built by __setstate__
-    assert d._store is not original._store
+    assert d.get_params()["backend"].store is not original.get_params()["backend"].store
     assert fork_while_held(d) == 0  # None: the child hung on the inherited lock
     assert d["k"] == "parent"

@@ -173,7 +173,7 @@ def test_ambiguous_conditional_put_that_landed_is_reported_as_ours(
     d, stub, _ = stubbed
     import hashlib
 
-    from persidict.backends import s3
+    from persidict.backends import s3_bytes as s3
 
     monkeypatch.setattr(s3, "write_token", lambda: "t-ours")
     stub.add_client_error("put_object", "InternalError", http_status_code=500)  # not resent

@@ -95,7 +95,7 @@ def test_fork_while_another_thread_builds_a_client(
 
     def build(entered: threading.Event, release: threading.Event) -> None:
         gate.append((entered, release))
-        s3.make_client(DUMMY, REGION)
+        s3_transport.make_client(DUMMY, REGION)
 
     with in_thread(build):
         fork_and_use(s3_server.endpoint_url)

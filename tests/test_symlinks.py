@@ -14,11 +14,11 @@ import pickle
 import pytest
 
 from persidict import BackendError, FileDirDict, NonEmptySafeStrTuple
-from persidict.backends import files
+from persidict.backends import file_bytes as files
 
 
 def _file_of(d: FileDirDict, key: tuple[str, ...]) -> pathlib.Path:
-    return pathlib.Path(d._path(NonEmptySafeStrTuple(key)))
+    return pathlib.Path(d.byte_store.path(NonEmptySafeStrTuple(key)))
 
 
 @pytest.fixture(params=["openat2", "lstat", "linked_base"])

@@ -2,51 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..engine.contract import Version, sorted_params
-from ..engine.errors import (
-    BackendError,
-    ConcurrencyConflictError,
-    OutcomeUnknownError,
-    PreconditionFailed,
-)
-from ..engine.flags import (
-    ITEM_NOT_AVAILABLE,
-    VALUE_NOT_RETRIEVED,
-    ETagValue,
-    ItemNotAvailableFlag,
-)
-from ..engine.keys import _SAFE_RE, NonEmptySafeStrTuple, to_prefix
+from ..engine.keys import to_prefix
 from ..engine.persidict import PersiDict
-from .s3_transport import (
-    NotFound,
-    NotModified,
-    RetryPolicy,
-    Transport,
-    ensure_bucket,
-    make_client,
-)
+from ..engine.values import sorted_params
+from .s3_bytes import WRITE_TOKEN, S3Bytes, write_token
+from .s3_transport import RetryPolicy, ensure_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# The user-metadata entry (boto3 lowercases the names) holding each write's token.
-WRITE_TOKEN = "persidict-write"
-
-
-def write_token() -> str:
-    """A token unique to one write: proves later that the current object is it."""
-    return secrets.token_hex(16)
-
-
-_SEGMENT_MAX = 255
-_KEY_MAX = 1024
-_MAX_PAGES = 10**7  # 10**10 objects: a guard against a server that never ends a listing
-_DELETE_ROUNDS = 16  # HEAD + DELETE If-Match rounds lost to writers before giving up
+__all__ = ["WRITE_TOKEN", "BasicS3Dict", "write_token"]
 
 
 class BasicS3Dict(PersiDict[Any]):
@@ -87,7 +54,7 @@ class BasicS3Dict(PersiDict[Any]):
     process, so a bucket deleted since (or a test mock reset) is found again.
     """
 
-    _backend_name = "s3"
+    _bytes: S3Bytes
 
     def __init__(
         self,
@@ -119,14 +86,11 @@ class BasicS3Dict(PersiDict[Any]):
         self.region = region
         self.root_prefix = root_prefix
         self.endpoint_url = endpoint_url
-        self._suffix = "." + serialization_format
-        self._injected = client is not None
-        self._client_pid = os.getpid()
-        self._client: S3Client = client if client is not None else make_client(
-            endpoint_url, region
+        self._bytes = S3Bytes(
+            bucket_name=bucket_name, root_prefix=root_prefix, suffix="." + serialization_format,
+            endpoint_url=endpoint_url, region=region, client=client,
         )
-        self._transport = Transport(self._location)
-        ensure_bucket(self._transport, self._client, bucket_name, region)
+        ensure_bucket(self._bytes.transport, self._bytes.client, bucket_name, region)
 
     # -- configuration ------------------------------------------------------
 
@@ -137,18 +101,12 @@ class BasicS3Dict(PersiDict[Any]):
         Connections of a pool inherited through fork() are shared with the
         parent: each process could read the other's replies (wrong values).
         """
-        if self._client_pid != os.getpid():
-            if self._injected:
-                raise BackendError(
-                    f"{self.base_url}: the boto3 client given to this store belongs to "
-                    f"process {self._client_pid}; after fork() its pooled connections are "
-                    f"shared with that process, whose replies this one could read: give "
-                    f"the store a client built in this process",
-                    backend="s3", operation="client",
-                )
-            self._client = make_client(self.endpoint_url, self.region)
-            self._client_pid = os.getpid()
-        return self._client
+        return self._bytes.client
+
+    @property
+    def injected_client(self) -> bool:
+        """Whether the boto3 client was given to the constructor (not built here)."""
+        return self._bytes.injected
 
     @property
     def s3_client(self) -> S3Client:
@@ -158,11 +116,11 @@ class BasicS3Dict(PersiDict[Any]):
     @property
     def retry_policy(self) -> RetryPolicy:
         """Bounds of the retries of transient failures (tests inject sleep/clock)."""
-        return self._transport.policy
+        return self._bytes.transport.policy
 
     @retry_policy.setter
     def retry_policy(self, policy: RetryPolicy) -> None:
-        self._transport.policy = policy
+        self._bytes.transport.policy = policy
 
     @property
     def base_url(self) -> str:
@@ -181,199 +139,6 @@ class BasicS3Dict(PersiDict[Any]):
         )
         return sorted_params(params)
 
-    def _location(self, object_key: str) -> str:
-        return f"s3://{self.bucket_name}/{object_key}"
-
-    # -- keys ---------------------------------------------------------------
-
-    def _object_key(self, key: NonEmptySafeStrTuple) -> str:
-        """The object name of ``key``; ValueError (before any request) if too long.
-
-        S3 allows 1024 bytes per object key; the limit of 255 bytes per
-        ``/``-separated segment is that of file names, which S3-compatible
-        servers backed by file systems (SeaweedFS among them) enforce.
-        """
-        segments = [*key.strings[:-1], key.strings[-1] + self._suffix]
-        for original, seg in zip(key.strings, segments, strict=True):
-            if len(seg.encode("utf-8")) > _SEGMENT_MAX:
-                raise ValueError(
-                    f"key component {original[:40]!r}... is too long: its object name "
-                    f"segment {seg[:40]!r}... exceeds {_SEGMENT_MAX} bytes"
-                )
-        name = self.root_prefix + "/".join(segments)
-        if len(name.encode("utf-8")) > _KEY_MAX:
-            raise ValueError(
-                f"key {key.strings!r} is too long: object name {name[:60]!r}... "
-                f"exceeds S3's {_KEY_MAX} bytes"
-            )
-        return name
-
-    def _key_of(self, object_key: str) -> NonEmptySafeStrTuple | None:
-        """The key an object name stands for, or None if it is not one of ours."""
-        if not object_key.startswith(self.root_prefix) or not object_key.endswith(self._suffix):
-            return None
-        parts = object_key[len(self.root_prefix) : -len(self._suffix)].split("/")
-        for p in parts:
-            if p in ("", ".", "..") or _SAFE_RE.fullmatch(p) is None:
-                return None
-        return NonEmptySafeStrTuple._trusted(tuple(parts))  # type: ignore[no-any-return]
-
-    # -- primitives ---------------------------------------------------------
-
-    def _get(
-        self, key: NonEmptySafeStrTuple, *, retrieve: bool, if_none_match: str | None = None
-    ) -> Version:
-        # docstring inherited
-        ok = self._object_key(key)
-        call = self._transport.call
-        try:
-            if not retrieve:
-                head = call("head_object", self.client.head_object, key=key, object_key=ok,
-                            Bucket=self.bucket_name, Key=ok)
-                return Version(ETagValue(head["ETag"]), VALUE_NOT_RETRIEVED)
-            kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok}
-            if if_none_match is not None:
-                kwargs["IfNoneMatch"] = if_none_match
-            response, data = call("get_object", self._get_object, key=key, object_key=ok,
-                                  **kwargs)
-        except NotFound:
-            return Version(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-        except NotModified as nm:
-            return Version(ETagValue(nm.etag or if_none_match or ""), VALUE_NOT_RETRIEVED)
-        return Version(ETagValue(response["ETag"]), self._decode(key, data, self._location(ok)))
-
-    def _get_object(self, **kwargs: Any) -> tuple[Any, bytes]:
-        """GET and read the whole body: one retried unit (a broken stream re-GETs)."""
-        response = self.client.get_object(**kwargs)
-        body = response["Body"]
-        try:
-            return response, body.read()
-        finally:
-            body.close()
-
-    def _put(
-        self,
-        key: NonEmptySafeStrTuple,
-        value: Any,
-        *,
-        if_match: ETagValue | ItemNotAvailableFlag | None,
-        want_etag: bool = True,
-    ) -> ETagValue | None:
-        # docstring inherited
-        data = self._encode(key, value)  # outside the retried request, never retried
-        ok = self._object_key(key)
-        token = write_token()
-        kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok, "Body": data,
-                                  "Metadata": {WRITE_TOKEN: token}}
-        if isinstance(if_match, ItemNotAvailableFlag):
-            kwargs["IfNoneMatch"] = "*"
-        elif if_match is not None:
-            kwargs["IfMatch"] = if_match
-        try:
-            response = self._transport.call("put_object", self.client.put_object, key=key,
-                                            object_key=ok, conditional=if_match is not None,
-                                            writes=True, stores=True, **kwargs)
-        except OutcomeUnknownError as exc:
-            # An attempt may have been applied (and was not resent): only the
-            # token can tell.
-            return self._prove_own_write(key, ok, token, exc)
-        return ETagValue(response["ETag"]) if want_etag else None
-
-    def _prove_own_write(
-        self, key: NonEmptySafeStrTuple, ok: str, token: str, failure: OutcomeUnknownError
-    ) -> ETagValue:
-        """The current etag if the current object holds ``token``; else ``failure``.
-
-        Equal bytes prove nothing (another writer may store the same value);
-        a token that is not ours does not prove that ours was never applied
-        (it may have been overwritten, or still be in flight).
-        """
-        try:
-            head = self._transport.call("head_object", self.client.head_object, key=key,
-                                        object_key=ok, Bucket=self.bucket_name, Key=ok)
-        except (NotFound, BackendError):
-            head = None
-        if head is not None and head.get("Metadata", {}).get(WRITE_TOKEN) == token:
-            return ETagValue(head["ETag"])
-        raise failure
-
-    def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
-        # docstring inherited. Every delete is one conditional DELETE, so that
-        # whether the key existed is decided atomically by the server (a
-        # plain S3 DELETE answers 204 either way). A delete that may have been
-        # applied raises OutcomeUnknownError: a deleted object keeps no token.
-        ok = self._object_key(key)
-        if if_match is not None:
-            self._delete(key, ok, if_match)
-            return True
-        try:
-            self._delete(key, ok, "*", conditional=False)
-        except NotFound:  # 404 (AWS, moto): absent
-            return False
-        except PreconditionFailed:
-            # 412: absent, or present on a server that takes If-Match: *
-            # literally (moto 5). Delete whatever is current by its etag.
-            return self._remove_current(key, ok)
-        return True
-
-    def _remove_current(self, key: NonEmptySafeStrTuple, ok: str) -> bool:
-        """Delete ``key`` by its current etag; False if a HEAD finds it absent.
-
-        Each round is one atomic conditional delete; its 412 means the key
-        changed (or went) after the HEAD, and the next round looks again.
-        """
-        for _ in range(_DELETE_ROUNDS):
-            etag = self._get(key, retrieve=False).etag
-            if isinstance(etag, ItemNotAvailableFlag):
-                return False
-            try:
-                self._delete(key, ok, etag)
-            except PreconditionFailed:
-                continue
-            return True
-        raise ConcurrencyConflictError(key, _DELETE_ROUNDS)
-
-    def _delete(
-        self, key: NonEmptySafeStrTuple, ok: str, if_match: str, *, conditional: bool = True
-    ) -> None:
-        """``DELETE If-Match: if_match``, never resent once it may have been applied."""
-        self._transport.call("delete_object", self.client.delete_object, key=key,
-                             object_key=ok, conditional=conditional, writes=True,
-                             Bucket=self.bucket_name, Key=ok, IfMatch=if_match)
-
-    def _timestamp(self, key: NonEmptySafeStrTuple) -> float:
-        # docstring inherited
-        ok = self._object_key(key)
-        try:
-            head = self._transport.call("head_object", self.client.head_object, key=key,
-                                        object_key=ok, Bucket=self.bucket_name, Key=ok)
-        except NotFound:
-            raise KeyError(key) from None
-        return float(head["LastModified"].timestamp())
-
-    def _iter_keys(
-        self, *, with_timestamps: bool = False
-    ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
-        # docstring inherited; streamed page by page.
-        token: str | None = None
-        for _ in range(_MAX_PAGES):
-            kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Prefix": self.root_prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            try:
-                page = self._transport.call("list_objects_v2", self.client.list_objects_v2,
-                                            object_key=self.root_prefix, **kwargs)
-            except NotFound:
-                return
-            for obj in page.get("Contents", ()):
-                k = self._key_of(obj["Key"])
-                if k is not None:
-                    ts = float(obj["LastModified"].timestamp()) if with_timestamps else None
-                    yield k, ts
-            token = page.get("NextContinuationToken")
-            if not page.get("IsTruncated") or not token:
-                return
-
     def get_subdict(self, prefix_key: Any) -> BasicS3Dict:
         """A BasicS3Dict whose root_prefix extends this one by ``prefix_key``.
 
@@ -383,7 +148,6 @@ class BasicS3Dict(PersiDict[Any]):
         params = self.get_params()
         if prefix:
             params["root_prefix"] = self.root_prefix + "/".join(prefix.strings) + "/"
-        child = BasicS3Dict(**params, client=self.client if self._injected else None)
-        child._injected = self._injected
+        child = BasicS3Dict(**params, client=self.client if self.injected_client else None)
         child.retry_policy = self.retry_policy
         return child

@@ -47,7 +47,7 @@ from .keys import NonEmptySafeStrTuple, SafeStrTuple
 
 __all__ = ["ABSENT", "Blob", "ByteStore", "Capabilities", "IfMatch", "Listed"]
 
-ABSENT = ITEM_NOT_AVAILABLE
+ABSENT: ItemNotAvailableFlag = ITEM_NOT_AVAILABLE
 """``if_match=ABSENT``: write only if the key is absent; a read's etag when absent."""
 
 IfMatch = ETagValue | ItemNotAvailableFlag | None

@@ -1,11 +1,22 @@
-"""The error hierarchy. Every error pickles (errors cross process boundaries)."""
+"""The error hierarchy. Every error pickles (errors cross process boundaries).
+
+``PersiDictError`` is the root. Each error also subclasses the builtin a
+caller would catch: BackendError and ConcurrencyConflictError are
+RuntimeErrors, MutationPolicyError a TypeError, LockTimeoutError a
+TimeoutError; an OSError a backend maps stays that OSError subclass too
+(``StorageOSError.mapping``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class BackendError(RuntimeError):
+class PersiDictError(Exception):
+    """The base of every error persidict raises on its own account."""
+
+
+class BackendError(PersiDictError, RuntimeError):
     """A backend/infrastructure condition prevents completion.
 
     Always raised with chaining (``raise BackendError(...) from exc``).
@@ -63,7 +74,67 @@ def _rebuild_outcome_unknown(
     return OutcomeUnknownError(message, backend=backend, operation=operation, key=key, value=value)
 
 
-class ConcurrencyConflictError(RuntimeError):
+class StorageOSError(BackendError, OSError):
+    """An OSError of a backend, mapped at its boundary: key, path and operation.
+
+    Raised as ``mapping(type(exc))``, a class that is also the original
+    OSError subclass (PermissionError, ...), with its ``errno``, so callers
+    catching either keep working.
+    """
+
+    def __init__(
+        self, message: str, *, backend: str, operation: str, key: Any = None,
+        path: str | None = None, errno: int | None = None,
+    ) -> None:
+        super().__init__(message, backend=backend, operation=operation, key=key)
+        self.errno = errno
+        self.filename = path
+        self.path = path
+        self.strerror = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    @staticmethod
+    def mapping(os_error: type[OSError]) -> type[StorageOSError]:
+        """The StorageOSError class that is also ``os_error``."""
+        return _mapped_class(os_error)
+
+    def __reduce__(self) -> Any:
+        os_error = next(
+            c for c in type(self).__mro__
+            if issubclass(c, OSError) and not issubclass(c, PersiDictError)
+        )
+        state = (self.message, self.backend, self.operation, self.key, self.path, self.errno)
+        return (_rebuild_storage_error, (os_error, *state))
+
+
+_MAPPED: dict[type[OSError], type[StorageOSError]] = {}
+
+
+def _mapped_class(os_error: type[OSError]) -> type[StorageOSError]:
+    cls = _MAPPED.get(os_error)
+    if cls is None:
+        if issubclass(os_error, PersiDictError):
+            raise TypeError(f"{os_error.__name__} is already a persidict error")
+        if os_error is OSError:
+            cls = StorageOSError
+        else:
+            cls = type(f"Storage{os_error.__name__}", (StorageOSError, os_error), {})
+        _MAPPED[os_error] = cls  # one class per OSError type: isinstance and pickle agree
+    return cls
+
+
+def _rebuild_storage_error(
+    os_error: type[OSError], message: str, backend: str, operation: str, key: Any,
+    path: str | None, errno: int | None,
+) -> StorageOSError:
+    return _mapped_class(os_error)(
+        message, backend=backend, operation=operation, key=key, path=path, errno=errno
+    )
+
+
+class ConcurrencyConflictError(PersiDictError, RuntimeError):
     """An operation gave up after its retries lost to concurrent writers."""
 
     def __init__(self, key: Any, attempts: int) -> None:
@@ -77,7 +148,7 @@ class ConcurrencyConflictError(RuntimeError):
         return (type(self), (self.key, self.attempts))
 
 
-class MutationPolicyError(TypeError):
+class MutationPolicyError(PersiDictError, TypeError):
     """The store's mutation policy (e.g. append-only) forbids this mutation."""
 
     def __init__(self, policy: str) -> None:
@@ -88,7 +159,7 @@ class MutationPolicyError(TypeError):
         return (type(self), (self.policy,))
 
 
-class LockTimeoutError(TimeoutError):
+class LockTimeoutError(PersiDictError, TimeoutError):
     """A per-key lock could not be acquired within the time limit."""
 
     def __init__(self, key: Any, lock_path: str, timeout: float) -> None:

@@ -173,12 +173,12 @@ class StoreCore(Store, ABC):
         The value is VALUE_NOT_RETRIEVED when ``retrieve`` is false or the etag
         equals ``if_none_match``.
         """
-        etag, data = self._bytes.read(key, body=retrieve, if_none_match=if_none_match)
-        if data is not None:
-            return Version(etag, self._decode(key, data))
-        if etag is ABSENT:
+        blob = self._bytes.read(key, body=retrieve, if_none_match=if_none_match)
+        if blob.data is not None:
+            return Version(blob.etag, self._decode(key, blob.data))
+        if blob.etag is ABSENT:
             return Version(ABSENT, ABSENT)
-        return Version(etag, VALUE_NOT_RETRIEVED)
+        return Version(blob.etag, VALUE_NOT_RETRIEVED)
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         """Return the value of ``key`` or raise KeyError (no etag needed)."""
