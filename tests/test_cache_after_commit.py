@@ -9,7 +9,6 @@ taken effect, so the caller was told "not done" about a done write.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,22 +20,7 @@ from persidict import (
     LocalDict,
     MutableDictCached,
 )
-
-
-class FlakyCache(LocalDict):
-    """A LocalDict whose writes and deletes raise while ``broken`` is set."""
-
-    broken = False
-
-    def _put(self, key: Any, value: Any, **kw: Any) -> Any:
-        if self.broken:
-            raise OSError(28, "No space left on device (injected)")
-        return super()._put(key, value, **kw)
-
-    def _remove(self, key: Any, **kw: Any) -> bool:
-        if self.broken:
-            raise OSError(28, "No space left on device (injected)")
-        return super()._remove(key, **kw)
+from test_cache_records import FlakyCache, cached_entry
 
 
 def test_append_only_write_succeeds_when_cache_fails(tmp_path: Path) -> None:
@@ -51,7 +35,7 @@ def test_append_only_write_succeeds_when_cache_fails(tmp_path: Path) -> None:
     assert main["k"] == "v" and main["k2"] == "w"
     assert d["k"] == "v"  # a read falls back to main
     cache.broken = False
-    assert d["k"] == "v" and cache["k"] == "v"  # and the next read fills the cache
+    assert d["k"] == "v" and cached_entry(cache, "k") == (main.etag("k"), "v")  # filled
 
 
 def test_mutable_writes_and_deletes_succeed_when_caches_fail(tmp_path: Path) -> None:
@@ -71,23 +55,25 @@ def test_mutable_writes_and_deletes_succeed_when_caches_fail(tmp_path: Path) -> 
     assert d.get("k") is None
 
 
-def test_failed_etag_mirror_never_serves_a_stale_value(tmp_path: Path) -> None:
-    """A value mirrored under a stale cached etag must not be served later.
+def test_failed_mirror_never_serves_a_stale_value(tmp_path: Path) -> None:
+    """A mirror that failed must not leave a value to be served for another version.
 
     Etags of FileDirDict are content hashes: once main's content returns to
-    an older one, an etag cache left at that older etag would match again and
-    the newer cached value would be served for it.
+    an older one, an entry left pairing that older etag with a newer value
+    would match again and the newer value would be served for it.
     """
     main = FileDirDict(base_dir=tmp_path / "main")
-    cache, etags = LocalDict(), FlakyCache()
-    d = MutableDictCached(main_dict=main, data_cache=cache, etag_cache=etags)
+    cache = FlakyCache()
+    d = MutableDictCached(main_dict=main, data_cache=cache, etag_cache=LocalDict())
     d["k"] = "A"
-    assert d["k"] == "A"  # both caches hold A and its etag
-    etags.broken = True
-    d["k"] = "B"  # value cache gets B; the etag cache write fails
-    etags.broken = False
+    assert d["k"] == "A"  # the cache holds A and its etag
+    cache.broken = True
+    d["k"] = "B"  # committed to main; the cache write fails
+    cache.broken = False
     main["k"] = "A"  # behind the wrapper: main's etag is A's again
     assert d["k"] == "A"
+    main["k"] = "C"
+    assert d["k"] == "C"
 
 
 @pytest.mark.parametrize("op", ["get", "in"])
