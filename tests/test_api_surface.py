@@ -39,8 +39,11 @@ DOCUMENTED_CLASSES = {
     "TransformingFunction",
     "ValueNotRetrievedFlag",
     "WriteOnceDict",
+    "ByteStore",  # issue 10: the backend contract, for third-party backends
+    "ByteStoreDict",  # issue 10: the whole API over any ByteStore
 }
 DOCUMENTED_EXCEPTIONS = {
+    "PersiDictError",  # issue 10: the root of the hierarchy
     "WriteOnceConsistencyError",  # issue 11.14: both a MutationPolicyError and a ValueError
     "BackendError",
     "ConcurrencyConflictError",

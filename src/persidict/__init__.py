@@ -7,6 +7,7 @@ The public API only; the layers live in ``engine``, ``backends``,
 import importlib as _importlib
 import typing as _typing
 
+from .backends.bytes_dict import ByteStoreDict
 from .backends.cached import AppendOnlyDictCached, MutableDictCached
 from .backends.empty import EmptyDict
 from .backends.files import FileDirDict
@@ -14,12 +15,14 @@ from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
 from .backends.write_once import WriteOnceConsistencyError, WriteOnceDict
 from .concurrency.locks import LocksUnsupportedError
+from .engine.contract import ByteStore
 from .engine.errors import (
     BackendError,
     ConcurrencyConflictError,
     LockTimeoutError,
     MutationPolicyError,
     OutcomeUnknownError,
+    PersiDictError,
 )
 from .engine.flags import (
     ALWAYS_RETRIEVE,
@@ -107,6 +110,8 @@ __all__ = [
     "AppendOnlyDictCached",
     "BackendError",
     "BasicS3Dict",
+    "ByteStore",
+    "ByteStoreDict",
     "ConcurrencyConflictError",
     "ConditionalOperationResult",
     "DeleteCurrentFlag",
@@ -133,6 +138,7 @@ __all__ = [
     "OutcomeUnknownError",
     "OverlappingMultiDict",
     "PersiDict",
+    "PersiDictError",
     "PersiDictKey",
     "RetrieveValueFlag",
     "S3Dict",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -17,6 +18,9 @@ from ..engine.persidict import PersiDict
 from ..engine.values import sorted_params
 
 _Entry = tuple[bytes, ETagValue, float, NonEmptySafeStrTuple]  # (bytes, etag, ts, full key)
+# Blob(...) runs a Python-level __new__; reads are the hot path of a RAM store.
+_blob = functools.partial(tuple.__new__, Blob)
+_ABSENT_BLOB = Blob(ABSENT, None)
 
 
 class _RAMStore:
@@ -124,12 +128,12 @@ class RAMBytes(ByteStore):
         self, key: NonEmptySafeStrTuple, *, body: bool = True, if_none_match: str | None = None
     ) -> Blob:
         # docstring inherited
-        entry = self._map.get(self._full(key))
+        entry = self._map.get(self._prefix + key.strings if self._prefix else key.strings)
         if entry is None:
-            return Blob(ABSENT, None)
+            return _ABSENT_BLOB
         if not body or entry[1] == if_none_match:
-            return Blob(entry[1], None)
-        return Blob(entry[1], entry[0])
+            return _blob((entry[1], None))
+        return _blob((entry[1], entry[0]))
 
     def write(self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch) -> ETagValue:
         # docstring inherited
@@ -150,7 +154,7 @@ class RAMBytes(ByteStore):
             if ts <= store.last_ts:
                 ts = store.last_ts + 1e-6
             store.last_ts = ts
-            etag = ETagValue(str(next(store.versions)))
+            etag: ETagValue = str(next(store.versions))  # type: ignore[assignment]
             self._map[full] = (data, etag, ts, key)
         return etag
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from ..engine.errors import LockTimeoutError
+from ..engine.errors import LockTimeoutError, PersiDictError
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 
@@ -34,7 +34,7 @@ NO_LOCKS = frozenset(
 )
 
 
-class LocksUnsupportedError(OSError):
+class LocksUnsupportedError(PersiDictError, OSError):
     """The filesystem of a store refuses the file locks FileDirDict needs.
 
     An OSError (with the errno the kernel reported), so callers that catch

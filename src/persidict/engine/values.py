@@ -182,7 +182,7 @@ class StoreCore(Store, ABC):
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         """Return the value of ``key`` or raise KeyError (no etag needed)."""
-        data = self._bytes.read(key).data
+        data = self._bytes.read(key)[1]
         if data is None:
             raise KeyError(key)
         return self._decode(key, data)
