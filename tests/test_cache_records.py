@@ -56,15 +56,21 @@ def cached_entry(cache: PersiDict, key: Any, fmt: str = "pkl") -> tuple[str, Any
     return etag, jsonpickle.decode(payload.decode("utf-8"))
 
 
-def record(etag: str, value: Any) -> bytes:
-    """The record of (etag, pickled value), built by the documented layout."""
+def record(etag: str, value: Any, fmt: str = "pkl") -> bytes:
+    """The record of (etag, value encoded in ``fmt``), built by the documented layout."""
     tag = etag.encode("utf-8")
-    return MAGIC + str(len(tag)).encode() + b"\n" + tag + pickle.dumps(value)
+    if fmt == "pkl":
+        payload = pickle.dumps(value)
+    else:
+        import jsonpickle
+
+        payload = jsonpickle.encode(value).encode("utf-8")
+    return MAGIC + str(len(tag)).encode() + b"\n" + tag + payload
 
 
-def plant(cache: PersiDict, key: Any, etag: str, value: Any) -> None:
+def plant(cache: PersiDict, key: Any, etag: str, value: Any, fmt: str = "pkl") -> None:
     """Write a record into a cache store behind the wrapper's back."""
-    cache.byte_store.write(to_key(key), record(etag, value), if_match=None)
+    cache.byte_store.write(to_key(key), record(etag, value, fmt), if_match=None)
 
 
 class HookedBytes(ByteStore):

@@ -65,6 +65,7 @@ from persidict import (
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # spawn children import workers by name
 import _wrapper_workers as ww
+from test_cache_records import cached_entry, plant
 
 Key = tuple[str, ...]
 _MISSING = object()
@@ -232,22 +233,25 @@ def assert_state(s: Stack, expected: dict[Key, Any]) -> None:
 
 
 def cache_problems(s: Stack, key: Key, strict: bool) -> list[str]:
-    """How the caches of a MutableDictCached disagree with main for ``key``.
+    """How the cache of a MutableDictCached disagrees with main for ``key``.
 
     Never allowed: a cached etag equal to main's current one next to a
     cached value that is not main's (a reader would trust it). ``strict``
-    (after a write or delete through the wrapper): the caches hold exactly
-    main's value and etag, or nothing if main has no such key.
+    (after a write or delete through the wrapper): the cache holds exactly
+    main's value and etag, or nothing if main has no such key. The cache
+    holds both in one record (``cached_entry``); the etag cache stays empty.
     """
     if s.kind != "mutable":
         return []
     assert s.data_cache is not None and s.etag_cache is not None
     problems = []
+    if len(s.etag_cache):
+        problems.append(f"the etag cache holds {list(s.etag_cache.keys())}")
     main_value = truth_of(s, key)
-    cached_value = s.data_cache.get(key, _MISSING)
-    cached_etag = s.etag_cache.get(key, _MISSING)
+    entry = cached_entry(s.data_cache, key, s.root.serialization_format)
+    cached_etag, cached_value = entry if entry is not None else (_MISSING, _MISSING)
     if main_value is _MISSING:
-        if strict and (cached_value is not _MISSING or cached_etag is not _MISSING):
+        if strict and entry is not None:
             problems.append(f"{key}: absent in main but cached ({cached_value!r}, {cached_etag!r})")
         return problems
     main_etag = s.root.etag(key)
@@ -1077,7 +1081,9 @@ def test_mdc_serves_value_from_cache_when_etag_is_current(mstack: Stack) -> None
     assert mstack.data_cache is not None
     w["k"] = "real"
     assert w["k"] == "real"
-    mstack.data_cache["k"] = "planted in the cache"  # the etag cache still matches main
+    # main's current etag, another value: what a reader trusts is the etag
+    plant(mstack.data_cache, "k", mstack.root.etag("k"), "planted in the cache",
+          mstack.root.serialization_format)
     assert w["k"] == "planted in the cache"
     mstack.root["k"] = "newer"  # main changes: the cache is no longer trusted
     assert w["k"] == "newer"
@@ -1184,7 +1190,7 @@ def test_aoc_miss_falls_back_to_main_and_fills_the_cache(tmp_path: pathlib.Path)
     assert "k" not in s.data_cache
     assert "k" in s.wrapper
     assert s.wrapper["k"] == "only in main"
-    assert s.data_cache["k"] == "only in main"
+    assert cached_entry(s.data_cache, "k") == (s.root.etag("k"), "only in main")
     assert through(s.wrapper) == {("k",): "only in main"}
     assert s.wrapper.etag("k") == s.root.etag("k")
     assert s.wrapper.timestamp("k") == s.root.timestamp("k")
@@ -1197,7 +1203,7 @@ def test_aoc_conditional_reads_fill_the_cache(tmp_path: pathlib.Path) -> None:
     r = s.wrapper.get_item_if("k", condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE,
                               retrieve_value=ALWAYS_RETRIEVE)
     assert r.new_value == "only in main"
-    assert s.data_cache.get("k") == "only in main"
+    assert cached_entry(s.data_cache, "k") == (s.root.etag("k"), "only in main")
 
 
 def test_aoc_writes_go_to_main_and_the_cache(tmp_path: pathlib.Path) -> None:
@@ -1210,7 +1216,10 @@ def test_aoc_writes_go_to_main_and_the_cache(tmp_path: pathlib.Path) -> None:
     w.setdefault_if("c", default_value=3, condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE)
     expected = {("a",): 1, ("b",): 2, ("c",): 3}
     assert truth(s) == expected
-    assert read_ground_truth(s.data_cache) == expected  # type: ignore[arg-type]
+    assert len(s.data_cache) == len(expected)
+    assert {k: cached_entry(s.data_cache, k) for k in expected} == {
+        k: (s.root.etag(k), v) for k, v in expected.items()
+    }
 
 
 def test_aoc_constructor_validation() -> None:
