@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator
 
 from ..concurrency.listing import list_dir
-from ..engine.keys import NonEmptySafeStrTuple, unsign_component
+from ..engine.keys import NonEmptySafeStrTuple, trusted_key, unsign_component
 
 __all__ = ["count_keys", "planted_link", "walk_keys"]
 
@@ -59,7 +59,7 @@ def walk_keys(
     files, dirs = listing
     del listing
     cut = -len(suffix)
-    trusted = NonEmptySafeStrTuple._trusted
+    trusted = trusted_key
     for name in files:
         if name[0] == "@" or not name.endswith(suffix):
             continue

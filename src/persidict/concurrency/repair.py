@@ -45,7 +45,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
-from ..engine.keys import _SAFE_RE, unsign_component
+from ..engine.keys import is_safe_component, unsign_component
 from .atomic import make_dirs, read_file
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
 from .locks import META_DIR
@@ -291,7 +291,7 @@ class _Checker:
                     remaining += 1
             elif entry.is_file(follow_symlinks=False):
                 stem, dot, fmt = name.rpartition(".")
-                if not dot or not stem or _SAFE_RE.fullmatch(fmt) is None or (
+                if not dot or not stem or not is_safe_component(fmt) or (
                     unsign_component(stem, self.digest_len) is None
                 ):
                     remaining += self.stray(path, "a file name no key maps to")

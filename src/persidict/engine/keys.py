@@ -97,9 +97,7 @@ class SafeStrTuple(Sequence[str]):
     @classmethod
     def _trusted(cls, strings: tuple[str, ...]) -> Any:
         """Build from components already known to be valid (no checks)."""
-        obj = object.__new__(cls)
-        _set_strings(obj, strings)  # the slot's own setter: __setattr__ refuses
-        return obj
+        return _unchecked(cls, strings)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -196,15 +194,20 @@ class SafeStrTuple(Sequence[str]):
 
     def __reversed__(self: _K) -> _K:  # type: ignore[override]
         """The key with its components in reverse order (a key, not an iterator)."""
-        rev = type(self)._trusted(self.strings[::-1])
-        rev._validate()
-        return rev  # type: ignore[no-any-return]
+        return type(self)(self.strings[::-1])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}{self.strings!r}"
 
 
 _set_strings = SafeStrTuple.__dict__["strings"].__set__
+
+
+def _unchecked(cls: type[_K], strings: tuple[str, ...]) -> _K:
+    """A ``cls`` of components already known to be valid (no checks)."""
+    obj = object.__new__(cls)
+    _set_strings(obj, strings)  # the slot's own setter: __setattr__ refuses
+    return obj
 _BASE_EQ = SafeStrTuple.__eq__
 
 
@@ -233,7 +236,7 @@ def to_key(key: Any) -> NonEmptySafeStrTuple:
     if type(key) is str:
         cached = _STR_KEYS.get(key)
         if cached is None:
-            cached = NonEmptySafeStrTuple._trusted((_check_component(key),))
+            cached = _unchecked(NonEmptySafeStrTuple, (_check_component(key),))
             if len(_STR_KEYS) >= _STR_KEYS_MAX:
                 _STR_KEYS.clear()
             _STR_KEYS[key] = cached
@@ -245,7 +248,7 @@ def to_key(key: Any) -> NonEmptySafeStrTuple:
 
 def trusted_key(strings: tuple[str, ...]) -> NonEmptySafeStrTuple:
     """A key from non-empty components already known to be safe (listings: no re-check)."""
-    return NonEmptySafeStrTuple._trusted(strings)  # type: ignore[no-any-return]
+    return _unchecked(NonEmptySafeStrTuple, strings)
 
 
 def is_safe_component(s: str) -> bool:

@@ -169,7 +169,7 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         """
         child = self._bytes.child(to_prefix(prefix_key))
         clone = copy.copy(self)  # rebuilt from get_params()
-        clone._bytes = child
+        clone._bytes = child  # noqa: SLF001  (a copy of self: this class's own attribute)
         return clone
 
     def subdicts(self) -> dict[str, Any]:
