@@ -66,19 +66,4 @@ class EmptyDict(PersiDict[Any]):
     The whole API is the engine's, over a ByteStore that keeps nothing.
     """
 
-    def __init__(
-        self,
-        *,
-        append_only: bool = False,
-        base_class_for_values: type | None = None,
-        serialization_format: str = "pkl",
-    ) -> None:
-        super().__init__(
-            append_only=append_only,
-            base_class_for_values=base_class_for_values,
-            serialization_format=serialization_format,
-        )
-        self._bytes = _NULL
-
-
-_NULL = NullBytes()
+    _bytes = NullBytes()  # one for all: it holds nothing

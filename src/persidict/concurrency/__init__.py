@@ -1,1 +1,1 @@
-"""Per-key locks, the atomic write, and (later) the crash journal."""
+"""Per-key locks, store roots, the atomic write, the crash journal, listings and repair."""
