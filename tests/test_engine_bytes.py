@@ -94,7 +94,7 @@ _RICH_API = {name for name in dir(PersiDict) if not name.startswith("_")} | {
 def test_empty_dict_overrides_no_rich_api_method() -> None:
     overridden = _RICH_API & set(vars(EmptyDict))
     assert overridden == set(), f"EmptyDict re-implements {sorted(overridden)}"
-    assert set(vars(EmptyDict)) - {"__init__", "__doc__", "__module__", "__qualname__",
+    assert set(vars(EmptyDict)) - {"_bytes", "__doc__", "__module__", "__qualname__",
                                    "__firstlineno__", "__static_attributes__",
                                    "__parameters__", "__orig_bases__", "__annotations__",
                                    "__slots__", "__abstractmethods__", "_abc_impl"} == set()
