@@ -3,8 +3,8 @@
 The cache wrappers over BasicS3Dict (the real test server) are measured per
 operation on a key that is already written and read through the wrapper, so
 its cache entry is warm. Everything is counted from outside the code under
-test: the codec's ``pickle.dumps`` / ``pickle.loads``, ``os.replace`` (the
-commit of every local atomic write), ``os.unlink``, ``os.fsync``, the file
+test: the codec functions stores are built with (``codec_for``), ``os.replace``
+(the commit of every local atomic write), ``os.unlink``, ``os.fsync``, the file
 lock backend's ``acquire``, ``hashlib.sha256`` called from persidict, and S3
 requests by operation and HTTP status (a botocore ``after-call`` hook on an
 injected client). ``python tests/test_cache_counts.py`` prints the table.
@@ -15,9 +15,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import importlib
 import os
 import pathlib
-import pickle
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -89,14 +89,36 @@ def _ours_sha256(counts: Counts, fn: Callable[..., Any]) -> Callable[..., Any]:
     return counted
 
 
+def _counted_codecs(counts: Counts, codec_for: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``codec_for`` handing out counted (encode, decode) functions."""
+
+    def counted(serialization_format: str) -> Any:
+        encode, decode = codec_for(serialization_format)
+        return _wrap(counts, "encode", encode), _wrap(counts, "decode", decode)
+
+    return counted
+
+
+def _codec_users() -> list[Any]:
+    modules = []
+    for name in ("persidict.engine.values", "persidict.engine.contract"):
+        with contextlib.suppress(ImportError):
+            modules.append(importlib.import_module(name))
+    return modules
+
+
+_CODEC_USERS = _codec_users()
+
+
 @contextlib.contextmanager
 def counting() -> Iterator[Counts]:
     """Patch the counters in; stores must be built inside (codecs are bound at construction)."""
     counts = Counts()
     patch = pytest.MonkeyPatch()
     try:
-        patch.setattr(pickle, "dumps", _wrap(counts, "encode", pickle.dumps))
-        patch.setattr(pickle, "loads", _wrap(counts, "decode", pickle.loads))
+        for module in _CODEC_USERS:  # where stores look their codecs up
+            if hasattr(module, "codec_for"):
+                patch.setattr(module, "codec_for", _counted_codecs(counts, module.codec_for))
         patch.setattr(os, "replace", _wrap(counts, "write", os.replace))
         patch.setattr(os, "unlink", _wrap(counts, "unlink", os.unlink))
         patch.setattr(os, "fsync", _wrap(counts, "fsync", os.fsync))
@@ -243,6 +265,67 @@ def table(server: S3Server) -> Iterator[str]:
             cells = [str(row[c]) for c in COLUMNS[:-1]]
             cells.append(", ".join(row["requests"]))
             yield f"| {store} | {op} | " + " | ".join(cells) + " |"
+
+
+# -- what is asserted ------------------------------------------------------------
+
+# (encode, local write, unlink, requests) of each warm operation of a mutable
+# cached store: a body only when main has a new one, one byte copy per write.
+MUTABLE_COSTS: dict[str, tuple[int, int, int, list[str]]] = {
+    "get": (0, 0, 0, ["GetObject 304"]),
+    "in": (0, 0, 0, ["HeadObject 200"]),
+    "get_item_if": (0, 0, 0, ["GetObject 304"]),
+    "set": (1, 1, 0, ["PutObject 200"]),
+    "set_item_if": (1, 1, 0, ["PutObject 200"]),
+    "transform_item": (1, 1, 0, ["GetObject 304", "PutObject 200"]),
+    "discard": (0, 0, 1, ["DeleteObject 204"]),
+}
+# Append-only: a cached key is main's for good, so reading it asks nobody.
+APPEND_ONLY_COSTS: dict[str, tuple[int, int, int, list[str]]] = {
+    "get": (0, 0, 0, []),
+    "in": (0, 0, 0, []),
+    "get_item_if": (0, 0, 0, []),
+    "set": (1, 1, 0, ["PutObject 200"]),
+}
+MUTABLE_STORES = ["MutableDictCached durable", "MutableDictCached non-durable", "S3Dict mutable"]
+APPEND_ONLY_STORES = [
+    "AppendOnlyDictCached durable", "AppendOnlyDictCached non-durable", "S3Dict append-only",
+]
+
+
+def _costs(row: dict[str, Any]) -> tuple[int, int, int, list[str]]:
+    return row["encode"], row["write"], row["unlink"], row["requests"]
+
+
+@pytest.mark.parametrize("store", MUTABLE_STORES)
+def test_warm_transform_item_is_one_encode_one_304_one_put_one_local_write(
+    s3_server: S3Server, tmp_path: pathlib.Path, store: str
+) -> None:
+    """The target of issue 10.3: 1 encode, 1 GET (304: unchanged), 1 PUT, <= 1 local write."""
+    row = measure(store, "transform_item", s3_server, tmp_path)
+    assert row["encode"] == 1
+    assert row["requests"] == ["GetObject 304", "PutObject 200"]
+    assert row["write"] <= 1 and row["unlink"] == 0
+    assert row["fsync"] == (2 if "durable" in store and "non-" not in store else 0)
+
+
+@pytest.mark.parametrize("store", MUTABLE_STORES)
+@pytest.mark.parametrize("op", list(MUTABLE_COSTS))
+def test_warm_mutable_operation_costs(
+    s3_server: S3Server, tmp_path: pathlib.Path, store: str, op: str
+) -> None:
+    row = measure(store, op, s3_server, tmp_path)
+    assert _costs(row) == MUTABLE_COSTS[op], row
+    assert row["lock"] == row["write"] + row["unlink"]  # one per local mutation, none to read
+
+
+@pytest.mark.parametrize("store", APPEND_ONLY_STORES)
+@pytest.mark.parametrize("op", list(APPEND_ONLY_COSTS))
+def test_warm_append_only_operation_costs(
+    s3_server: S3Server, tmp_path: pathlib.Path, store: str, op: str
+) -> None:
+    row = measure(store, op, s3_server, tmp_path)
+    assert _costs(row) == APPEND_ONLY_COSTS[op], row
 
 
 if __name__ == "__main__":
