@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import pickle
 import re
 from collections.abc import Callable
@@ -16,8 +15,8 @@ Encoder = Callable[[Any], bytes]
 Decoder = Callable[[bytes], Any]
 
 
-# A C-level partial, not a Python function: one frame less on every write.
-_pkl_encode: Encoder = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
+def _pkl_encode(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # jsonpickle writes lambdas as null, and local functions and classes under a

@@ -46,6 +46,9 @@ class Store:
     __slots__ = ()
 
 
+_NOT_VALUES = (Joker, ItemNotAvailableFlag, ValueNotRetrievedFlag, Store)
+
+
 class StoreCore(Store, ABC):
     """Configuration, value checks, codecs and the two commit points."""
 
@@ -108,7 +111,7 @@ class StoreCore(Store, ABC):
 
     def _check_value(self, key: NonEmptySafeStrTuple, value: Any) -> None:
         """Reject jokers, stores and values of the wrong class before anything is written."""
-        if isinstance(value, (Joker, ItemNotAvailableFlag, ValueNotRetrievedFlag, Store)):
+        if isinstance(value, _NOT_VALUES):
             if isinstance(value, Store):
                 raise TypeError(
                     f"key {key.strings!r}: a {type(value).__name__} store cannot be stored "
