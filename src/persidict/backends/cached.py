@@ -46,6 +46,27 @@ class AppendOnlyDictCached(ForwardingStore):
     into the cache; a crash in between only leaves a cache miss. Etags,
     timestamps, iteration and length come from main. Deletion and
     transform_item are refused with MutationPolicyError.
+
+    Parameters
+    ----------
+    main_dict : PersiDict
+        The authoritative store; must be append-only.
+    data_cache : PersiDict
+        The value cache; must be append-only, with main's
+        ``base_class_for_values``.
+
+    Raises
+    ------
+    TypeError
+        ``main_dict`` or ``data_cache`` is not a PersiDict.
+    ValueError
+        A store is not append-only, or their ``base_class_for_values``
+        differ.
+
+    Notes
+    -----
+    Atomic as main: every insert and conditional operation is decided by
+    main alone.
     """
 
     def __init__(self, *, main_dict: PersiDict[Any], data_cache: PersiDict[Any]) -> None:
@@ -58,7 +79,13 @@ class AppendOnlyDictCached(ForwardingStore):
         self._init_forwarding(main, append_only=True)
 
     def get_params(self) -> dict[str, Any]:
-        """Parameters: ``data_cache`` and ``main_dict``, sorted."""
+        """Return the parameters that rebuild this pairing.
+
+        Returns
+        -------
+        dict of str to object
+            ``data_cache`` and ``main_dict``, sorted by name.
+        """
         return sorted_params({"data_cache": self._cache, "main_dict": self._inner})
 
     def _mirror(self, key: NonEmptySafeStrTuple, value: Any) -> None:
@@ -103,11 +130,55 @@ class AppendOnlyDictCached(ForwardingStore):
     def transform_item(
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
-        """Refused: values of an append-only store never change."""
+        """Refuse: values of an append-only store never change.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            Not used.
+        transformer : callable
+            Never called.
+        n_retries : int or None, default 6
+            Not used.
+
+        Returns
+        -------
+        OperationResult
+            Never returns.
+
+        Raises
+        ------
+        MutationPolicyError
+            Always, before anything is read or written.
+        ConcurrencyConflictError
+            Never.
+
+        Notes
+        -----
+        Atomic trivially: nothing happens.
+        """
         raise self._policy_error()
 
     def get_subdict(self, prefix_key: Any) -> AppendOnlyDictCached:
-        """The same pairing scoped to ``prefix_key`` in both stores."""
+        """Return the same pairing scoped to ``prefix_key`` in both stores.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        AppendOnlyDictCached
+            Over ``main_dict.get_subdict(prefix_key)`` and the cache's.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         return AppendOnlyDictCached(
             main_dict=self._inner.get_subdict(prefix_key),
             data_cache=self._cache.get_subdict(prefix_key),
@@ -138,6 +209,23 @@ class MutableDictCached(ForwardingStore):
     etag. (With a value cache whose etags are content hashes, a value that
     returns to an earlier content can let an older reader's mirror through;
     the next read of main's etag corrects it.)
+
+    Parameters
+    ----------
+    main_dict : PersiDict
+        The authoritative store.
+    data_cache : PersiDict
+        The value cache: mutable, with main's ``base_class_for_values``.
+    etag_cache : PersiDict
+        The etag cache: mutable, holding str values.
+
+    Raises
+    ------
+    TypeError
+        An argument is not a PersiDict.
+    ValueError
+        A cache is append-only, or ``data_cache``'s
+        ``base_class_for_values`` differs from main's.
     """
 
     def __init__(
@@ -158,7 +246,13 @@ class MutableDictCached(ForwardingStore):
         self._init_forwarding(main, append_only=main.append_only)
 
     def get_params(self) -> dict[str, Any]:
-        """Parameters: ``data_cache``, ``etag_cache`` and ``main_dict``, sorted."""
+        """Return the parameters that rebuild this triple.
+
+        Returns
+        -------
+        dict of str to object
+            ``data_cache``, ``etag_cache`` and ``main_dict``, sorted by name.
+        """
         return sorted_params(
             {"data_cache": self._cache, "etag_cache": self._etags, "main_dict": self._inner}
         )
@@ -283,11 +377,38 @@ class MutableDictCached(ForwardingStore):
         condition: ETagConditionFlag,
         expected_etag: ETagValue | ItemNotAvailableFlag,
     ) -> ConditionalOperationResult[Any]:
-        """Delete on main if the condition holds (atomic as main); see the base class.
+        """Delete on main if the condition holds (atomic as main).
 
         When main reports the key absent (deleted now, or missing: perhaps
         deleted by another handle) both cache entries are dropped; when the
         condition fails on a present key they are left as they are.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+        condition : ETagConditionFlag
+            ``ANY_ETAG``, ``ETAG_IS_THE_SAME`` or ``ETAG_HAS_CHANGED``.
+        expected_etag : ETagValue or ITEM_NOT_AVAILABLE
+            The etag the caller last saw.
+
+        Returns
+        -------
+        ConditionalOperationResult
+            As :meth:`PersiDict.discard_if`.
+
+        Raises
+        ------
+        MutationPolicyError
+            Main is append-only.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to other writers.
+        TypeError
+            A flag argument has the wrong type, or ``key`` is invalid.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            Main failed.
         """
         result = super().discard_if(key, condition=condition, expected_etag=expected_etag)
         if result.actual_etag is ITEM_NOT_AVAILABLE:  # deleted ones were forgotten by _remove
@@ -295,7 +416,32 @@ class MutableDictCached(ForwardingStore):
         return result
 
     def etag(self, key: Any) -> ETagValue:
-        """The etag from the etag cache if present, else from main (then cached)."""
+        """Return the etag from the etag cache if present, else from main (then cached).
+
+        The cached etag may be stale if main was changed behind this
+        wrapper's back; conditional operations never use it.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up.
+
+        Returns
+        -------
+        ETagValue
+            The etag.
+
+        Raises
+        ------
+        KeyError
+            Not cached and absent from main.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            Main failed.
+        """
         k = to_key(key)
         cached = self._cached_etag(k)
         if cached is not None:
@@ -308,7 +454,25 @@ class MutableDictCached(ForwardingStore):
         return etag
 
     def get_subdict(self, prefix_key: Any) -> MutableDictCached:
-        """The same triple scoped to ``prefix_key`` in all three stores."""
+        """Return the same triple scoped to ``prefix_key`` in all three stores.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        MutableDictCached
+            Over the three stores' subdicts.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         return MutableDictCached(
             main_dict=self._inner.get_subdict(prefix_key),
             data_cache=self._cache.get_subdict(prefix_key),

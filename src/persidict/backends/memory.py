@@ -113,6 +113,21 @@ class LocalDict(PersiDict[Any]):
     objects themselves (not copied or serialized). Nothing survives the
     process; pickling a LocalDict copies its data. Etags are per-store
     version numbers, unique for every write.
+
+    Parameters
+    ----------
+    backend : RAMBackend or None, default None
+        The shared RAM store to view (stores built on one backend, and their
+        subdicts, see the same items); a new one if None.
+    serialization_format : str, default "pkl"
+        Kept as a namespace: each format has its own items.
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    base_class_for_values : type or None, default None
+        If given, every value must be an instance of it.
+    prune_interval : int or None, default 64
+        Accepted for compatibility with the reference; the flat layout has
+        nothing to prune.
     """
 
     _backend_name = "memory"
@@ -255,7 +270,25 @@ class LocalDict(PersiDict[Any]):
             return iter([entry[3] for entry in self._map.values()])
 
     def get_subdict(self, prefix_key: Any) -> LocalDict:
-        """A view of the keys under ``prefix_key``, sharing this store."""
+        """A view of the keys under ``prefix_key``, sharing this store.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        LocalDict
+            A store on the same RAM backend; writes through either are seen by both.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         prefix = to_prefix(prefix_key)
         params = self.get_params()
         params["backend"] = self._backend.child(prefix.strings)

@@ -44,6 +44,40 @@ class S3Dict_FileDirCached(ForwardingStore):
     mutable stores), key components suffixed as FileDirDict does with
     ``digest_len``. Caches are written with ``durable=False``: a cache lost
     to a power cut is refilled from S3.
+
+    Parameters
+    ----------
+    bucket_name : str, default "my_bucket"
+        The bucket; it must follow S3's naming rules (checked before any
+        request; the default is the reference's and is not a valid name).
+    region : str or None, default None
+        The AWS region; None uses boto3's configuration.
+    root_prefix : str, default ""
+        Prefix of every object name.
+    base_dir : str or PathLike, default "__s3_dict__"
+        Directory of the local caches.
+    serialization_format : str, default "pkl"
+        ``"pkl"``, ``"json"`` or a text format.
+    digest_len : int, default 8
+        Digest suffix length of the cache's file names (see FileDirDict).
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    base_class_for_values : type or None, default None
+        If given, every value must be an instance of it.
+    endpoint_url : str or None, default None
+        An S3-compatible server; None for AWS.
+    client : S3Client or None, default None
+        A boto3 client to use instead of building one.
+
+    Raises
+    ------
+    ValueError
+        ``bucket_name`` breaks S3's naming rules, or another parameter is
+        invalid.
+    TypeError
+        ``base_dir`` is not a path, or another parameter has the wrong type.
+    BackendError
+        The bucket can neither be found nor created.
     """
 
     def __init__(
@@ -169,7 +203,27 @@ class S3Dict_FileDirCached(ForwardingStore):
         return self._inner.transform_item(key, transformer=transformer, n_retries=n_retries)
 
     def get_subdict(self, prefix_key: Any) -> S3Dict_FileDirCached:
-        """The same store scoped to ``prefix_key`` (S3 prefix and caches alike)."""
+        """Return the same store scoped to ``prefix_key`` (S3 prefix and caches alike).
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        S3Dict_FileDirCached
+            Over the S3 prefix extended by ``prefix_key``.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        BackendError
+            The bucket's ``head_bucket`` failed.
+        """
         prefix = to_prefix(prefix_key)
         params = self.get_params()
         if prefix:

@@ -21,14 +21,16 @@ Every request of BasicS3Dict goes through :meth:`Transport.call`, which
   through the write token) can then prove the outcome.
 
 Serialization never happens in here, so it is never retried. The module also
-keeps this process's boto3 clients (:func:`make_client`), fork-safely, and
-finds or creates a store's bucket (:func:`ensure_bucket`).
+keeps this process's boto3 clients (:func:`make_client`), fork-safely,
+checks bucket names (:func:`check_bucket_name`) and finds or creates a
+store's bucket (:func:`ensure_bucket`).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -293,6 +295,44 @@ def _tries(attempts: int) -> str:
 
 def _detail(exc: BaseException) -> str:
     return f"{error_code(exc)}: {exc}" if isinstance(exc, ClientError) else repr(exc)
+
+
+_BUCKET_CHARS = re.compile(r"[a-z0-9.-]+")
+_IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RULES = (
+    "S3 bucket names are 3 to 63 characters of lowercase letters, digits, '.' and '-', "
+    "begin and end with a letter or digit, have no '..', are not an IP address and do "
+    "not start with " + ", ".join(repr(p) for p in _RESERVED_PREFIXES)
+    + " (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html)"
+)
+
+
+def check_bucket_name(bucket: str) -> None:
+    """Raise ValueError naming ``bucket`` and S3's naming rules unless it follows them.
+
+    Checked before any request, so a bad name fails at construction with a
+    message saying what to change instead of S3's bare ``InvalidBucketName``.
+    The reserved suffixes (``-s3alias``, ``--x-s3``...) are not refused: access
+    point aliases and directory buckets carry them and are valid in requests.
+    """
+    if not 3 <= len(bucket) <= 63:
+        why = f"it has {len(bucket)} characters"
+    elif _BUCKET_CHARS.fullmatch(bucket) is None:
+        bad = sorted({c for c in bucket if _BUCKET_CHARS.fullmatch(c) is None})
+        why = f"it contains {''.join(bad)!r}"
+    elif not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        why = "it does not begin and end with a letter or digit"
+    elif ".." in bucket:
+        why = "it contains '..'"
+    elif _IP_ADDRESS.fullmatch(bucket):
+        why = "it is an IP address"
+    elif bucket.startswith(_RESERVED_PREFIXES):
+        why = "it starts with a reserved prefix"
+    else:
+        return
+    raise ValueError(f"bucket_name {bucket!r} is not a valid S3 bucket name ({why}): "
+                     + BUCKET_RULES)
 
 
 def ensure_bucket(
