@@ -395,7 +395,7 @@ class MutableDictCached(ForwardingStore):
         Returns
         -------
         ConditionalOperationResult
-            As :meth:`PersiDict.discard_if`.
+            As [`PersiDict.discard_if`][persidict.PersiDict.discard_if].
 
         Raises
         ------

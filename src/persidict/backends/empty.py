@@ -242,7 +242,9 @@ class EmptyDict(PersiDict[Any]):
         return False
 
     def delete_if_exists(self, key: Any) -> bool:
-        """Backward-compatible alias of :meth:`discard`; always False.
+        """Return False; kept for backward compatibility.
+
+        The same as [`discard`][persidict.PersiDict.discard].
 
         Parameters
         ----------

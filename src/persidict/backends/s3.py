@@ -187,7 +187,7 @@ class BasicS3Dict(PersiDict[Any]):
 
     @property
     def s3_client(self) -> S3Client:
-        """The boto3 client: the same object as :attr:`client`."""
+        """The boto3 client: the same object as `client`."""
         return self.client
 
     @property

@@ -673,9 +673,9 @@ class ConditionalOps(StoreCore):
         ----------
         key : str or sequence of str
             The key to remove.
-        default : object, optional
-            Returned when the key is absent; without it, an absent key
-            raises KeyError.
+        *args : object
+            At most one: ``default``, returned when the key is absent
+            (without it, an absent key raises KeyError).
 
         Returns
         -------
@@ -799,7 +799,9 @@ class ConditionalOps(StoreCore):
         return self._remove(k, if_match=None)
 
     def delete_if_exists(self, key: Any) -> bool:
-        """Delete a key if present: the backward-compatible alias of :meth:`discard`.
+        """Delete a key if present; kept for backward compatibility.
+
+        The same as [`discard`][persidict.PersiDict.discard].
 
         Parameters
         ----------
