@@ -280,8 +280,9 @@ class ConditionalOps(StoreCore):
         Raises
         ------
         MutationPolicyError
-            The store is append-only (or write-once) and the call would
-            overwrite or delete an existing key; nothing is written.
+            The store is append-only and ``value`` is ``DELETE_CURRENT``, or
+            the condition holds on an existing key (an overwrite); nothing
+            is written. WriteOnceDict refuses every call.
         ConcurrencyConflictError
             Only after thousands of commits in a row lost to concurrent
             writers (each loss is another writer's progress).

@@ -134,7 +134,7 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         MutationPolicyError
             The store is append-only and the key exists (an insert is
             atomic: of concurrent writers of a new key exactly one wins), or
-            the value is ``DELETE_CURRENT``.
+            the value is ``DELETE_CURRENT`` on an append-only store.
         TypeError
             ``value`` is not an instance of ``base_class_for_values``, cannot
             be serialized, or is a store; or ``key`` is not a str or a
