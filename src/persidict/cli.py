@@ -36,7 +36,7 @@ from . import __version__
 from .backends.files import FileDirDict
 from .concurrency.lock_tree import LockTree
 from .concurrency.locks import META_DIR
-from .concurrency.marker import find_markers, is_root, read_params
+from .concurrency.marker import find_markers, is_root, layout_of, read_params
 from .concurrency.repair import CheckReport, check_tree, detect_digest_len
 from .eviction import evict
 
@@ -110,6 +110,7 @@ def _check(
         lock_for=locks.hold,
         markers_lock_for=locks.hold_markers,
         fix=args.fix,
+        layout=layout_of(read_params(store)),
     )
     return report, digest_len, source
 

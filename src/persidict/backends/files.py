@@ -9,7 +9,6 @@ import hashlib
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
@@ -27,18 +26,17 @@ from ..engine.flags import (
     ItemNotAvailableFlag,
 )
 from ..engine.keys import (
+    LAYOUTS,
     MAX_DIGEST_LEN,
     NonEmptySafeStrTuple,
-    sign_component,
     to_prefix,
 )
 from ..engine.persidict import PersiDict
-from .file_walk import count_keys, planted_link, walk_keys
+from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
 
 # META_DIR ("@persidict"): our own files live there; '@' is not a safe key
 # character, so no key can.
 
-_NAME_MAX = 255
 _ENOENT_TEXT = os.strerror(errno.ENOENT)  # once: strerror costs more than the exception
 _PATH_CACHE_MAX = 4096
 
@@ -60,6 +58,13 @@ class FileDirDict(PersiDict[Any]):
     ``<d>`` is the first ``digest_len`` characters of the lower-cased base32
     MD5 of the component (no suffix when ``digest_len=0``), so keys that differ
     only by case coexist on case-insensitive filesystems.
+
+    That is ``layout="direct"``, the default (the reference's). With
+    ``layout="hashed"`` each component sits in a bucket directory ``+xy``
+    (2 base32 MD5 characters): ``base_dir/+xy/a_<d>/+zw/b_<d>.<format>``, so
+    a million keys spread over 1024 directories and lookups stay as fast as
+    in a small store. A store records its layout (``@persidict/params.json``);
+    opening it with the other one raises ValueError.
 
     Atomicity: every operation, including each ``*_if`` operation,
     transform_item, pop, popitem and setdefault, is linearizable across
@@ -96,6 +101,7 @@ class FileDirDict(PersiDict[Any]):
         digest_len: int = 4,
         base_class_for_values: type | None = None,
         durable: bool = True,
+        layout: str = "direct",
     ) -> None:
         require_file_locks()  # Windows, or a bad PERSIDICT_LOCKS: refuse before any file is made
         super().__init__(
@@ -110,12 +116,16 @@ class FileDirDict(PersiDict[Any]):
                 f"digest_len must be within [0, {MAX_DIGEST_LEN}] (the length of a base32 "
                 f"MD5), got {digest_len}"
             )
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if not isinstance(durable, bool):
             raise TypeError(f"durable must be a bool, got {durable!r}")
         if not isinstance(base_dir, (str, os.PathLike)):
             raise TypeError(f"base_dir must be a path, got {type(base_dir).__name__}")
         self.digest_len = digest_len
         self.durable = durable
+        self.layout = layout
+        self._hashed = layout == "hashed"
         self._base = os.path.abspath(os.fspath(base_dir))
         for attempt in range(8):
             try:
@@ -127,11 +137,13 @@ class FileDirDict(PersiDict[Any]):
             except (FileExistsError, NotADirectoryError) as exc:
                 raise ValueError(f"base_dir {self._base} exists and is not a directory") from exc
         self._suffix = "." + serialization_format
+        self._names = (self._suffix, digest_len, self._hashed)  # what shapes the file names
         # Keys are locked in the lock file of the nearest root above them (see
         # concurrency/marker.py, lock_tree.py); a store opened where there is none makes one,
         # recording the parameters that shape its file names.
         self._real_base = os.path.realpath(self._base)
-        params = {"digest_len": digest_len}
+        # The layout is recorded when not the default: older markers read as direct.
+        params = {"digest_len": digest_len, **({"layout": layout} if self._hashed else {})}
         # None: no settled root and none can be made now (read-only): the
         # store stays readable, and its writes raise instead of guessing a lock
         home = open_root(self._real_base, params, durable=durable)
@@ -161,22 +173,14 @@ class FileDirDict(PersiDict[Any]):
     def get_params(self) -> dict[str, Any]:
         # docstring inherited
         params = super().get_params()
-        params.update(base_dir=self._base, digest_len=self.digest_len, durable=self.durable)
+        params.update(base_dir=self._base, digest_len=self.digest_len, durable=self.durable,
+                      layout=self.layout)
         return sorted_params(params)
 
     # -- paths --------------------------------------------------------------
 
     def _signed(self, strings: tuple[str, ...], with_suffix: bool) -> list[str]:
-        parts = [sign_component(s, self.digest_len) for s in strings]
-        if with_suffix:
-            parts[-1] += self._suffix
-        for original, part in zip(strings, parts, strict=True):
-            if len(part.encode("utf-8")) > _NAME_MAX:
-                raise ValueError(
-                    f"key component {original[:40]!r}... is too long: its file name "
-                    f"{part[:40]!r}... exceeds {_NAME_MAX} bytes"
-                )
-        return parts
+        return path_parts(strings, self.digest_len, self._suffix * with_suffix, self._hashed)
 
     def _path(self, key: NonEmptySafeStrTuple) -> str:
         """The absolute file path of ``key``."""
@@ -203,7 +207,7 @@ class FileDirDict(PersiDict[Any]):
 
     def _linked(self, key: NonEmptySafeStrTuple, path: str) -> str | None:
         """A symlink among ``path``'s directories (see file_walk.planted_link)."""
-        return planted_link(self._base, path) if len(key.strings) > 1 else None
+        return planted_link(self._base, path) if self._hashed or len(key.strings) > 1 else None
 
     @functools.cached_property
     def _no_links_above(self) -> bool:
@@ -213,10 +217,10 @@ class FileDirDict(PersiDict[Any]):
     def _read(self, key: NonEmptySafeStrTuple, path: str) -> bytes | None:
         """The bytes of ``key``; None if absent, a symlink, or under one.
 
-        Below one level, openat2(RESOLVE_NO_SYMLINKS) checks every directory
+        Below base_dir, openat2(RESOLVE_NO_SYMLINKS) checks every directory
         in the same call as the open (an lstat per level costs more).
         """
-        if len(key.strings) == 1:
+        if not self._hashed and len(key.strings) == 1:
             return read_file(path)
         if open_no_symlinks is not None and self._no_links_above:
             try:
@@ -351,34 +355,33 @@ class FileDirDict(PersiDict[Any]):
         self, *, with_timestamps: bool = False
     ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
         # docstring inherited; each directory is read as one snapshot (file_walk.py)
-        return walk_keys(self._base, (), self._suffix, self.digest_len, with_timestamps)
+        return walk_keys(self._base, (), *self._names, with_timestamps)
+
+    def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
+        # Keys without the (key, timestamp) pairs of _iter_keys: a listing's floor.
+        return iter_keys(self._base, (), *self._names)
 
     def __len__(self) -> int:
         # Counts valid names without building a key object per file.
-        return count_keys(self._base, self._suffix, self.digest_len)
+        return count_keys(self._base, *self._names)
 
     def check(self, fix: bool = False) -> CheckReport:
         """Report what crashes or outside hands left in this store's directory.
 
-        Finds temp files of dead writers (``dead_intent`` in the journal,
-        ``orphan_temp`` elsewhere), ``unreadable`` (torn or garbage) values,
-        ``stray`` files no key maps to, and ``empty_dir`` trees. With
-        ``fix=True`` it repairs them without losing data: dead temps (never
-        committed) are removed, unreadable values and strays are moved into
-        ``@persidict/quarantine/``, empty directories are pruned. Temp files
-        of live writers are never touched. See ``concurrency/repair.py``.
+        Finds ``dead_intent``/``orphan_temp`` temp files of dead writers,
+        ``unreadable`` values, ``stray`` files no key maps to (in this store's
+        layout) and ``empty_dir`` trees; ``fix=True`` repairs them without
+        losing data (see ``concurrency/repair.py``). Live writers are left alone.
         """
         return check_tree(
             self._base,
             meta_dir=os.path.join(self._home_root, META_DIR),
             digest_len=self.digest_len,
-            lock_for=self._lock_for,
+            layout=self.layout,
+            lock_for=self._lock_tree.hold,
             markers_lock_for=self._lock_tree.hold_markers,
             fix=fix,
         )
-
-    def _lock_for(self, rel: str) -> AbstractContextManager[None]:
-        return self._lock_tree.hold(rel)
 
     def get_subdict(self, prefix_key: Any) -> FileDirDict:
         """A FileDirDict rooted at the subdirectory of ``prefix_key``.
