@@ -90,9 +90,10 @@ class BasicS3Dict(PersiDict[Any]):
     Parameters
     ----------
     bucket_name : str, default "my_bucket"
-        The bucket; it must follow S3's naming rules (checked before any
-        request). The default is the reference's and is not a valid name:
-        always pass one.
+        The bucket. A name no S3 client can send is refused before any
+        request; one the server refuses (AWS's rules; the default
+        ``my_bucket`` breaks them, moto and MinIO take it) fails at
+        construction with the same message.
     region : str or None, default None
         The AWS region; None uses boto3's configuration.
     root_prefix : str, default ""
@@ -112,8 +113,8 @@ class BasicS3Dict(PersiDict[Any]):
     Raises
     ------
     ValueError
-        ``bucket_name`` is empty or breaks S3's naming rules (the message
-        names the bucket and the rules), or ``serialization_format`` is
+        ``bucket_name`` is empty, cannot be sent, or the server refuses it
+        (the message names the bucket, why, and S3's rules), or ``serialization_format`` is
         invalid.
     TypeError
         ``root_prefix``, ``region`` or ``endpoint_url`` is not a str.

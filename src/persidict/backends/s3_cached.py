@@ -48,8 +48,8 @@ class S3Dict_FileDirCached(ForwardingStore):
     Parameters
     ----------
     bucket_name : str, default "my_bucket"
-        The bucket; it must follow S3's naming rules (checked before any
-        request; the default is the reference's and is not a valid name).
+        The bucket (checked as by BasicS3Dict: what no client can send
+        before any request, what the server refuses at construction).
     region : str or None, default None
         The AWS region; None uses boto3's configuration.
     root_prefix : str, default ""
@@ -72,7 +72,7 @@ class S3Dict_FileDirCached(ForwardingStore):
     Raises
     ------
     ValueError
-        ``bucket_name`` breaks S3's naming rules, or another parameter is
+        the server or botocore refuses ``bucket_name``, or another parameter is
         invalid.
     TypeError
         ``base_dir`` is not a path, or another parameter has the wrong type.

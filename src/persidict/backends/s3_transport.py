@@ -308,31 +308,48 @@ BUCKET_RULES = (
 )
 
 
-def check_bucket_name(bucket: str) -> None:
-    """Raise ValueError naming ``bucket`` and S3's naming rules unless it follows them.
+# What botocore itself refuses before sending (no S3 server can accept it).
+_SENDABLE_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
 
-    Checked before any request, so a bad name fails at construction with a
-    message saying what to change instead of S3's bare ``InvalidBucketName``.
-    The reserved suffixes (``-s3alias``, ``--x-s3``...) are not refused: access
-    point aliases and directory buckets carry them and are valid in requests.
-    """
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why ``bucket`` breaks AWS's naming rules, or None if it follows them."""
     if not 3 <= len(bucket) <= 63:
-        why = f"it has {len(bucket)} characters"
-    elif _BUCKET_CHARS.fullmatch(bucket) is None:
+        return f"it has {len(bucket)} characters"
+    if _BUCKET_CHARS.fullmatch(bucket) is None:
         bad = sorted({c for c in bucket if _BUCKET_CHARS.fullmatch(c) is None})
-        why = f"it contains {''.join(bad)!r}"
-    elif not (bucket[0].isalnum() and bucket[-1].isalnum()):
-        why = "it does not begin and end with a letter or digit"
-    elif ".." in bucket:
-        why = "it contains '..'"
-    elif _IP_ADDRESS.fullmatch(bucket):
-        why = "it is an IP address"
-    elif bucket.startswith(_RESERVED_PREFIXES):
-        why = "it starts with a reserved prefix"
-    else:
-        return
-    raise ValueError(f"bucket_name {bucket!r} is not a valid S3 bucket name ({why}): "
-                     + BUCKET_RULES)
+        return f"it contains {''.join(bad)!r}"
+    if not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        return "it does not begin and end with a letter or digit"
+    if ".." in bucket:
+        return "it contains '..'"
+    if _IP_ADDRESS.fullmatch(bucket):
+        return "it is an IP address"
+    if bucket.startswith(_RESERVED_PREFIXES):
+        return "it starts with a reserved prefix"
+    return None
+
+
+def invalid_bucket(bucket: str, refused_by: str) -> ValueError:
+    """The error for a bucket name that ``refused_by`` will not take, with the rules."""
+    why = bucket_name_problem(bucket) or "the server refused it"
+    return ValueError(
+        f"bucket_name {bucket!r} is not a valid S3 bucket name ({why}; refused by "
+        f"{refused_by}): " + BUCKET_RULES
+    )
+
+
+def check_bucket_name(bucket: str) -> None:
+    """Raise ValueError for a name no S3 server can accept, before any request.
+
+    Only what botocore would refuse client-side is refused here: other S3
+    implementations (moto, MinIO, buckets made before 2018 in us-east-1)
+    accept names AWS now rejects, such as the reference's default
+    ``my_bucket``. A server's own ``InvalidBucketName`` is turned into the
+    same message by :func:`ensure_bucket`.
+    """
+    if _SENDABLE_BUCKET.fullmatch(bucket) is None:
+        raise invalid_bucket(bucket, "every S3 client")
 
 
 def ensure_bucket(
@@ -353,6 +370,8 @@ def ensure_bucket(
         cause = exc.__cause__
         if isinstance(cause, ClientError) and http_status(cause) == 403:
             return
+        if _refuses_name(cause) and bucket_name_problem(bucket) is not None:
+            raise invalid_bucket(bucket, "the server") from exc
         raise
     effective = region if region is not None else client.meta.region_name
     kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -362,5 +381,14 @@ def ensure_bucket(
         transport.call("create_bucket", client.create_bucket, **kwargs)
     except BackendError as exc:
         cause = exc.__cause__
+        if isinstance(cause, ClientError) and error_code(cause) == "InvalidBucketName":
+            raise invalid_bucket(bucket, "the server") from exc
         if not (isinstance(cause, ClientError) and error_code(cause) in BUCKET_EXISTS_CODES):
             raise
+
+
+def _refuses_name(cause: BaseException | None) -> bool:
+    """Whether a HEAD's error is the server refusing the bucket name (400, no body on HEAD)."""
+    if not isinstance(cause, ClientError):
+        return False
+    return error_code(cause) == "InvalidBucketName" or http_status(cause) == 400
