@@ -10,10 +10,13 @@ several formats sharing one location.
 from __future__ import annotations
 
 import copy
+import functools
 import multiprocessing
+import pathlib
 import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,6 +42,7 @@ from persidict import (
     VALUE_NOT_RETRIEVED,
     AlwaysRetrieveFlag,
     AnyETagFlag,
+    AppendOnlyDictCached,
     BackendError,
     ConcurrencyConflictError,
     ConditionalOperationResult,
@@ -50,6 +54,7 @@ from persidict import (
     IfETagChangedRetrieveFlag,
     ItemNotAvailableFlag,
     KeepCurrentFlag,
+    LocalDict,
     MutationPolicyError,
     NeverRetrieveFlag,
     NonEmptySafeStrTuple,
@@ -59,7 +64,7 @@ from persidict import (
     ValueNotRetrievedFlag,
 )
 from persidict.testing import PersiDictConformance
-from test_conformance_stacks import KINDS, Kind, read_around
+from test_conformance_stacks import AOC_LONG_KEY, KINDS, Kind, read_around
 
 
 def _conformance_class(name: str, kind: Kind) -> type[PersiDictConformance]:
@@ -74,12 +79,40 @@ def _conformance_class(name: str, kind: Kind) -> type[PersiDictConformance]:
         def ground_truth(self, store: PersiDict) -> dict[tuple[str, ...], Any] | None:
             return read_around(store)
 
+    for test_name, reason in kind.known_failures:
+        setattr(Conformance, test_name, _xfail(getattr(PersiDictConformance, test_name), reason))
     Conformance.__name__ = Conformance.__qualname__ = f"Test_{name}"
     return Conformance
 
 
+def _xfail(test: Callable[..., None], reason: str) -> Callable[..., None]:
+    """``test`` marked xfail(strict=True) for one class only (the mark sits on a copy)."""
+
+    @functools.wraps(test)
+    def copy(*args: Any, **kwargs: Any) -> None:
+        test(*args, **kwargs)
+
+    return pytest.mark.xfail(strict=True, reason=reason)(copy)
+
+
 for _name, _kind in KINDS.items():
     globals()[f"Test_{_name}"] = _conformance_class(_name, _kind)
+
+
+@pytest.mark.xfail(strict=True, reason=AOC_LONG_KEY)
+def test_aoc_long_key_is_readable_or_refused(tmp_path: pathlib.Path) -> None:
+    """Minimal reproducer of the aoc_mem_file conformance failure."""
+    d = AppendOnlyDictCached(
+        main_dict=LocalDict(append_only=True),
+        data_cache=FileDirDict(base_dir=str(tmp_path), append_only=True),
+    )
+    key = "k" * 250
+    try:
+        d[key] = 1
+    except ValueError:
+        assert len(d) == 0  # refused whole: fine
+        return
+    assert d[key] == 1
 
 
 def test_pytest_and_hypothesis_stay_optional() -> None:

@@ -44,6 +44,9 @@ class Kind:
     pickle_shares_data: bool = True
     transform_item_refused: bool = False  # AppendOnlyDictCached refuses every transform
     remote: bool = False  # needs the S3 test server
+    # Conformance tests this kind fails on today's code: test name -> reason.
+    # They run as xfail(strict=True), so a fix shows up as XPASS and fails.
+    known_failures: tuple[tuple[str, str], ...] = ()
 
 
 def _registered(name: str) -> Factory:
@@ -71,14 +74,15 @@ def _mdc_mem_file(tmp: pathlib.Path, **params: Any) -> PersiDict:
                              etag_cache=_files(tmp, "etags"))
 
 
-def _aoc(cache: str) -> Factory:
+def _aoc(main: str, cache: str) -> Factory:
     def make(tmp: pathlib.Path, **params: Any) -> PersiDict:
         params["append_only"] = True
         base = params.get("base_class_for_values")
         data: PersiDict = (_files(tmp, "data", append_only=True, base_class_for_values=base)
                            if cache == "file" else
                            LocalDict(append_only=True, base_class_for_values=base))
-        return AppendOnlyDictCached(main_dict=_files(tmp, "main", **params), data_cache=data)
+        root = _files(tmp, "main", **params) if main == "file" else LocalDict(**params)
+        return AppendOnlyDictCached(main_dict=root, data_cache=data)
 
     return make
 
@@ -107,6 +111,11 @@ def _memory_inner(tmp: pathlib.Path, **params: Any) -> PersiDict:
     return LocalDict(**params)
 
 
+AOC_LONG_KEY = (
+    "issue 10.3: AppendOnlyDictCached writes main first; a key main accepts but the file "
+    "cache cannot name (a 250-character component) is stored, and reading it then raises"
+)
+
 KINDS: dict[str, Kind] = {
     **{name: Kind(_registered(name), pickle_shares_data=not name.startswith("memory"),
                   remote=name.startswith("s3"))
@@ -114,11 +123,15 @@ KINDS: dict[str, Kind] = {
     "s3_cached_append": Kind(_s3_append_only, transform_item_refused=True, remote=True),
     "mdc_file_mem": Kind(_mdc_file_mem),
     "mdc_mem_file": Kind(_mdc_mem_file, pickle_shares_data=False),
-    "aoc_file_mem": Kind(_aoc("mem"), transform_item_refused=True),
-    "aoc_file_file": Kind(_aoc("file"), transform_item_refused=True),
+    "aoc_file_mem": Kind(_aoc("file", "mem"), transform_item_refused=True),
+    "aoc_file_file": Kind(_aoc("file", "file"), transform_item_refused=True),
+    "aoc_mem_file": Kind(_aoc("mem", "file"), pickle_shares_data=False,
+                         transform_item_refused=True,
+                         known_failures=(("test_long_keys_are_stored_or_refused_whole",
+                                          AOC_LONG_KEY),)),
     "wo_file": Kind(_write_once(lambda tmp, **p: _files(tmp, "main", **p))),
     "wo_memory": Kind(_write_once(_memory_inner), pickle_shares_data=False),
-    "wo_aoc": Kind(_write_once(_aoc("mem"))),
+    "wo_aoc": Kind(_write_once(_aoc("file", "mem"))),
     "multi_json": Kind(_multi_member),
 }
 

@@ -13,7 +13,12 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from ..engine.keys import NonEmptySafeStrTuple, SafeStrTuple, get_safe_chars
+from ..engine.keys import (
+    SAFE_STRING_MAX_LENGTH,
+    NonEmptySafeStrTuple,
+    SafeStrTuple,
+    get_safe_chars,
+)
 from ..engine.persidict import PersiDict
 from ._base import ConformanceBase, StoreMaker
 from ._support import hypothesis_settings, keyset, policy_of, write_after
@@ -364,3 +369,20 @@ class MappingTests(ConformanceBase):
             for k in keys:
                 del d[k]
             self.assert_state(d, {})
+
+    def test_long_keys_are_stored_or_refused_whole(self, store: PersiDict[Any]) -> None:
+        """A key near the length limits is either stored and readable, or refused
+        (ValueError) leaving the store as it was: never half-written."""
+        store["before"] = 0
+        expected: dict[tuple[str, ...], Any] = {("before",): 0}
+        for n in (200, 230, 240, 250, SAFE_STRING_MAX_LENGTH):
+            key = ("L" * n,)
+            try:
+                store[key] = n
+            except ValueError:
+                self.assert_state(store, expected)
+                continue
+            expected[key] = n
+            assert store[key] == n, n
+            assert key in store
+            self.assert_state(store, expected)
