@@ -251,3 +251,27 @@ class MappingMachine(RuleBasedStateMachine):
             else:
                 assert ts >= old, f"timestamp of {k} went back: {old} -> {ts}"
         self.times[k] = (ts, self.version[k])
+
+    @rule()
+    def clear(self) -> None:
+        if not self.mutable():
+            self.refused(None, self.store.clear)
+            return
+        self.store.clear()
+        for k in list(self.model):
+            self.commit(k)
+
+    @rule(p=payloads)
+    def through_subdict(self, p: int) -> None:
+        """get_subdict("a") sees the keys under ("a",) and writes land there."""
+        sub = self.store.get_subdict("a")
+        under = {k[1:]: v for k, v in self.model.items() if k[0] == "a" and len(k) > 1}
+        assert {tuple(k): v for k, v in sub.items()} == under
+        k, v = ("a", "b"), self.fresh(p)
+        if k in self.model and self.policy == "append_only":
+            self.refused(k, lambda: sub.__setitem__("b", v))
+            return
+        sub["b"] = v
+        if k not in self.model or self.mutable():  # write-once: the first value wins
+            self.commit(k, v)
+        assert self.store[k] == self.model[k]

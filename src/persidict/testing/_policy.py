@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,16 @@ from ..engine.flags import (
 )
 from ..engine.persidict import PersiDict
 from ._base import ConformanceBase, StoreMaker
-from ._support import policy_of, snapshot
+from ._conditional import (
+    CONDITIONS,
+    CURRENT_VALUE,
+    NEW_VALUE,
+    PRESENCE,
+    RETRIEVES,
+    _retrieved,
+    _satisfied,
+)
+from ._support import policy_of, same, snapshot
 
 
 class PolicyTests(ConformanceBase):
@@ -175,3 +185,54 @@ class PolicyTests(ConformanceBase):
                 c["a"] = 2
         with pytest.raises(TypeError):
             c["b"] = "x"
+
+    def test_conditional_ops_on_an_append_only_store(self, store_maker: StoreMaker) -> None:
+        """Each condition x expected etag x presence x retrieve_value, for each etag-guarded
+        operation, on its own key of an append-only store: reads and inserts answer as on
+        a mutable store; an overwrite or delete is refused and changes nothing."""
+        d = store_maker(append_only=True)
+        write_once = policy_of(d) == "write_once"
+        d["other"] = "another value"
+        wrong = d.etag("other")
+        model: dict[tuple[str, ...], Any] = {("other",): "another value"}
+        failures: list[str] = []
+        combos = itertools.product(
+            CONDITIONS.values(), ("correct", "wrong", "absent"), PRESENCE, RETRIEVES.values()
+        )
+        for n, (cond, kind, presence, retrieve) in enumerate(combos):
+            for op in ("get", "setdefault", "set", "discard"):
+                key = (op, f"k{n}")
+                if presence == "present":
+                    d[key] = model[key] = CURRENT_VALUE
+                actual = d.etag(key) if presence == "present" else ITEM_NOT_AVAILABLE
+                expected = {"correct": actual, "wrong": wrong, "absent": ITEM_NOT_AVAILABLE}
+                etag = expected[kind]
+                sat = _satisfied(cond, etag, actual)
+                seen = _retrieved(retrieve, presence, etag, actual)
+                args = {"condition": cond, "expected_etag": etag}
+                refused = (op == "discard" or (op == "set" and write_once)
+                           or (op == "set" and sat and presence == "present"))
+                try:
+                    if op == "get":
+                        r = d.get_item_if(key, retrieve_value=retrieve, **args)
+                    elif op == "setdefault":
+                        r = d.setdefault_if(key, default_value=NEW_VALUE,
+                                            retrieve_value=retrieve, **args)
+                    elif op == "set":
+                        r = d.set_item_if(key, value=NEW_VALUE, retrieve_value=retrieve, **args)
+                    else:
+                        r = d.discard_if(key, **args)
+                except MutationPolicyError:
+                    if not refused:
+                        failures.append(f"{key} {cond}/{kind}/{presence}/{retrieve}: refused")
+                    continue
+                inserted = sat and presence == "absent" and op in ("setdefault", "set")
+                if inserted:
+                    model[key] = NEW_VALUE
+                ok = (not refused and r.condition_was_satisfied is sat
+                      and same(r.actual_etag, actual) and r.value_was_mutated is inserted
+                      and same(r.new_value, NEW_VALUE if inserted else seen))
+                if not ok:
+                    failures.append(f"{key} {cond}/{kind}/{presence}/{retrieve}: {r}")
+        assert not failures, failures
+        self.assert_state(d, model)
