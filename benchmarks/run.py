@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.run --smoke    # seconds: every path, tiny counts
 
 Options: ``--json FILE`` (all figures), ``--markdown FILE`` (the report),
-``--sections files,listing,memory,contended,stream,s3``, ``--disk DIR``
+``--sections files,listing,memory,contended,stream,s3,scaling``, ``--disk DIR``
 (where the disk-filesystem runs happen; default: the first non-RAM of
 /var/tmp, $TMPDIR, cwd), ``--keep`` (leave the scratch directories).
 
@@ -32,7 +32,10 @@ from .harness import Results, fmt_ratio, fmt_us
 from .listing import run_listing, run_stream
 from .memory import run_memory
 from .s3 import run_s3
+from .scaling import run_scaling, scaling_lines
 from .targets import judge
+
+SECTIONS = (*Config.sections, "scaling")  # scaling: 10k to 1M keys (issue 17), minutes
 
 
 def _log(msg: str) -> None:
@@ -134,6 +137,7 @@ def report(cfg: Config, places: dict[str, str], results: Results, elapsed: float
     lines = _header(cfg, places, elapsed, load, os.getloadavg()) + _tables(results)
     lines += _contended_table(results.facts.get("contended"))
     lines += _stream_lines(results.facts.get("stream"))
+    lines += scaling_lines(results.facts.get("scaling"))
     s3 = results.facts.get("s3")
     if isinstance(s3, dict) and "skipped" in s3:
         lines += ["## s3", "", f"skipped: {s3['skipped']}", ""]
@@ -169,15 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny counts (CI): seconds, not minutes")
     ap.add_argument("--json", help="write every figure to this JSON file")
     ap.add_argument("--markdown", help="write the report to this file too")
-    ap.add_argument("--sections", help="comma-separated subset of: " + ",".join(Config.sections))
+    ap.add_argument("--sections", help="comma-separated subset of: " + ",".join(SECTIONS))
     ap.add_argument("--disk", help="directory on a disk filesystem for the disk runs")
     ap.add_argument("--reps", type=int, help="repetitions per case (default 5, smoke 2)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directories")
     args = ap.parse_args(argv)
     cfg = Config.smoke_config() if args.smoke else Config()
+    cfg.sections = SECTIONS
     if args.sections:
         wanted = tuple(s.strip() for s in args.sections.split(",") if s.strip())
-        unknown = set(wanted) - set(Config.sections)
+        unknown = set(wanted) - set(SECTIONS)
         if unknown:
             ap.error(f"unknown sections {sorted(unknown)}")
         cfg.sections = wanted
@@ -203,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             run_stream(cfg, places, scratch, results, _log)
         if "s3" in cfg.sections:
             run_s3(cfg, results, _log)
+        if "scaling" in cfg.sections:
+            run_scaling(cfg, places, scratch, results, _log)
     finally:
         scratch.cleanup()
     text = report(cfg, places, results, time.perf_counter() - started, load)

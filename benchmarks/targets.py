@@ -94,6 +94,27 @@ def judge(results: Results) -> list[Verdict]:
     for op in MEMORY_OPS:
         out.append(_ratio_target(results, "memory/LocalDict", op, "ours", "floor", 3.0,
                                  f"LocalDict {op} <= 3x dict+Lock"))
+    out.extend(_scaling_targets(results))
+    return out
+
+
+def _scaling_targets(results: Results) -> list[Verdict]:
+    """Issue 17: hashed lookups flat (<= 1.5x from the smallest size to the largest);
+    len and iteration within 2x of a scandir walk at every size, both layouts."""
+    s = results.facts.get("scaling")
+    if not s:
+        return []
+    out = []
+    for run, growth in s["growth"].items():
+        if run.endswith("/hashed"):
+            g = growth.get("get (random key)")
+            out.append(Verdict(f"scaling {run} get growth {s['sizes'][0]} -> {s['sizes'][-1]}",
+                               "not measured" if g is None else f"{g:.2f}x", "<= 1.50x",
+                               None if g is None else g <= 1.5))
+    for section in sorted({r.section for r in results.rows if r.section.startswith("scaling/")}):
+        for op in ("len", "iterate keys"):
+            out.append(_ratio_target(results, section, op, "ours", "floor", 2.0,
+                                     f"{section} {op} <= 2x os.scandir walk"))
     return out
 
 

@@ -1,7 +1,8 @@
 # Sourced by the other scripts with one argument: the extras to install into
-# .venv on python3 ("base" for the package alone), or "none" to only define
-# make_venv. A venv is reinstalled only when pyproject.toml changed since the
-# last install of those extras, so repeated runs cost nothing.
+# .venv on python3 (comma-separated, e.g. "test,docs"; "base" for the package
+# alone), or "none" to only define make_venv. A venv is reinstalled only when
+# pyproject.toml changed since the last install of those extras, so repeated
+# runs cost nothing.
 set -eu
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

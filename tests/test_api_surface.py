@@ -56,6 +56,8 @@ DOCUMENTED_FUNCTIONS = {
     "get_safe_chars",
     "replace_unsafe_chars",
     "contains_unsafe_chars",  # issue 11.6
+    "memoize",  # issue 14
+    "evict",  # issue 14
 }
 # issue 11.6: typing names and constants users of the original import from
 # the top level.

@@ -65,6 +65,8 @@ from .engine.keys import (
 from .engine.persidict import PersiDict
 from .engine.results import ConditionalOperationResult, OperationResult, ValueType
 from .engine.transform import TransformingFunction
+from .eviction import evict
+from .memoize import memoize
 
 __version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it
 
@@ -150,6 +152,8 @@ __all__ = [
     "WriteOnceConsistencyError",
     "WriteOnceDict",
     "contains_unsafe_chars",
+    "evict",
     "get_safe_chars",
+    "memoize",
     "replace_unsafe_chars",
 ]

@@ -17,6 +17,11 @@ file names.
 
 It does not open the store as a FileDirDict: opening recovers the journal,
 and a check without ``--fix`` must report, not repair.
+
+``persidict evict PATH --older-than SECONDS [--max-items N]`` keeps a cache
+bounded: it removes the entries of the store at PATH last written more than
+SECONDS ago, then the oldest of the rest beyond N, never undoing a
+concurrent write (see ``eviction.py``). Exit code: 0, or 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .backends.files import FileDirDict
 from .concurrency.lock_tree import LockTree
 from .concurrency.locks import META_DIR
-from .concurrency.marker import find_markers, is_root, read_params
+from .concurrency.marker import find_markers, is_root, layout_of, read_params
 from .concurrency.repair import CheckReport, check_tree, detect_digest_len
+from .eviction import evict
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="persidict",
         description="Command-line tools for FileDirDict directories.",
         epilog="Exit codes of check: 0 clean, 1 problems found (repaired with --fix), "
-        "2 bad usage or not a store.",
+        "2 bad usage or not a store. Of evict: 0 done, 2 bad usage or not a store.",
     )
     parser.add_argument("--version", action="version", version=f"persidict {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +68,23 @@ def _parser() -> argparse.ArgumentParser:
         help="override the store's digest_len (default: as recorded in its marker)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    evict_cmd = sub.add_parser(
+        "evict",
+        help="remove the oldest entries of a FileDirDict store (safe while others use it)",
+    )
+    evict_cmd.add_argument("path", help="the store's base_dir")
+    evict_cmd.add_argument(
+        "--older-than", type=float, required=True, metavar="SECONDS",
+        help="remove entries last written more than SECONDS ago",
+    )
+    evict_cmd.add_argument(
+        "--max-items", type=int, default=None, metavar="N",
+        help="then remove the oldest entries until at most N remain",
+    )
+    evict_cmd.add_argument(
+        "--serialization-format", default="pkl",
+        help="which values: the store's file suffix (default: pkl)",
+    )
     return parser
 
 
@@ -86,6 +110,7 @@ def _check(
         lock_for=locks.hold,
         markers_lock_for=locks.hold_markers,
         fix=args.fix,
+        layout=layout_of(read_params(store)),
     )
     return report, digest_len, source
 
@@ -108,8 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     path = os.path.abspath(args.path)
     if not os.path.isdir(path):
-        print(f"persidict check: {path} is not a directory", file=sys.stderr)
+        print(f"persidict {args.command}: {path} is not a directory", file=sys.stderr)
         return 2
+    if args.command == "evict":
+        return _evict(args, path)
     if args.digest_len is not None and args.digest_len < 0:
         print("persidict check: --digest-len must be >= 0", file=sys.stderr)
         return 2
@@ -118,6 +145,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. a --fix on a read-only store
         print(f"persidict check: {exc}", file=sys.stderr)
         return 2
+
+
+def _evict(args: argparse.Namespace, path: str) -> int:
+    """Run ``persidict evict`` on the store at ``path``."""
+    if args.older_than < 0 or (args.max_items is not None and args.max_items < 0):
+        print("persidict evict: --older-than and --max-items must be >= 0", file=sys.stderr)
+        return 2
+    store = find_markers(os.path.realpath(path))[1]
+    if store is None:
+        print(f"persidict evict: {path} is not a persidict store (no {META_DIR} marker)",
+              file=sys.stderr)
+        return 2
+    params = read_params(store) or {}
+    digest_len = params.get("digest_len", 4)
+    try:
+        report = evict(
+            FileDirDict(base_dir=path, digest_len=digest_len,
+                        serialization_format=args.serialization_format),
+            older_than=args.older_than, max_items=args.max_items,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"persidict evict: {exc}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0
 
 
 def _main(args: argparse.Namespace, path: str) -> int:

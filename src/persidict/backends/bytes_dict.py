@@ -16,6 +16,29 @@ class ByteStoreDict(PersiDict[Any]):
     come from the engine; the ByteStore only keeps bytes (see
     ``engine/contract.py``). The store is as atomic as the ByteStore's five
     operations are. ``get_subdict`` needs ``capabilities.subdicts``.
+
+    Parameters
+    ----------
+    byte_store : ByteStore
+        Where the bytes live.
+    serialization_format : str, default "pkl"
+        ``"pkl"``, ``"json"`` or a text format (then ``base_class_for_values=str``).
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    base_class_for_values : type or None, default None
+        If given, every value written or read must be an instance of it.
+
+    Raises
+    ------
+    TypeError
+        ``byte_store`` is not a ByteStore, or a parameter has the wrong type.
+    ValueError
+        A parameter is invalid.
+
+    Notes
+    -----
+    Atomic as the ByteStore: every conditional operation is linearizable if
+    its conditional ``write`` and ``delete`` are.
     """
 
     def __init__(

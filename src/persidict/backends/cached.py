@@ -41,6 +41,27 @@ class AppendOnlyDictCached(PersiDict[Any]):
     cache cannot hold is refused before main is written. Timestamps,
     iteration and length come from main. Deletion and transform_item are
     refused with MutationPolicyError.
+
+    Parameters
+    ----------
+    main_dict : PersiDict
+        The authoritative store; must be append-only.
+    data_cache : PersiDict
+        The value cache; must be append-only, with main's
+        ``base_class_for_values``.
+
+    Raises
+    ------
+    TypeError
+        ``main_dict`` or ``data_cache`` is not a PersiDict.
+    ValueError
+        A store is not append-only, or their ``base_class_for_values``
+        differ.
+
+    Notes
+    -----
+    Atomic as main: every insert and conditional operation is decided by
+    main alone.
     """
 
     def __init__(self, *, main_dict: PersiDict[Any], data_cache: PersiDict[Any]) -> None:
@@ -59,18 +80,69 @@ class AppendOnlyDictCached(PersiDict[Any]):
         self._bytes = AppendOnlyCacheBytes(main.byte_store, cache.byte_store)
 
     def get_params(self) -> dict[str, Any]:
-        """Parameters: ``data_cache`` and ``main_dict``, sorted."""
+        """Return the parameters that rebuild this pairing.
+
+        Returns
+        -------
+        dict of str to object
+            ``data_cache`` and ``main_dict``, sorted by name.
+        """
         return sorted_params({"data_cache": self._data_cache, "main_dict": self._main})
 
     def transform_item(
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
-        """Refused (after ``n_retries`` is checked): values of an append-only store never change."""
+        """Refuse: values of an append-only store never change.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            Not used.
+        transformer : callable
+            Never called.
+        n_retries : int or None, default 6
+            Not used.
+
+        Returns
+        -------
+        OperationResult
+            Never returns.
+
+        Raises
+        ------
+        MutationPolicyError
+            Always (after ``n_retries`` is checked), before anything is read or
+            written.
+        ConcurrencyConflictError
+            Never.
+
+        Notes
+        -----
+        Atomic trivially: nothing happens.
+        """
         check_n_retries(n_retries)
         raise self._policy_error()
 
     def get_subdict(self, prefix_key: Any) -> AppendOnlyDictCached:
-        """The same pairing scoped to ``prefix_key`` in both stores."""
+        """Return the same pairing scoped to ``prefix_key`` in both stores.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        AppendOnlyDictCached
+            Over ``main_dict.get_subdict(prefix_key)`` and the cache's.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         return AppendOnlyDictCached(
             main_dict=self._main.get_subdict(prefix_key),
             data_cache=self._data_cache.get_subdict(prefix_key),
@@ -102,6 +174,23 @@ class MutableDictCached(PersiDict[Any]):
     never fails a call (logged); a process killed between main and the
     cache leaves an older record, which main's etag refuses on the next
     read: a miss, never a wrong value.
+
+    Parameters
+    ----------
+    main_dict : PersiDict
+        The authoritative store.
+    data_cache : PersiDict
+        The value cache: mutable, with main's ``base_class_for_values``.
+    etag_cache : PersiDict
+        The etag cache: mutable, holding str values.
+
+    Raises
+    ------
+    TypeError
+        An argument is not a PersiDict.
+    ValueError
+        A cache is append-only, or ``data_cache``'s
+        ``base_class_for_values`` differs from main's.
     """
 
     def __init__(
@@ -129,12 +218,35 @@ class MutableDictCached(PersiDict[Any]):
         self._bytes = self._cache
 
     def get_params(self) -> dict[str, Any]:
-        """Parameters: ``data_cache``, ``etag_cache`` and ``main_dict``, sorted."""
+        """Return the parameters that rebuild this triple.
+
+        Returns
+        -------
+        dict of str to object
+            ``data_cache``, ``etag_cache`` and ``main_dict``, sorted by name.
+        """
         params = {"data_cache": self._data_cache, "etag_cache": self._etag_cache}
         return sorted_params({**params, "main_dict": self._main})
 
     def etag(self, key: Any) -> ETagValue:
-        """Main's etag as cached with the value if cached, else main's (then cached)."""
+        """Return main's etag as cached with the value if cached, else main's.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key.
+
+        Returns
+        -------
+        ETagValue
+            The etag (it may be stale if main was changed behind this
+            wrapper's back).
+
+        Raises
+        ------
+        KeyError
+            The key is absent in main.
+        """
         k = to_key(key)
         cached = self._cache.cached_etag(k)
         if cached is not None:
@@ -145,7 +257,25 @@ class MutableDictCached(PersiDict[Any]):
         return etag
 
     def get_subdict(self, prefix_key: Any) -> MutableDictCached:
-        """The same triple scoped to ``prefix_key`` in all three stores."""
+        """Return the same triple scoped to ``prefix_key`` in all three stores.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        MutableDictCached
+            Over the three stores' subdicts.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         return MutableDictCached(
             main_dict=self._main.get_subdict(prefix_key),
             data_cache=self._data_cache.get_subdict(prefix_key),

@@ -63,7 +63,22 @@ class EmptyDict(PersiDict[Any]):
 
     Writes are still validated (keys, jokers, base_class_for_values), so code
     that works against EmptyDict makes the same calls a real store accepts.
-    The whole API is the engine's, over a ByteStore that keeps nothing.
+    The whole API is the engine's, over a ByteStore that keeps nothing and
+    declares ``discards_writes``.
+
+    Parameters
+    ----------
+    append_only : bool, default False
+        Kept for the parameters; nothing is ever stored to protect.
+    base_class_for_values : type or None, default None
+        Values written must be instances of it.
+    serialization_format : str, default "pkl"
+        Kept for the parameters.
+
+    Notes
+    -----
+    Atomic trivially: there is no state, so every operation sees the same
+    empty store.
     """
 
     _bytes = NullBytes()  # one for all: it holds nothing

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -24,10 +25,9 @@ from ..concurrency.locks import KeyLocks, lock_offset
 from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Listed
 from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
-from ..engine.keys import NonEmptySafeStrTuple, sign_component
-from .file_walk import count_keys, planted_link, walk_keys
+from ..engine.keys import NonEmptySafeStrTuple
+from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
 
-_NAME_MAX = 255
 _PATH_CACHE_MAX = 4096
 
 
@@ -50,19 +50,20 @@ def _is_file(path: str) -> bool:
 
 
 class FileBytes(ByteStore):
-    """Keys as files under ``base``: ``a_<d>/b_<d><suffix>`` (see FileDirDict)."""
+    """Keys as files under ``base``: ``a_<d>/b_<d><suffix>``, or hashed (see FileDirDict)."""
 
     name = "filesystem"
     # Subdicts are FileDirDicts opened on a subdirectory (they find the lock root above).
     capabilities = Capabilities(locks_keys=True)
 
     def __init__(
-        self, base: str, *, suffix: str, digest_len: int, durable: bool,
+        self, base: str, *, suffix: str, digest_len: int, hashed: bool, durable: bool,
         journal: Journal, lock_tree: LockTree,
     ) -> None:
         self.base = base
         self.suffix = suffix
         self.digest_len = digest_len
+        self.hashed = hashed
         self.durable = durable
         self.journal = journal
         self.lock_tree = lock_tree
@@ -71,17 +72,8 @@ class FileBytes(ByteStore):
     # -- paths --------------------------------------------------------------
 
     def signed(self, strings: tuple[str, ...], with_suffix: bool) -> list[str]:
-        """The file (or directory) names of key components; ValueError if too long."""
-        parts = [sign_component(s, self.digest_len) for s in strings]
-        if with_suffix:
-            parts[-1] += self.suffix
-        for original, part in zip(strings, parts, strict=True):
-            if len(part.encode("utf-8")) > _NAME_MAX:
-                raise ValueError(
-                    f"key component {original[:40]!r}... is too long: its file name "
-                    f"{part[:40]!r}... exceeds {_NAME_MAX} bytes"
-                )
-        return parts
+        """The directory and file names of key components; ValueError if too long."""
+        return path_parts(strings, self.digest_len, self.suffix * with_suffix, self.hashed)
 
     def path(self, key: NonEmptySafeStrTuple) -> str:
         """The absolute file path of ``key`` (ValueError if it cannot have one)."""
@@ -108,7 +100,7 @@ class FileBytes(ByteStore):
 
     def _linked(self, key: NonEmptySafeStrTuple, path: str) -> str | None:
         """A symlink among ``path``'s directories (see file_walk.planted_link)."""
-        return planted_link(self.base, path) if len(key.strings) > 1 else None
+        return planted_link(self.base, path) if self.hashed or len(key.strings) > 1 else None
 
     @functools.cached_property
     def _no_links_above(self) -> bool:
@@ -142,10 +134,10 @@ class FileBytes(ByteStore):
     def _read(self, key: NonEmptySafeStrTuple, path: str) -> bytes | None:
         """The bytes of ``key``; None if absent, a symlink, or under one.
 
-        Below one level, openat2(RESOLVE_NO_SYMLINKS) checks every directory
+        Below base, openat2(RESOLVE_NO_SYMLINKS) checks every directory
         in the same call as the open (an lstat per level costs more).
         """
-        if len(key.strings) == 1:
+        if not self.hashed and len(key.strings) == 1:
             return read_file(path)
         if open_no_symlinks is not None and self._no_links_above:
             try:
@@ -257,11 +249,17 @@ class FileBytes(ByteStore):
 
     def scan(self, *, with_timestamps: bool = False) -> Listed:
         # docstring inherited; each directory is read as one snapshot (file_walk.py)
-        return walk_keys(self.base, (), self.suffix, self.digest_len, with_timestamps)
+        return walk_keys(
+            self.base, (), self.suffix, self.digest_len, self.hashed, with_timestamps
+        )
+
+    def keys(self) -> Iterator[NonEmptySafeStrTuple]:
+        """Every key, without timestamps: a listing's floor."""
+        return iter_keys(self.base, (), self.suffix, self.digest_len, self.hashed)
 
     def count(self) -> int:
         # docstring inherited; counts valid names without building a key per file
-        return count_keys(self.base, self.suffix, self.digest_len)
+        return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
 
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
         # docstring inherited

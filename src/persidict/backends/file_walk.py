@@ -6,8 +6,16 @@ once and a key added or removed during it at most once, also on tmpfs where
 a rename over a file moves its entry in readdir order. Memory: the listing
 of each directory on the path from the base to the current one.
 
-Names starting with '@' are ours (temp files, metadata); names that do not
-unsign are junk left by others; symlinks are never keys and never followed.
+Names are checked a whole directory at a time (``unsign_names``): a name is
+a key only if its key maps back to that very path (safe characters, the
+digest suffix, and in the hashed layout the bucket). Names starting with
+'@' are ours (temp files, metadata); other names are junk left by others;
+symlinks are never keys and never followed.
+
+Layouts: ``direct`` puts key ``(a, b)`` at ``a_<d>/b_<d>.<fmt>``; ``hashed``
+at ``+xy/a_<d>/+zw/b_<d>.<fmt>``, where ``+xy`` is the bucket of the
+component below it (``keys.bucket_of``), so no directory grows past about
+1/1024 of a level's entries.
 """
 
 from __future__ import annotations
@@ -17,32 +25,92 @@ import stat
 from collections.abc import Iterator
 
 from ..concurrency.listing import list_dir
-from ..engine.keys import NonEmptySafeStrTuple, trusted_key, unsign_component
+from ..engine.keys import (
+    NonEmptySafeStrTuple,
+    bucket_of,
+    is_bucket,
+    sign_component,
+    trusted_key,
+    trusted_keys,
+    unsign_names,
+)
 
-__all__ = ["count_keys", "planted_link", "walk_keys"]
+__all__ = ["count_keys", "iter_keys", "path_parts", "planted_link", "walk_keys"]
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
+_NAME_MAX = 255
 
 
-def count_keys(directory: str, suffix: str, digest_len: int) -> int:
-    """The number of keys stored under ``directory``."""
+def path_parts(strings: tuple[str, ...], digest_len: int, suffix: str, hashed: bool) -> list[str]:
+    """The directory and file names of the key (or prefix) ``strings``, in order.
+
+    ``suffix`` ends the last name ('' for a prefix); ValueError if a name
+    would exceed the filesystems' 255 bytes.
+    """
+    parts = [sign_component(s, digest_len) for s in strings]
+    parts[-1] += suffix
+    for original, part in zip(strings, parts, strict=True):
+        if len(part.encode("utf-8")) > _NAME_MAX:
+            raise ValueError(
+                f"key component {original[:40]!r}... is too long: its file name "
+                f"{part[:40]!r}... exceeds {_NAME_MAX} bytes"
+            )
+    if hashed:
+        return [x for s, part in zip(strings, parts, strict=True) for x in (bucket_of(s), part)]
+    return parts
+
+
+def _subdirs(directory: str, dirs: list[str], digest_len: int, bucket: str | None
+             ) -> Iterator[tuple[str, str]]:
+    """(path, component) of each key directory among ``dirs``."""
+    for name in dirs:
+        if name[0] != "@":
+            found = unsign_names([name], digest_len, bucket)
+            if found:
+                yield f"{directory}/{name}", found[0]
+
+
+def _levels(directory: str, hashed: bool) -> Iterator[tuple[str, str | None, list[str], list[str]]]:
+    """(path, bucket, files, dirs) of each directory holding the entries of one key level.
+
+    One directory in the direct layout; each bucket directory in the hashed one
+    (a file at the level itself is no key there, and is skipped).
+    """
     listing = list_dir(directory)
     if listing is None:
-        return 0
-    files, dirs = listing
-    cut = -len(suffix)
+        return
+    if not hashed:
+        yield directory, None, *listing
+        return
+    buckets = [name for name in listing[1] if is_bucket(name)]
+    del listing
+    for bucket in buckets:
+        path = f"{directory}/{bucket}"
+        inner = list_dir(path)
+        if inner is not None:
+            yield path, bucket, *inner
+
+
+def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
+    """The number of keys stored under ``directory``."""
     n = 0
-    for name in files:
-        if (
-            name[0] != "@"
-            and name.endswith(suffix)
-            and unsign_component(name[:cut], digest_len) is not None
-        ):
-            n += 1
-    for name in dirs:
-        if name[0] != "@" and unsign_component(name, digest_len) is not None:
-            n += count_keys(f"{directory}/{name}", suffix, digest_len)
+    for path, bucket, files, dirs in _levels(directory, hashed):
+        n += len(unsign_names(files, digest_len, bucket, suffix))
+        del files
+        for sub, _ in _subdirs(path, dirs, digest_len, bucket):
+            n += count_keys(sub, suffix, digest_len, hashed)
     return n
+
+
+def iter_keys(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[NonEmptySafeStrTuple]:
+    """Every key under ``directory``, keys prefixed by ``prefix``."""
+    for path, bucket, files, dirs in _levels(directory, hashed):
+        yield from trusted_keys(prefix, unsign_names(files, digest_len, bucket, suffix))
+        del files
+        for sub, component in _subdirs(path, dirs, digest_len, bucket):
+            yield from iter_keys(sub, (*prefix, component), suffix, digest_len, hashed)
 
 
 def walk_keys(
@@ -50,38 +118,28 @@ def walk_keys(
     prefix: tuple[str, ...],
     suffix: str,
     digest_len: int,
+    hashed: bool,
     with_timestamps: bool,
 ) -> Listed:
     """(key, mtime or None) of every key under ``directory``, keys prefixed by ``prefix``."""
-    listing = list_dir(directory)
-    if listing is None:
+    if not with_timestamps:
+        for key in iter_keys(directory, prefix, suffix, digest_len, hashed):
+            yield key, None
         return
-    files, dirs = listing
-    del listing
-    cut = -len(suffix)
     trusted = trusted_key
-    for name in files:
-        if name[0] == "@" or not name.endswith(suffix):
-            continue
-        component = unsign_component(name[:cut], digest_len)
-        if component is None:
-            continue
-        ts: float | None = None
-        if with_timestamps:
+    for path, bucket, files, dirs in _levels(directory, hashed):
+        for name in files:
+            found = unsign_names([name], digest_len, bucket, suffix)
+            if not found:
+                continue
             try:
-                ts = os.lstat(f"{directory}/{name}").st_mtime
+                ts = os.lstat(f"{path}/{name}").st_mtime
             except FileNotFoundError:
                 continue  # deleted since the listing
-        yield trusted((*prefix, component)), ts
-    del files
-    for name in dirs:
-        if name[0] == "@":
-            continue
-        component = unsign_component(name, digest_len)
-        if component is not None:
-            yield from walk_keys(
-                f"{directory}/{name}", (*prefix, component), suffix, digest_len, with_timestamps
-            )
+            yield trusted((*prefix, found[0])), ts
+        del files
+        for sub, component in _subdirs(path, dirs, digest_len, bucket):
+            yield from walk_keys(sub, (*prefix, component), suffix, digest_len, hashed, True)
 
 
 def planted_link(base: str, path: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from typing import Any
 
 from ..concurrency.journal import Journal
@@ -13,7 +13,7 @@ from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import META_DIR, require_file_locks
 from ..concurrency.marker import open_root
 from ..concurrency.repair import CheckReport, check_tree
-from ..engine.keys import MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_prefix
+from ..engine.keys import LAYOUTS, MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict
 from ..engine.values import sorted_params
 from .file_bytes import FileBytes, content_etag
@@ -34,6 +34,13 @@ class FileDirDict(PersiDict[Any]):
     ``<d>`` is the first ``digest_len`` characters of the lower-cased base32
     MD5 of the component (no suffix when ``digest_len=0``), so keys that differ
     only by case coexist on case-insensitive filesystems.
+
+    That is ``layout="direct"``, the default (the reference's). With
+    ``layout="hashed"`` each component sits in a bucket directory ``+xy``
+    (2 base32 MD5 characters): ``base_dir/+xy/a_<d>/+zw/b_<d>.<format>``, so
+    a million keys spread over 1024 directories and lookups stay as fast as
+    in a small store. A store records its layout (``@persidict/params.json``);
+    opening it with the other one raises ValueError.
 
     Atomicity: every operation, including each ``*_if`` operation,
     transform_item, pop, popitem and setdefault, is linearizable across
@@ -70,6 +77,7 @@ class FileDirDict(PersiDict[Any]):
         digest_len: int = 4,
         base_class_for_values: type | None = None,
         durable: bool = True,
+        layout: str = "direct",
     ) -> None:
         require_file_locks()  # Windows, or a bad PERSIDICT_LOCKS: refuse before any file is made
         super().__init__(
@@ -84,12 +92,16 @@ class FileDirDict(PersiDict[Any]):
                 f"digest_len must be within [0, {MAX_DIGEST_LEN}] (the length of a base32 "
                 f"MD5), got {digest_len}"
             )
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if not isinstance(durable, bool):
             raise TypeError(f"durable must be a bool, got {durable!r}")
         if not isinstance(base_dir, (str, os.PathLike)):
             raise TypeError(f"base_dir must be a path, got {type(base_dir).__name__}")
         self.digest_len = digest_len
         self.durable = durable
+        self.layout = layout
+        hashed = layout == "hashed"
         self._base = os.path.abspath(os.fspath(base_dir))
         for attempt in range(8):
             try:
@@ -104,7 +116,8 @@ class FileDirDict(PersiDict[Any]):
         # concurrency/marker.py, lock_tree.py); a store opened where there is none makes one,
         # recording the parameters that shape its file names.
         self._real_base = os.path.realpath(self._base)
-        params = {"digest_len": digest_len}
+        # The layout is recorded when not the default: older markers read as direct.
+        params = {"digest_len": digest_len, **({"layout": layout} if hashed else {})}
         # None: no settled root and none can be made now (read-only): the
         # store stays readable, and its writes raise instead of guessing a lock
         home = open_root(self._real_base, params, durable=durable)
@@ -113,7 +126,7 @@ class FileDirDict(PersiDict[Any]):
         self._lock_tree = LockTree(self._real_base, home)
         self._bytes = FileBytes(
             self._base, suffix="." + serialization_format, digest_len=digest_len,
-            durable=durable, journal=journal, lock_tree=self._lock_tree,
+            hashed=hashed, durable=durable, journal=journal, lock_tree=self._lock_tree,
         )
         # Recovery on open: reclaim temp files of dead writers (one listdir).
         # A read-only store is still readable, so failures are not fatal.
@@ -137,8 +150,13 @@ class FileDirDict(PersiDict[Any]):
     def get_params(self) -> dict[str, Any]:
         # docstring inherited
         params = super().get_params()
-        params.update(base_dir=self._base, digest_len=self.digest_len, durable=self.durable)
+        params.update(base_dir=self._base, digest_len=self.digest_len, durable=self.durable,
+                      layout=self.layout)
         return sorted_params(params)
+
+    def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
+        # Keys without the (key, timestamp) pairs of a scan: a listing's floor.
+        return self._bytes.keys()
 
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
         data = self._bytes.read(key).data
@@ -151,25 +169,20 @@ class FileDirDict(PersiDict[Any]):
     def check(self, fix: bool = False) -> CheckReport:
         """Report what crashes or outside hands left in this store's directory.
 
-        Finds temp files of dead writers (``dead_intent`` in the journal,
-        ``orphan_temp`` elsewhere), ``unreadable`` (torn or garbage) values,
-        ``stray`` files no key maps to, and ``empty_dir`` trees. With
-        ``fix=True`` it repairs them without losing data: dead temps (never
-        committed) are removed, unreadable values and strays are moved into
-        ``@persidict/quarantine/``, empty directories are pruned. Temp files
-        of live writers are never touched. See ``concurrency/repair.py``.
+        Finds ``dead_intent``/``orphan_temp`` temp files of dead writers,
+        ``unreadable`` values, ``stray`` files no key maps to (in this store's
+        layout) and ``empty_dir`` trees; ``fix=True`` repairs them without
+        losing data (see ``concurrency/repair.py``). Live writers are left alone.
         """
         return check_tree(
             self._base,
             meta_dir=os.path.join(self._home_root, META_DIR),
             digest_len=self.digest_len,
-            lock_for=self._lock_for,
+            layout=self.layout,
+            lock_for=self._lock_tree.hold,
             markers_lock_for=self._lock_tree.hold_markers,
             fix=fix,
         )
-
-    def _lock_for(self, rel: str) -> AbstractContextManager[None]:
-        return self._lock_tree.hold(rel)
 
     def get_subdict(self, prefix_key: Any) -> FileDirDict:
         """A FileDirDict rooted at the subdirectory of ``prefix_key``.

@@ -217,6 +217,22 @@ class LocalDict(PersiDict[Any]):
     it never changes what is stored. Nothing survives the process; pickling a
     LocalDict copies its data. Etags are per-store version numbers, unique for
     every write.
+
+    Parameters
+    ----------
+    backend : RAMBackend or None, default None
+        The shared RAM store to view (stores built on one backend, and their
+        subdicts, see the same items); a new one if None.
+    serialization_format : str, default "pkl"
+        The codec values are stored with, and a namespace: each format has its
+        own items.
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    base_class_for_values : type or None, default None
+        If given, every value must be an instance of it.
+    prune_interval : int or None, default 64
+        Accepted for compatibility with the reference; the flat layout has
+        nothing to prune.
     """
 
     def __init__(
@@ -247,7 +263,25 @@ class LocalDict(PersiDict[Any]):
         return sorted_params(params)
 
     def get_subdict(self, prefix_key: Any) -> LocalDict:
-        """A view of the keys under ``prefix_key``, sharing this store."""
+        """A view of the keys under ``prefix_key``, sharing this store.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        LocalDict
+            A store on the same RAM backend; writes through either are seen by both.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         prefix = to_prefix(prefix_key)
         params = self.get_params()
         params["backend"] = self._backend.child(prefix.strings)

@@ -14,6 +14,29 @@ class OverlappingMultiDict:
     ``multi.json["k"] = v`` and ``multi.txt["k"] = "text"`` write side by side
     in one directory or bucket. The container itself has no items: item access
     pickling and ``__setstate__`` raise TypeError (use its sub-dicts).
+
+    Parameters
+    ----------
+    dict_type : type of PersiDict
+        The store class of every sub-dict (FileDirDict, S3Dict...).
+    shared_subdicts_params : dict
+        Constructor parameters common to all sub-dicts (``base_dir``...).
+    **individual_subdicts_params : dict
+        One entry per sub-dict: its name is its ``serialization_format``,
+        its value the parameters it adds or overrides.
+
+    Raises
+    ------
+    TypeError
+        ``dict_type`` is not a PersiDict subclass, or a parameter set is not
+        a dict.
+    ValueError
+        No sub-dict was given.
+
+    Notes
+    -----
+    Each sub-dict is an ordinary store, as atomic as ``dict_type``; nothing
+    spans two of them.
     """
 
     def __init__(
@@ -47,6 +70,13 @@ class OverlappingMultiDict:
         raise AttributeError(f"{type(self).__name__} has no sub-dict {name!r}")
 
     def _no_items(self, *args: Any) -> NoReturn:
+        """Refuse item access: the container has no items of its own.
+
+        Raises
+        ------
+        TypeError
+            Always; the message names a sub-dict to use instead.
+        """
         raise TypeError(
             f"{type(self).__name__} has no items of its own; use a sub-dict such as "
             f".{self.subdicts_names[0]}"

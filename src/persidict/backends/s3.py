@@ -8,7 +8,7 @@ from ..engine.keys import to_prefix
 from ..engine.persidict import PersiDict
 from ..engine.values import sorted_params
 from .s3_bytes import WRITE_TOKEN, S3Bytes, write_token
-from .s3_transport import RetryPolicy, ensure_bucket
+from .s3_transport import RetryPolicy, check_bucket_name, ensure_bucket
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -52,6 +52,40 @@ class BasicS3Dict(PersiDict[Any]):
     Construction (get_subdict and unpickling included) sends one
     ``head_bucket`` and creates a missing bucket: nothing is remembered per
     process, so a bucket deleted since (or a test mock reset) is found again.
+
+    Parameters
+    ----------
+    bucket_name : str, default "my_bucket"
+        The bucket. A name no S3 client can send is refused before any
+        request; one the server refuses (AWS's rules; the default
+        ``my_bucket`` breaks them, moto and MinIO take it) fails at
+        construction with the same message.
+    region : str or None, default None
+        The AWS region; None uses boto3's configuration.
+    root_prefix : str, default ""
+        Prefix of every object name (a ``/`` is appended if missing).
+    serialization_format : str, default "pkl"
+        ``"pkl"``, ``"json"`` or a text format; also the object suffix.
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    base_class_for_values : type or None, default None
+        If given, every value must be an instance of it.
+    endpoint_url : str or None, default None
+        An S3-compatible server (MinIO, SeaweedFS...); None for AWS.
+    client : S3Client or None, default None
+        A boto3 client to use instead of building one (not a parameter of
+        ``get_params``; refused in a forked child).
+
+    Raises
+    ------
+    ValueError
+        ``bucket_name`` is empty, cannot be sent, or the server refuses it
+        (the message names the bucket, why, and S3's rules), or ``serialization_format`` is
+        invalid.
+    TypeError
+        ``root_prefix``, ``region`` or ``endpoint_url`` is not a str.
+    BackendError
+        The bucket can neither be found nor created.
     """
 
     _bytes: S3Bytes
@@ -75,6 +109,7 @@ class BasicS3Dict(PersiDict[Any]):
         )
         if not isinstance(bucket_name, str) or not bucket_name:
             raise ValueError(f"bucket_name must be a non-empty str, got {bucket_name!r}")
+        check_bucket_name(bucket_name)
         if not isinstance(root_prefix, str):
             raise TypeError(f"root_prefix must be a str, got {type(root_prefix).__name__}")
         for name, v in (("region", region), ("endpoint_url", endpoint_url)):
@@ -110,7 +145,7 @@ class BasicS3Dict(PersiDict[Any]):
 
     @property
     def s3_client(self) -> S3Client:
-        """The boto3 client: the same object as :attr:`client`."""
+        """The boto3 client: the same object as `client`."""
         return self.client
 
     @property
@@ -140,9 +175,26 @@ class BasicS3Dict(PersiDict[Any]):
         return sorted_params(params)
 
     def get_subdict(self, prefix_key: Any) -> BasicS3Dict:
-        """A BasicS3Dict whose root_prefix extends this one by ``prefix_key``.
+        """Return a BasicS3Dict whose root_prefix extends this one by ``prefix_key``.
 
-        It shares this store's client; an empty prefix gives the same key space.
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        BasicS3Dict
+            Sharing this store's retry policy, and its client if one was given.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        BackendError
+            The bucket's ``head_bucket`` failed.
         """
         prefix = to_prefix(prefix_key)
         params = self.get_params()

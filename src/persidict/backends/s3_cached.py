@@ -45,6 +45,40 @@ class S3Dict_FileDirCached(ForwardingStore):
     suffixed as FileDirDict does with ``digest_len`` (older versions also
     kept ``<base_dir>/etags/``: it is no longer read). The cache is written
     with ``durable=False``: a cache lost to a power cut is refilled from S3.
+
+    Parameters
+    ----------
+    bucket_name : str, default "my_bucket"
+        The bucket (checked as by BasicS3Dict: what no client can send
+        before any request, what the server refuses at construction).
+    region : str or None, default None
+        The AWS region; None uses boto3's configuration.
+    root_prefix : str, default ""
+        Prefix of every object name.
+    base_dir : str or PathLike, default "__s3_dict__"
+        Directory of the local caches.
+    serialization_format : str, default "pkl"
+        ``"pkl"``, ``"json"`` or a text format.
+    digest_len : int, default 8
+        Digest suffix length of the cache's file names (see FileDirDict).
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    base_class_for_values : type or None, default None
+        If given, every value must be an instance of it.
+    endpoint_url : str or None, default None
+        An S3-compatible server; None for AWS.
+    client : S3Client or None, default None
+        A boto3 client to use instead of building one.
+
+    Raises
+    ------
+    ValueError
+        the server or botocore refuses ``bucket_name``, or another parameter is
+        invalid.
+    TypeError
+        ``base_dir`` is not a path, or another parameter has the wrong type.
+    BackendError
+        The bucket can neither be found nor created.
     """
 
     def __init__(
@@ -155,7 +189,27 @@ class S3Dict_FileDirCached(ForwardingStore):
         return self._inner.transform_item(key, transformer=transformer, n_retries=n_retries)
 
     def get_subdict(self, prefix_key: Any) -> S3Dict_FileDirCached:
-        """The same store scoped to ``prefix_key`` (S3 prefix and caches alike)."""
+        """Return the same store scoped to ``prefix_key`` (S3 prefix and caches alike).
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        S3Dict_FileDirCached
+            Over the S3 prefix extended by ``prefix_key``.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        BackendError
+            The bucket's ``head_bucket`` failed.
+        """
         prefix = to_prefix(prefix_key)
         params = self.get_params()
         if prefix:

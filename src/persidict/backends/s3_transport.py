@@ -21,14 +21,16 @@ Every request of BasicS3Dict goes through :meth:`Transport.call`, which
   through the write token) can then prove the outcome.
 
 Serialization never happens in here, so it is never retried. The module also
-keeps this process's boto3 clients (:func:`make_client`), fork-safely, and
-finds or creates a store's bucket (:func:`ensure_bucket`).
+keeps this process's boto3 clients (:func:`make_client`), fork-safely,
+checks bucket names (:func:`check_bucket_name`) and finds or creates a
+store's bucket (:func:`ensure_bucket`).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -295,6 +297,61 @@ def _detail(exc: BaseException) -> str:
     return f"{error_code(exc)}: {exc}" if isinstance(exc, ClientError) else repr(exc)
 
 
+_BUCKET_CHARS = re.compile(r"[a-z0-9.-]+")
+_IP_ADDRESS = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RULES = (
+    "S3 bucket names are 3 to 63 characters of lowercase letters, digits, '.' and '-', "
+    "begin and end with a letter or digit, have no '..', are not an IP address and do "
+    "not start with " + ", ".join(repr(p) for p in _RESERVED_PREFIXES)
+    + " (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html)"
+)
+
+
+# What botocore itself refuses before sending (no S3 server can accept it).
+_SENDABLE_BUCKET = re.compile(r"[A-Za-z0-9._-]{1,255}")
+
+
+def bucket_name_problem(bucket: str) -> str | None:
+    """Why ``bucket`` breaks AWS's naming rules, or None if it follows them."""
+    if not 3 <= len(bucket) <= 63:
+        return f"it has {len(bucket)} characters"
+    if _BUCKET_CHARS.fullmatch(bucket) is None:
+        bad = sorted({c for c in bucket if _BUCKET_CHARS.fullmatch(c) is None})
+        return f"it contains {''.join(bad)!r}"
+    if not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        return "it does not begin and end with a letter or digit"
+    if ".." in bucket:
+        return "it contains '..'"
+    if _IP_ADDRESS.fullmatch(bucket):
+        return "it is an IP address"
+    if bucket.startswith(_RESERVED_PREFIXES):
+        return "it starts with a reserved prefix"
+    return None
+
+
+def invalid_bucket(bucket: str, refused_by: str) -> ValueError:
+    """The error for a bucket name that ``refused_by`` will not take, with the rules."""
+    why = bucket_name_problem(bucket) or "the server refused it"
+    return ValueError(
+        f"bucket_name {bucket!r} is not a valid S3 bucket name ({why}; refused by "
+        f"{refused_by}): " + BUCKET_RULES
+    )
+
+
+def check_bucket_name(bucket: str) -> None:
+    """Raise ValueError for a name no S3 server can accept, before any request.
+
+    Only what botocore would refuse client-side is refused here: other S3
+    implementations (moto, MinIO, buckets made before 2018 in us-east-1)
+    accept names AWS now rejects, such as the reference's default
+    ``my_bucket``. A server's own ``InvalidBucketName`` is turned into the
+    same message by :func:`ensure_bucket`.
+    """
+    if _SENDABLE_BUCKET.fullmatch(bucket) is None:
+        raise invalid_bucket(bucket, "every S3 client")
+
+
 def ensure_bucket(
     transport: Transport, client: S3Client, bucket: str, region: str | None
 ) -> None:
@@ -313,6 +370,8 @@ def ensure_bucket(
         cause = exc.__cause__
         if isinstance(cause, ClientError) and http_status(cause) == 403:
             return
+        if _refuses_name(cause) and bucket_name_problem(bucket) is not None:
+            raise invalid_bucket(bucket, "the server") from exc
         raise
     effective = region if region is not None else client.meta.region_name
     kwargs: dict[str, Any] = {"Bucket": bucket}
@@ -322,5 +381,14 @@ def ensure_bucket(
         transport.call("create_bucket", client.create_bucket, **kwargs)
     except BackendError as exc:
         cause = exc.__cause__
+        if isinstance(cause, ClientError) and error_code(cause) == "InvalidBucketName":
+            raise invalid_bucket(bucket, "the server") from exc
         if not (isinstance(cause, ClientError) and error_code(cause) in BUCKET_EXISTS_CODES):
             raise
+
+
+def _refuses_name(cause: BaseException | None) -> bool:
+    """Whether a HEAD's error is the server refusing the bucket name (400, no body on HEAD)."""
+    if not isinstance(cause, ClientError):
+        return False
+    return error_code(cause) == "InvalidBucketName" or http_status(cause) == 400

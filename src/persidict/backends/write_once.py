@@ -29,6 +29,13 @@ class WriteOnceConsistencyError(MutationPolicyError, ValueError):
 
     Both a MutationPolicyError (the write-once policy refused it) and a
     ValueError (what the reference raises, so callers catching either work).
+
+    Parameters
+    ----------
+    key : object
+        The key written.
+    detail : str
+        The two values compared.
     """
 
     def __init__(self, key: Any, detail: str) -> None:
@@ -73,6 +80,24 @@ class WriteOnceDict(ForwardingStore):
     The wrapped store must be append-only. Deletion and ``set_item_if`` are
     refused with MutationPolicyError. Public attributes this wrapper lacks
     (``base_dir``, ``bucket_name``...) are read from the wrapped store.
+
+    Parameters
+    ----------
+    wrapped_dict : PersiDict or None, default None
+        The append-only store to wrap; ``FileDirDict(append_only=True)`` if
+        None.
+    p_consistency_checks : float or None, default None
+        Probability in [0, 1] of checking a write against the stored value
+        (None: 0).
+
+    Raises
+    ------
+    TypeError
+        ``wrapped_dict`` is not a PersiDict, or the probability is not a
+        number.
+    ValueError
+        ``wrapped_dict`` is not append-only, or the probability is outside
+        [0, 1].
     """
 
     _policy_name = "write-once"
@@ -135,21 +160,75 @@ class WriteOnceDict(ForwardingStore):
         return self._attempted - self._passed
 
     def get_params(self) -> dict[str, Any]:
-        """Parameters: ``p_consistency_checks`` and ``wrapped_dict``, sorted."""
+        """Return the parameters that rebuild this wrapper.
+
+        Returns
+        -------
+        dict of str to object
+            ``p_consistency_checks`` and ``wrapped_dict``, sorted by name.
+        """
         return sorted_params({"p_consistency_checks": self._p, "wrapped_dict": self._inner})
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        """Insert ``value`` unless the key exists; a later write is ignored.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to write.
+        value : object
+            The value; ``KEEP_CURRENT`` does nothing.
+
+        Raises
+        ------
+        WriteOnceConsistencyError
+            A consistency check found another value stored (a
+            MutationPolicyError and a ValueError).
+        MutationPolicyError
+            The value is ``DELETE_CURRENT``.
+        TypeError
+            ``value`` is not an instance of ``base_class_for_values`` or
+            cannot be serialized, or ``key`` is invalid.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            The wrapped store failed.
+
+        Notes
+        -----
+        Atomic: the insert is an insert-if-absent on the wrapped store's
+        bytes, so of concurrent writers of one key exactly one value is kept.
+        """
         # The write-once rule itself is the commit point's (_keeps_first_write).
         super().__setitem__(key, value)
         if value is not KEEP_CURRENT and self._p > 0 and random.random() < self._p:
             self._check_consistency(to_key(key), value)
 
     def value_digest(self, key: Any, value: Any) -> str:
-        """SHA-256 hex digest of ``value`` serialized as this store stores it.
+        """Return the SHA-256 hex digest of ``value`` serialized as this store stores it.
 
         The codec is the wrapped store's (pickle for "pkl", jsonpickle for
         "json", UTF-8 text otherwise), so two values with the same digest
         are stored as the same bytes.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key (named in errors).
+        value : object
+            The value to digest.
+
+        Returns
+        -------
+        str
+            64 hex digits.
+
+        Raises
+        ------
+        TypeError
+            ``value`` cannot be serialized, or ``key`` is invalid.
+        ValueError
+            ``key`` is empty or a component is invalid.
         """
         return hashlib.sha256(self._encode(to_key(key), value)).hexdigest()
 
@@ -172,11 +251,61 @@ class WriteOnceDict(ForwardingStore):
         expected_etag: ETagValue | ItemNotAvailableFlag,
         retrieve_value: RetrieveValueFlag = IF_ETAG_CHANGED,
     ) -> ConditionalOperationResult[Any]:
-        """Refused: conditional overwrites contradict write-once semantics."""
+        """Refuse: conditional overwrites contradict write-once semantics.
+
+        Use ``d[key] = value`` or ``setdefault_if`` to insert.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            Not used.
+        value : object
+            Not used.
+        condition : ETagConditionFlag
+            Not used.
+        expected_etag : ETagValue or ITEM_NOT_AVAILABLE
+            Not used.
+        retrieve_value : RetrieveValueFlag, default IF_ETAG_CHANGED
+            Not used.
+
+        Returns
+        -------
+        ConditionalOperationResult
+            Never returns.
+
+        Raises
+        ------
+        MutationPolicyError
+            Always, before anything is read or written.
+        ConcurrencyConflictError, TypeError
+            Never.
+
+        Notes
+        -----
+        Atomic trivially: nothing happens.
+        """
         raise self._policy_error()
 
     def get_subdict(self, prefix_key: Any) -> WriteOnceDict:
-        """A WriteOnceDict over the wrapped store's subdict."""
+        """Return a WriteOnceDict over the wrapped store's subdict.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the same key space.
+
+        Returns
+        -------
+        WriteOnceDict
+            With the same ``p_consistency_checks``.
+
+        Raises
+        ------
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+        """
         return WriteOnceDict(
             wrapped_dict=self._inner.get_subdict(prefix_key), p_consistency_checks=self._p
         )

@@ -28,7 +28,6 @@ import errno
 import os
 import platform
 import stat
-import struct
 import sys
 from collections.abc import Callable
 
@@ -41,7 +40,6 @@ _NAME_AT = 19  # offset of d_name in struct linux_dirent64
 _MIN_BUF = 32 * 1024
 _MAX_RECLEN = 280  # 19 header bytes + 255 name bytes + NUL, 8-aligned
 _SHORT_TRIES = 4
-_HEAD = struct.Struct("<HB")  # d_reclen, d_type at offset 16
 _FS_ENCODING = sys.getfilesystemencoding()
 _MAX_BUF = 1 << 30
 # Syscall numbers of getdents64 where glibc < 2.30 lacks the wrapper.
@@ -157,22 +155,25 @@ def _read_rest(
 
 
 def _parse(data: bytes, path: str) -> tuple[list[str], list[str]]:
-    """Split linux_dirent64 records into file and directory names."""
+    """Split linux_dirent64 records into file and directory names.
+
+    d_reclen (little-endian, at 16) and d_type (at 18) read by indexing: cheaper
+    per record than a struct call, and this loop runs once per listed name.
+    """
     files: list[bytes] = []
     dirs: list[bytes] = []
-    find = data.find
-    unpack = _HEAD.unpack_from
+    add_file, find = files.append, data.find
     pos, end = 0, len(data)
     while pos < end:
-        reclen, kind = unpack(data, pos + 16)
-        name = data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)]
+        kind = data[pos + 18]
         if kind == _DT_REG:
-            files.append(name)
+            add_file(data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)])
         elif kind == _DT_DIR:
-            dirs.append(name)
+            dirs.append(data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)])
         elif kind == _DT_UNKNOWN:
+            name = data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)]
             _classify(path, name, files, dirs)
-        pos += reclen
+        pos += data[pos + 16] | data[pos + 17] << 8
     return _names(files), [n for n in _names(dirs) if n != "." and n != ".."]
 
 

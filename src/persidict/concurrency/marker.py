@@ -70,7 +70,7 @@ import json
 import os
 from typing import Any
 
-from ..engine.keys import unsign_component
+from ..engine.keys import unsign_names
 from .atomic import fsync_dir, write_atomic
 from .journal import temp_name
 from .locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks
@@ -234,6 +234,7 @@ def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> s
     ``params`` are recorded in a marker this call makes (a root, or a sub
     marker when the store's file names need them, see the module). None when
     there is no settled root and none can be made now (a read-only directory).
+    ValueError if ``directory``'s own marker records another layout.
     """
     for _ in range(_MAX_ROUNDS):
         root, store, settled = find_markers(directory)
@@ -243,29 +244,66 @@ def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> s
             if not _make_marker(directory, params, None, durable):
                 return None
             continue  # pending, ours or a racing opener's: the next round decides it
-        if store is not None and store != directory and _needs_marker(directory, store, params):
+        if store == directory:
+            _refuse_other_layout(directory, params)
+        elif store is not None and _needs_marker(directory, store, params):
             _make_sub_marker(directory, root, params, durable)
         return root
     raise RuntimeError(f"no lock root settled for {directory} in {_MAX_ROUNDS} rounds")
 
 
-_digest_lens: dict[str, Any] = {}
+def layout_of(params: dict[str, Any] | None) -> str:
+    """The layout recorded in a marker's parameters (stores that record none: direct)."""
+    layout = (params or {}).get("layout", "direct")
+    return layout if isinstance(layout, str) else "direct"
+
+
+def _refuse_other_layout(directory: str, params: dict[str, Any]) -> None:
+    """ValueError if the store at ``directory`` records a layout other than ``params``'.
+
+    Read afresh at every open (one small file): a store made again after its
+    directory was removed may have changed its layout.
+    """
+    recorded = read_params(directory)
+    if recorded is None:
+        return  # made by a version that recorded nothing: nothing to compare with
+    ours, theirs = layout_of(params), layout_of(recorded)
+    if ours != theirs:
+        raise ValueError(
+            f"the store {directory} was made with layout={theirs!r}; it cannot be opened "
+            f"with layout={ours!r} (its files would not be found): open it with "
+            f"layout={theirs!r}"
+        )
+
+
+_recorded: dict[str, dict[str, Any]] = {}
 
 
 def _needs_marker(directory: str, store: str, params: dict[str, Any]) -> bool:
     """Whether the store ``store``'s parameters fail to explain ``directory``'s names."""
-    digest_len = _digest_lens.get(store)
-    if digest_len is None:
-        digest_len = (read_params(store) or {}).get("digest_len")
-        if len(_digest_lens) >= 1024:
-            _digest_lens.clear()
-        _digest_lens[store] = digest_len  # recorded once, never rewritten: cacheable
+    recorded = _recorded.get(store)
+    if recorded is None:
+        recorded = read_params(store) or {}
+        if len(_recorded) >= 1024:
+            _recorded.clear()
+        _recorded[store] = recorded  # recorded once, never rewritten: cacheable
+    digest_len = recorded.get("digest_len")
     if not isinstance(digest_len, int) or isinstance(digest_len, bool):
         return False  # an older store: nothing to compare with
-    if digest_len != params.get("digest_len"):
+    layout = layout_of(recorded)
+    if digest_len != params.get("digest_len") or layout != layout_of(params):
         return True
-    names = directory[len(store) + 1 :].split("/")
-    return any(unsign_component(name, digest_len) is None for name in names)
+    return not key_path(directory[len(store) + 1 :].split("/"), digest_len, layout)
+
+
+def key_path(names: list[str], digest_len: int, layout: str) -> bool:
+    """Whether the directory names ``names`` are the path of a key prefix in ``layout``."""
+    if layout != "hashed":
+        return all(unsign_names([name], digest_len) for name in names)
+    pairs = zip(names[::2], names[1::2], strict=False)
+    return len(names) % 2 == 0 and all(
+        unsign_names([name], digest_len, bucket) for bucket, name in pairs
+    )
 
 
 def _make_sub_marker(directory: str, root: str, params: dict[str, Any], durable: bool) -> None:

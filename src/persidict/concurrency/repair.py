@@ -45,7 +45,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
-from ..engine.keys import is_safe_component, unsign_component
+from ..engine.keys import is_bucket, is_safe_component, unsign_component, unsign_names
 from .atomic import make_dirs, read_file
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
 from .locks import META_DIR
@@ -135,10 +135,12 @@ class _Checker:
         lock_for: LockFor,
         markers_lock_for: LockFor,
         fix: bool,
+        hashed: bool = False,
     ) -> None:
         self.root = root
         self.meta_dir = meta_dir
         self.digest_len = digest_len
+        self.hashed = hashed
         self.lock_for = lock_for
         self.markers_lock_for = markers_lock_for
         self.report = CheckReport(root=root, fixed=fix)
@@ -258,8 +260,25 @@ class _Checker:
         self.report.nested_stores.append(path)
         return True
 
-    def walk(self, directory: str, real: str, rel: str) -> bool:
-        """Check a directory tree; True if it is empty apart from empty dirs."""
+    def key_dir(self, name: str, bucket: str | None) -> tuple[bool, str | None]:
+        """(whether a directory ``name`` belongs in one of ``bucket``, its own bucket).
+
+        Hashed layout: a key level holds buckets only; a bucket ``+xy`` only
+        the names of components hashing to ``xy``."""
+        if not self.hashed:
+            return unsign_component(name, self.digest_len) is not None, None
+        if bucket is None:
+            return is_bucket(name), name
+        return bool(unsign_names([name], self.digest_len, bucket)), None
+
+    def key_file(self, stem: str, bucket: str | None) -> bool:
+        """Whether a file ``<stem>.<format>`` in a directory of ``bucket`` is a key's."""
+        if self.hashed and bucket is None:
+            return False  # a key level of the hashed layout holds no files
+        return bool(unsign_names([stem], self.digest_len, bucket))
+
+    def walk(self, directory: str, real: str, rel: str, bucket: str | None = None) -> bool:
+        """Check a directory tree (the bucket ``bucket``); True if it holds only empty dirs."""
         try:
             entries = list(os.scandir(directory))
         except (FileNotFoundError, NotADirectoryError):
@@ -281,18 +300,19 @@ class _Checker:
             elif name.startswith("@"):
                 remaining += self.stray(path, "not a key and not persidict's")
             elif entry.is_dir(follow_symlinks=False):
+                belongs, child_bucket = self.key_dir(name, bucket)
                 if self.nested(path, f"{real}/{name}"):
                     remaining += 1
-                elif unsign_component(name, self.digest_len) is None:
+                elif not belongs:
                     remaining += self.stray(path, "a directory name no key maps to")
-                elif self.walk(path, f"{real}/{name}", child_rel + "/"):
+                elif self.walk(path, f"{real}/{name}", child_rel + "/", child_bucket):
                     empty_children.append(path)
                 else:
                     remaining += 1
             elif entry.is_file(follow_symlinks=False):
                 stem, dot, fmt = name.rpartition(".")
                 if not dot or not stem or not is_safe_component(fmt) or (
-                    unsign_component(stem, self.digest_len) is None
+                    not self.key_file(stem, bucket)
                 ):
                     remaining += self.stray(path, "a file name no key maps to")
                 else:
@@ -339,15 +359,18 @@ def check_tree(
     lock_for: LockFor,
     markers_lock_for: LockFor,
     fix: bool = False,
+    layout: str = "direct",
 ) -> CheckReport:
     """Check (and with ``fix`` repair) the FileDirDict directory ``root``.
 
     ``meta_dir`` is the ``@persidict`` directory of root's lock root (where
     the journal and the quarantine live); ``lock_for(rel)`` holds the lock
     of the key file at ``rel`` (relative to ``root``), ``markers_lock_for(rel)``
-    the MARKERS_LOCK of its root (see ``marker.py``).
+    the MARKERS_LOCK of its root (see ``marker.py``). ``layout``: the
+    store's, ``direct`` or ``hashed`` (see FileDirDict).
     """
-    checker = _Checker(root, meta_dir, digest_len, lock_for, markers_lock_for, fix)
+    hashed = layout == "hashed"
+    checker = _Checker(root, meta_dir, digest_len, lock_for, markers_lock_for, fix, hashed)
     checker.meta(meta_dir)
     checker.walk(root, os.path.realpath(root), "")
     return checker.report

@@ -126,10 +126,47 @@ class ConditionalOps(StoreCore):
     ) -> ConditionalOperationResult[Any]:
         """Read a key and evaluate an etag condition against it, atomically.
 
-        new_value follows the retrieve_value rule: ITEM_NOT_AVAILABLE if the key
-        is absent; else the value for ALWAYS_RETRIEVE, VALUE_NOT_RETRIEVED for
-        NEVER_RETRIEVE, and for IF_ETAG_CHANGED the value only if
-        expected_etag differs from the actual etag.
+        Nothing is written: the result says whether ``condition`` held at the
+        instant of the read, and the etag and value seen then.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to read.
+        condition : ETagConditionFlag
+            ``ANY_ETAG``, ``ETAG_IS_THE_SAME`` or ``ETAG_HAS_CHANGED``: how the
+            actual etag must compare with ``expected_etag``.
+        expected_etag : ETagValue or ITEM_NOT_AVAILABLE
+            The etag the caller last saw, or ``ITEM_NOT_AVAILABLE`` for
+            "the key was absent".
+        retrieve_value : RetrieveValueFlag, default IF_ETAG_CHANGED
+            Whether ``new_value`` reports a present value: ``ALWAYS_RETRIEVE``,
+            ``NEVER_RETRIEVE`` (``VALUE_NOT_RETRIEVED`` instead) or
+            ``IF_ETAG_CHANGED`` (only if ``expected_etag`` differs from the
+            actual etag, so an unchanged value is not transferred again).
+
+        Returns
+        -------
+        ConditionalOperationResult
+            ``condition_was_satisfied``; ``actual_etag`` and ``resulting_etag``
+            (both the etag read, ``ITEM_NOT_AVAILABLE`` if absent); and
+            ``new_value``: ``ITEM_NOT_AVAILABLE`` if the key is absent, else
+            the value or ``VALUE_NOT_RETRIEVED`` as ``retrieve_value`` says.
+
+        Raises
+        ------
+        TypeError
+            A flag argument has the wrong type (the message names it), or
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+
+        Notes
+        -----
+        Atomic: etag, value and condition come from one snapshot of the key
+        (one request on S3; a ``GET If-None-Match`` for ``IF_ETAG_CHANGED``).
         """
         check_condition_args(condition, expected_etag, retrieve_value)
         k = to_key(key)
@@ -142,13 +179,64 @@ class ConditionalOps(StoreCore):
         )
 
     def get_with_etag(self, key: Any) -> ConditionalOperationResult[Any]:
-        """Return the value and its etag from one snapshot."""
+        """Return the value of a key together with its etag, from one snapshot.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to read.
+
+        Returns
+        -------
+        ConditionalOperationResult
+            ``condition_was_satisfied`` is True; ``actual_etag`` and
+            ``resulting_etag`` are the etag read; ``new_value`` is the value
+            (``ITEM_NOT_AVAILABLE`` for both if the key is absent).
+
+        Raises
+        ------
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+
+        Notes
+        -----
+        Atomic: the etag belongs to exactly the value returned, so it can be
+        passed as ``expected_etag`` to a later ``set_item_if``.
+        """
         k = to_key(key)
         version = self._get(k, retrieve=True)
         return ConditionalOperationResult(True, version.etag, version.etag, version.value)
 
     def etag(self, key: Any) -> ETagValue:
-        """Return the etag of a key; KeyError if absent."""
+        """Return the current etag of a key.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up.
+
+        Returns
+        -------
+        ETagValue
+            An opaque tag that changes with every write of the key.
+
+        Raises
+        ------
+        KeyError
+            The key is absent.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        """
         k = to_key(key)
         etag = self._get(k, retrieve=False).etag
         if isinstance(etag, ItemNotAvailableFlag):
@@ -166,7 +254,62 @@ class ConditionalOps(StoreCore):
     ) -> ConditionalOperationResult[Any]:
         """Store ``value`` (or apply a joker) only if the etag condition holds.
 
-        Linearizable on every backend whose primitives are atomic.
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to write.
+        value : object
+            The new value, or a joker: ``KEEP_CURRENT`` (write nothing) or
+            ``DELETE_CURRENT`` (delete the key if the condition holds).
+        condition : ETagConditionFlag
+            ``ANY_ETAG``, ``ETAG_IS_THE_SAME`` or ``ETAG_HAS_CHANGED``: how the
+            actual etag must compare with ``expected_etag``.
+        expected_etag : ETagValue or ITEM_NOT_AVAILABLE
+            The etag the caller last saw, or ``ITEM_NOT_AVAILABLE`` for
+            "the key was absent".
+        retrieve_value : RetrieveValueFlag, default IF_ETAG_CHANGED
+            Whether ``new_value`` reports a present value: ``ALWAYS_RETRIEVE``,
+            ``NEVER_RETRIEVE`` (``VALUE_NOT_RETRIEVED`` instead) or
+            ``IF_ETAG_CHANGED`` (only if ``expected_etag`` differs from the
+            actual etag, so an unchanged value is not transferred again).
+
+        Returns
+        -------
+        ConditionalOperationResult
+            ``condition_was_satisfied``; ``actual_etag``: the etag checked;
+            ``resulting_etag``: the etag after the call (the new value's
+            etag on a write, ``ITEM_NOT_AVAILABLE`` after a delete, else
+            ``actual_etag``); ``new_value``: the value now stored (on a
+            failed condition, reported as ``retrieve_value`` says).
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only and ``value`` is ``DELETE_CURRENT``, or
+            the condition holds on an existing key (an overwrite); nothing
+            is written. WriteOnceDict refuses every call.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        TypeError
+            A flag argument has the wrong type, ``value`` is not an instance
+            of ``base_class_for_values`` or cannot be serialized, or ``key``
+            is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Linearizable on every store whose primitives are atomic (all of
+        them): the write is committed only against the very etag for which
+        the condition was checked, so a concurrent writer can never slip in
+        between check and write. With ``ETAG_IS_THE_SAME`` the common path
+        is one conditional write (one ``PUT If-Match`` on S3).
         """
         check_condition_args(condition, expected_etag, retrieve_value)
         k = to_key(key)
@@ -215,7 +358,55 @@ class ConditionalOps(StoreCore):
     ) -> ConditionalOperationResult[Any]:
         """Insert ``default_value`` if the key is absent and the condition holds.
 
-        A present key is never modified. Atomic insert-if-absent.
+        A present key is never modified, whatever the condition.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to insert.
+        default_value : object
+            The value to insert (jokers are refused).
+        condition : ETagConditionFlag
+            ``ANY_ETAG``, ``ETAG_IS_THE_SAME`` or ``ETAG_HAS_CHANGED``: how the
+            actual etag must compare with ``expected_etag``.
+        expected_etag : ETagValue or ITEM_NOT_AVAILABLE
+            The etag the caller last saw, or ``ITEM_NOT_AVAILABLE`` for
+            "the key was absent".
+        retrieve_value : RetrieveValueFlag, default IF_ETAG_CHANGED
+            Whether ``new_value`` reports a present value: ``ALWAYS_RETRIEVE``,
+            ``NEVER_RETRIEVE`` (``VALUE_NOT_RETRIEVED`` instead) or
+            ``IF_ETAG_CHANGED`` (only if ``expected_etag`` differs from the
+            actual etag, so an unchanged value is not transferred again).
+
+        Returns
+        -------
+        ConditionalOperationResult
+            After an insert: ``actual_etag`` is ``ITEM_NOT_AVAILABLE`` and
+            ``new_value`` is ``default_value``. Otherwise ``actual_etag`` and
+            ``resulting_etag`` are the current etag and ``new_value`` the
+            present value as ``retrieve_value`` says.
+
+        Raises
+        ------
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        TypeError
+            A flag argument has the wrong type, ``default_value`` is a joker,
+            not an instance of ``base_class_for_values`` or cannot be
+            serialized, or ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic insert-if-absent: of many concurrent callers exactly one
+        inserts (``PUT If-None-Match: *`` on S3); the others see its value.
         """
         check_condition_args(condition, expected_etag, retrieve_value)
         k = to_key(key)
@@ -250,8 +441,47 @@ class ConditionalOps(StoreCore):
     ) -> ConditionalOperationResult[Any]:
         """Delete a key only if the etag condition holds, atomically.
 
-        new_value is ITEM_NOT_AVAILABLE after a delete or for a missing key,
-        VALUE_NOT_RETRIEVED when the condition fails on a present key.
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+        condition : ETagConditionFlag
+            ``ANY_ETAG``, ``ETAG_IS_THE_SAME`` or ``ETAG_HAS_CHANGED``: how the
+            actual etag must compare with ``expected_etag``.
+        expected_etag : ETagValue or ITEM_NOT_AVAILABLE
+            The etag the caller last saw, or ``ITEM_NOT_AVAILABLE`` for
+            "the key was absent".
+
+        Returns
+        -------
+        ConditionalOperationResult
+            ``actual_etag``: the etag checked; ``resulting_etag`` and
+            ``new_value`` are ``ITEM_NOT_AVAILABLE`` after a delete or for a
+            missing key; ``new_value`` is ``VALUE_NOT_RETRIEVED`` when the
+            condition fails on a present key.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only: nothing is ever deleted.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        TypeError
+            A flag argument has the wrong type (the message names it), or
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Linearizable: the delete is committed only against the etag the
+        condition was checked on (``DELETE If-Match`` on S3).
         """
         check_condition_args(condition, expected_etag)
         k = to_key(key)
@@ -285,12 +515,54 @@ class ConditionalOps(StoreCore):
     def transform_item(
         self, key: Any, *, transformer: Any, n_retries: int | None = 6
     ) -> OperationResult[Any]:
-        """Apply ``transformer(current)`` and commit it with compare-and-swap.
+        """Apply ``transformer(current)`` and commit its result with compare-and-swap.
 
-        ``current`` is ITEM_NOT_AVAILABLE for an absent key. The transformer
-        runs outside any lock and may be called again after a lost race;
-        after ``n_retries`` lost races ConcurrencyConflictError is raised
-        (``None`` retries without limit).
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to transform.
+        transformer : callable
+            Called with the current value (``ITEM_NOT_AVAILABLE`` for an
+            absent key); returns the new value, ``KEEP_CURRENT`` (write
+            nothing) or ``DELETE_CURRENT`` (delete the key). It runs outside
+            any lock and may be called again after a lost race, so it must
+            have no side effects.
+        n_retries : int or None, default 6
+            How many lost races to retry before giving up; ``None`` retries
+            without limit.
+
+        Returns
+        -------
+        OperationResult
+            ``resulting_etag`` and ``new_value`` after the commit
+            (``ITEM_NOT_AVAILABLE`` for both after a delete).
+
+        Raises
+        ------
+        ConcurrencyConflictError
+            ``n_retries`` commits in a row lost to concurrent writers.
+        MutationPolicyError
+            The store is append-only and the result would change or delete
+            an existing value.
+        TypeError
+            ``transformer`` is not callable, ``n_retries`` is not an int or
+            None, the new value is not an instance of
+            ``base_class_for_values`` or cannot be serialized, or ``key`` is
+            not a str or a sequence of str.
+        ValueError
+            ``n_retries`` is negative, or ``key`` is empty or invalid.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic read-modify-write: the result is committed only if the key
+        still holds the version the transformer saw, so no concurrent
+        update is ever lost. Whatever ``transformer`` raises propagates and
+        nothing is written.
         """
         check_n_retries(n_retries)
         if not callable(transformer):
@@ -319,7 +591,44 @@ class ConditionalOps(StoreCore):
                 backoff(attempt + 1)
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
-        """Insert ``default`` if the key is absent; return the current value."""
+        """Insert ``default`` if the key is absent; return the value now stored.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up or insert.
+        default : object, default None
+            The value to insert if the key is absent.
+
+        Returns
+        -------
+        object
+            ``default`` if this call inserted it, else the present value.
+
+        Raises
+        ------
+        TypeError
+            ``default`` is a joker, or it would be inserted and is not an
+            instance of ``base_class_for_values`` or cannot be serialized;
+            or ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        MutationPolicyError
+            Never: inserting into an append-only store is allowed.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic insert-if-absent: of many concurrent callers exactly one
+        inserts, and every caller returns that one value.
+        """
         k = to_key(key)
         if default is KEEP_CURRENT or default is DELETE_CURRENT:
             raise TypeError(f"key {k.strings!r}: {default!r} cannot be a default value")
@@ -360,7 +669,47 @@ class ConditionalOps(StoreCore):
         raise ConcurrencyConflictError(k, _MAX_RACES)
 
     def pop(self, key: Any, *args: Any) -> Any:
-        """Remove a key and return its value (or the default), atomically."""
+        """Remove a key and return its value, or ``default`` if it is absent.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to remove.
+        *args : object
+            At most one: ``default``, returned when the key is absent
+            (without it, an absent key raises KeyError).
+
+        Returns
+        -------
+        object
+            The value removed, or ``default``.
+
+        Raises
+        ------
+        KeyError
+            The key is absent and no ``default`` was given.
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            More than two arguments, or ``key`` is not a str or a sequence
+            of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the delete's reply was lost; ``exc.value`` holds the
+            value being removed.
+
+        Notes
+        -----
+        Atomic: the value returned is exactly the one deleted (a
+        conditional delete on its etag), so of concurrent callers popping
+        one key only one gets its value.
+        """
         if len(args) > 1:
             raise TypeError(f"pop expected at most 2 arguments, got {1 + len(args)}")
         k = to_key(key)
@@ -372,7 +721,34 @@ class ConditionalOps(StoreCore):
         return version.value
 
     def popitem(self) -> tuple[NonEmptySafeStrTuple, Any]:
-        """Remove and return some (key, value); each item goes to exactly one caller."""
+        """Remove and return some ``(key, value)`` pair.
+
+        Returns
+        -------
+        tuple of (NonEmptySafeStrTuple, object)
+            The key removed and its value.
+
+        Raises
+        ------
+        KeyError
+            The store is empty.
+        MutationPolicyError
+            The store is append-only.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic per item: each item goes to exactly one caller, and KeyError
+        is raised only when a listing finds no key at all. Which item is
+        taken is unspecified.
+        """
         self._forbid_if_append_only()
         for _ in _races():
             listed_any = False
@@ -388,11 +764,67 @@ class ConditionalOps(StoreCore):
         raise ConcurrencyConflictError("popitem()", _MAX_RACES)
 
     def discard(self, key: Any) -> bool:
-        """Delete a key if present; return whether it was there."""
+        """Delete a key if it is present.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+
+        Returns
+        -------
+        bool
+            Whether the key was present (and so deleted by this call).
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic: of concurrent callers deleting one key, exactly one gets
+        True.
+        """
         k = to_key(key)
         self._forbid_if_append_only()
         return self._remove(k, if_match=None)
 
     def delete_if_exists(self, key: Any) -> bool:
-        """Backward-compatible alias of discard()."""
+        """Delete a key if present; kept for backward compatibility.
+
+        The same as [`discard`][persidict.PersiDict.discard].
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+
+        Returns
+        -------
+        bool
+            Whether the key was present.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        """
         return self.discard(key)

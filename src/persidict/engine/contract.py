@@ -74,7 +74,18 @@ class Capabilities:
 
 
 class ByteStore(ABC):
-    """The backend contract (see the module docstring)."""
+    """The backend contract (see the module docstring).
+
+    A subclass implements ``read``, ``write``, ``delete``, ``timestamp`` and
+    ``scan``, each atomic on its own, and declares ``capabilities``; the
+    value layer builds the whole PersiDict API on them (``ByteStoreDict``
+    wraps any ByteStore).
+
+    Notes
+    -----
+    Atomicity is the implementation's: every ``*_if`` operation of a store
+    over it is linearizable if its conditional ``write`` and ``delete`` are.
+    """
 
     name: str = "abstract"
     capabilities: Capabilities = Capabilities()
@@ -83,46 +94,205 @@ class ByteStore(ABC):
     def read(
         self, key: NonEmptySafeStrTuple, *, body: bool = True, if_none_match: str | None = None
     ) -> Blob:
-        """Snapshot of ``key``; ``data`` is None if absent, not asked for, or not modified."""
+        """Return one consistent snapshot of ``key``.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+        body : bool, default True
+            Whether to fetch the bytes (False: the etag only).
+        if_none_match : str or None, default None
+            An etag: if it is the current one, no bytes are fetched.
+
+        Returns
+        -------
+        Blob
+            ``(etag, data)``; ``(ITEM_NOT_AVAILABLE, None)`` if absent;
+            ``data`` is None when not asked for or not modified.
+
+        Raises
+        ------
+        BackendError
+            The storage failed.
+        """
 
     @abstractmethod
     def write(
         self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch
     ) -> ETagValue | ItemNotAvailableFlag:
-        """Atomically store ``data`` if ``if_match`` holds; return the new etag.
+        """Atomically store ``data`` under ``key`` if ``if_match`` holds.
 
-        Raises PreconditionFailed (storing nothing) when it does not. A store
-        that discards writes returns ITEM_NOT_AVAILABLE.
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+        data : bytes
+            The encoded value.
+        if_match : ETagValue, ITEM_NOT_AVAILABLE or None
+            None: unconditionally; ITEM_NOT_AVAILABLE: only if absent; an
+            etag: only if it is the current one.
+
+        Returns
+        -------
+        ETagValue or ITEM_NOT_AVAILABLE
+            The new etag (ITEM_NOT_AVAILABLE from a store that discards writes).
+
+        Raises
+        ------
+        PreconditionFailed
+            ``if_match`` does not hold; nothing was stored.
+        BackendError
+            The storage failed; nothing was stored unless OutcomeUnknownError.
         """
 
     @abstractmethod
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
-        """Atomically delete ``key`` (only version ``if_match`` if given); True if it was there."""
+        """Atomically delete ``key`` (only version ``if_match`` if given).
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+        if_match : ETagValue or None
+            Delete only this version; None: whatever is there.
+
+        Returns
+        -------
+        bool
+            Whether the key was there.
+
+        Raises
+        ------
+        PreconditionFailed
+            ``if_match`` given and the key is absent or has another etag.
+        BackendError
+            The storage failed.
+        """
 
     @abstractmethod
     def timestamp(self, key: NonEmptySafeStrTuple) -> float:
-        """POSIX time of the last write of ``key``; KeyError if absent."""
+        """Return the POSIX time of the last write of ``key``.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+
+        Returns
+        -------
+        float
+            Seconds since the epoch.
+
+        Raises
+        ------
+        KeyError
+            The key is absent.
+        """
 
     @abstractmethod
     def scan(self, *, with_timestamps: bool = False) -> Listed:
-        """Stream ``(key, timestamp or None)`` for every key."""
+        """Stream every key (not atomic: a moving store may be seen moving).
+
+        Parameters
+        ----------
+        with_timestamps : bool, default False
+            Whether to report each key's timestamp (else None).
+
+        Returns
+        -------
+        iterator of (NonEmptySafeStrTuple, float or None)
+            Each key once, with its timestamp or None.
+        """
 
     def contains(self, key: NonEmptySafeStrTuple) -> bool:
-        """Whether ``key`` is present."""
+        """Return whether ``key`` is present.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+
+        Returns
+        -------
+        bool
+            Whether a read would find it.
+
+        Raises
+        ------
+        BackendError
+            The storage failed.
+        """
         return not isinstance(self.read(key, body=False).etag, ItemNotAvailableFlag)
 
     def count(self) -> int:
-        """The number of keys."""
+        """Return the number of keys (a full listing unless overridden).
+
+        Returns
+        -------
+        int
+            The number of keys ``scan`` yields.
+        """
         return sum(1 for _ in self.scan())
 
     def location(self, key: NonEmptySafeStrTuple) -> str:
-        """Where ``key`` lives (a path, a URL), for error messages."""
+        """Return where ``key`` lives (a path, a URL), for error messages.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+
+        Returns
+        -------
+        str
+            A path or URL.
+
+        Raises
+        ------
+        ValueError
+            The key cannot be stored here (too long for a file or object name).
+        """
         return f"{self.name}:{'/'.join(key.strings)}"
 
     def child(self, prefix: SafeStrTuple) -> ByteStore:
-        """The store of the keys under ``prefix`` (needs ``capabilities.subdicts``)."""
+        """Return the store of the keys under ``prefix``.
+
+        Parameters
+        ----------
+        prefix : SafeStrTuple
+            The key prefix (empty: this store's key space).
+
+        Returns
+        -------
+        ByteStore
+            Keys without the prefix; needs ``capabilities.subdicts``.
+
+        Raises
+        ------
+        NotImplementedError
+            The store declares no subdicts.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no hierarchical key space")
 
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
-        """An exclusive lock on ``key`` (needs ``capabilities.locks_keys``)."""
+        """Return an exclusive lock on ``key``, across threads and processes.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+
+        Returns
+        -------
+        context manager
+            Held while the ``with`` block runs.
+
+        Raises
+        ------
+        NotImplementedError
+            The store declares no ``locks_keys``.
+        LockTimeoutError
+            The lock was not acquired in time.
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot lock a key")

@@ -19,7 +19,20 @@ class PersiDictError(Exception):
 class BackendError(PersiDictError, RuntimeError):
     """A backend/infrastructure condition prevents completion.
 
-    Always raised with chaining (``raise BackendError(...) from exc``).
+    Always raised with chaining (``raise BackendError(...) from exc``): the
+    native error (an ``OSError``, a botocore ``ClientError``...) is its
+    ``__cause__``. A corrupt stored value is reported as one too.
+
+    Parameters
+    ----------
+    message : str
+        What failed, naming the key and its path or object.
+    backend : str
+        ``"file"``, ``"s3"``, ``"memory"``...
+    operation : str
+        The failing operation (``"put_object"``, ``"decode"``...).
+    key : object, optional
+        The key concerned, if any.
     """
 
     def __init__(self, message: str, *, backend: str, operation: str, key: Any = None) -> None:
@@ -47,6 +60,19 @@ class OutcomeUnknownError(BackendError):
     server proves whether it was applied: the caller must not assume either
     outcome. ``value`` carries what is known (for ``pop``, the value it was
     removing; ``VALUE_NOT_RETRIEVED`` when nothing is known).
+
+    Parameters
+    ----------
+    message : str
+        What was attempted and why its outcome is unknown.
+    backend : str
+        The backend name (``"s3"``).
+    operation : str
+        The request whose reply was lost.
+    key : object, optional
+        The key concerned.
+    value : object, optional
+        What is known of the value (see above).
     """
 
     def __init__(
@@ -135,7 +161,17 @@ def _rebuild_storage_error(
 
 
 class ConcurrencyConflictError(PersiDictError, RuntimeError):
-    """An operation gave up after its retries lost to concurrent writers."""
+    """An operation gave up after its retries lost to concurrent writers.
+
+    Nothing was written by the call that raises it. Retrying later is safe.
+
+    Parameters
+    ----------
+    key : object
+        The key contended for.
+    attempts : int
+        How many commits were lost.
+    """
 
     def __init__(self, key: Any, attempts: int) -> None:
         super().__init__(
@@ -149,7 +185,15 @@ class ConcurrencyConflictError(PersiDictError, RuntimeError):
 
 
 class MutationPolicyError(PersiDictError, TypeError):
-    """The store's mutation policy (e.g. append-only) forbids this mutation."""
+    """The store's mutation policy (e.g. append-only) forbids this mutation.
+
+    A ``TypeError``, as the reference raises. Nothing was written.
+
+    Parameters
+    ----------
+    policy : str
+        The policy that refused it: ``"append-only"`` or ``"write-once"``.
+    """
 
     def __init__(self, policy: str) -> None:
         super().__init__(f"mutation forbidden by the {policy} policy")
@@ -160,7 +204,21 @@ class MutationPolicyError(PersiDictError, TypeError):
 
 
 class LockTimeoutError(PersiDictError, TimeoutError):
-    """A per-key lock could not be acquired within the time limit."""
+    """A per-key lock could not be acquired within the time limit.
+
+    A ``TimeoutError``. Raised by FileDirDict when another thread or process
+    holds a key's lock for longer than the store's lock timeout; nothing
+    was written.
+
+    Parameters
+    ----------
+    key : object
+        The key whose lock was waited for.
+    lock_path : str
+        The lock file (or directory) waited on.
+    timeout : float
+        The limit in seconds.
+    """
 
     def __init__(self, key: Any, lock_path: str, timeout: float) -> None:
         super().__init__(

@@ -96,15 +96,25 @@ ETagIfExists = ETagValue | ItemNotAvailableFlag
 
 
 KEEP_CURRENT = KeepCurrentFlag()
+"""Joker: assigning it leaves the key unchanged."""
 DELETE_CURRENT = DeleteCurrentFlag()
+"""Joker: assigning it deletes the key (a no-op if absent)."""
 ANY_ETAG = AnyETagFlag()
+"""Condition that always holds."""
 ETAG_IS_THE_SAME = ETagIsTheSameFlag()
+"""Condition: the actual etag equals ``expected_etag`` (compare-and-swap)."""
 ETAG_HAS_CHANGED = ETagHasChangedFlag()
+"""Condition: the actual etag differs from ``expected_etag``."""
 ALWAYS_RETRIEVE = AlwaysRetrieveFlag()
+"""Retrieve strategy: always report the value."""
 NEVER_RETRIEVE = NeverRetrieveFlag()
+"""Retrieve strategy: report ``VALUE_NOT_RETRIEVED`` instead of a value."""
 IF_ETAG_CHANGED = IfETagChangedRetrieveFlag()
+"""Retrieve strategy: report the value only if the etag differs from ``expected_etag``."""
 ITEM_NOT_AVAILABLE = ItemNotAvailableFlag()
+"""The key is absent: as an etag, a value or a transformer's input."""
 VALUE_NOT_RETRIEVED = ValueNotRetrievedFlag()
+"""A value exists but was not fetched."""
 
 _NAMES: dict[type, str] = {
     KeepCurrentFlag: "KEEP_CURRENT",

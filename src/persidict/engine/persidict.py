@@ -10,6 +10,7 @@ from operator import itemgetter
 from typing import Any, TypeVar
 
 from .conditional import ConditionalOps
+from .errors import BackendError
 from .flags import DELETE_CURRENT, KEEP_CURRENT
 from .keys import NonEmptySafeStrTuple, SafeStrTuple, to_key, to_prefix
 
@@ -24,21 +25,128 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
     one-component key). Insertion order is not preserved. Subclasses
     provide a ByteStore (``byte_store``, see ``contract.py``); every
     operation here is built on it, so it is as atomic as it is.
+
+    Parameters
+    ----------
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted; a refused
+        mutation raises MutationPolicyError.
+    base_class_for_values : type or None, default None
+        If given, every value written or read must be an instance of it
+        (TypeError otherwise). Required to be ``str`` (or a subclass) for
+        text formats.
+    serialization_format : str, default "pkl"
+        ``"pkl"`` (pickle), ``"json"`` (jsonpickle) or any other safe name,
+        which stores plain text and is the file extension.
+
+    Notes
+    -----
+    Atomicity: every conditional operation (``get_item_if``,
+    ``set_item_if``, ``setdefault_if``, ``discard_if``) and everything built
+    on them (``transform_item``, ``pop``, ``popitem``, ``setdefault``,
+    ``discard``) is linearizable: it takes effect at one instant between
+    call and return, and its result reports the etag seen then. A plain
+    ``d[k] = v`` never tears. Listing (``len``, iteration, ``clear``) is not
+    atomic. Each store class says how far its atomicity reaches (threads,
+    processes, machines).
+
+    A call that raises has not changed the store, except where the outcome
+    cannot be known (``OutcomeUnknownError``, S3 only).
     """
 
     # -- item access ----------------------------------------------------------
 
     def __getitem__(self, key: Any) -> Any:
+        """Return the value stored under ``key`` (``d[key]``).
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            A str is a one-component key.
+
+        Returns
+        -------
+        object
+            The value, decoded from its stored form.
+
+        Raises
+        ------
+        KeyError
+            The key is absent.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        TypeError
+            The stored value is not an instance of ``base_class_for_values``.
+        BackendError
+            The storage failed, or the stored value is corrupt (the message
+            names the key and where it lives).
+        """
         return self._load(to_key(key))
 
     def get(self, key: Any, default: Any = None) -> Any:
-        """Return the value for ``key``, or ``default`` if absent."""
+        """Return the value for ``key``, or ``default`` if it is absent.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to read.
+        default : object, default None
+            Returned for an absent key.
+
+        Returns
+        -------
+        object
+            The value, or ``default``.
+
+        Raises
+        ------
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
         try:
             return self._load(to_key(key))
         except KeyError:
             return default
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        """Store ``value`` under ``key`` (``d[key] = value``).
+
+        ``KEEP_CURRENT`` leaves the key as it is; ``DELETE_CURRENT`` deletes
+        it (a no-op if absent). Readers see the whole old or the whole new
+        value, never a torn one.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to write.
+        value : object
+            The value, or a joker.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only and the key exists (an insert is
+            atomic: of concurrent writers of a new key exactly one wins), or
+            the value is ``DELETE_CURRENT`` on an append-only store.
+        TypeError
+            ``value`` is not an instance of ``base_class_for_values``, cannot
+            be serialized, or is a store; or ``key`` is not a str or a
+            sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        OutcomeUnknownError
+            S3 only: the reply was lost and the write cannot be proven.
+        """
         k = to_key(key)
         if value is KEEP_CURRENT:
             return
@@ -48,56 +156,168 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         self._put(k, value, if_match=None)
 
     def __delitem__(self, key: Any) -> None:
+        """Delete ``key`` (``del d[key]``).
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+
+        Raises
+        ------
+        KeyError
+            The key is absent.
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
         k = to_key(key)
         self._forbid_if_append_only()
         if not self._remove(k, if_match=None):
             raise KeyError(k)
 
     def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is present (``key in d``).
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up.
+
+        Returns
+        -------
+        bool
+            True if the key holds a value now.
+        """
         return self._contains(to_key(key))
 
     def timestamp(self, key: Any) -> float:
-        """POSIX time of the last write of ``key``; KeyError if absent."""
+        """Return the POSIX time of the last write of ``key``.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up.
+
+        Returns
+        -------
+        float
+            Seconds since the epoch (file mtime, S3 LastModified, or the
+            RAM store's write clock).
+
+        Raises
+        ------
+        KeyError
+            The key is absent.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
         return self._timestamp(to_key(key))
 
     # -- listing --------------------------------------------------------------
 
     def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
+        """Iterate over the keys (``iter(d)``), streamed from a listing.
+
+        Returns
+        -------
+        Iterator of NonEmptySafeStrTuple
+            Every key of this store's serialization format, in no particular
+            order. Not atomic: keys written or deleted while iterating may
+            or may not appear.
+        """
         return map(itemgetter(0), self._iter_keys())
 
     def __len__(self) -> int:
+        """The number of keys (``len(d)``): a full listing, not atomic.
+
+        Returns
+        -------
+        int
+            The number of keys of this store's serialization format.
+        """
         return self._bytes.count()
 
     def __bool__(self) -> bool:
         return next(iter(self._iter_keys()), None) is not None
 
     def keys(self) -> Iterator[NonEmptySafeStrTuple]:  # type: ignore[override]
-        """Iterate over keys (streamed, never listed in memory)."""
+        """Iterate over the keys (streamed, never listed in memory).
+
+        Returns
+        -------
+        Iterator of NonEmptySafeStrTuple
+            The keys, in no particular order (like ``iter(d)``).
+        """
         return iter(self)
 
     def keys_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, float]]:
-        """Iterate over (key, timestamp) pairs."""
+        """Iterate over ``(key, timestamp)`` pairs from one listing.
+
+        Yields
+        ------
+        tuple of (NonEmptySafeStrTuple, float)
+            Each key and the POSIX time of its last write.
+        """
         yield from self._iter_keys(with_timestamps=True)  # type: ignore[misc]
 
     def items(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any]]:  # type: ignore[override]
-        """Iterate over (key, value); keys deleted while iterating are skipped."""
+        """Iterate over ``(key, value)`` pairs.
+
+        Each value is read when its key is reached; keys deleted while
+        iterating are skipped.
+
+        Yields
+        ------
+        tuple of (NonEmptySafeStrTuple, object)
+            Each key and its value.
+        """
         for k, _ in self._iter_keys():
             value = self._get_or_missing(k)
             if value is not _MISSING:
                 yield k, value
 
     def values(self) -> Iterator[Any]:  # type: ignore[override]
-        """Iterate over values."""
+        """Iterate over the values (keys deleted while iterating are skipped).
+
+        Yields
+        ------
+        object
+            Each value.
+        """
         for _, v in self.items():
             yield v
 
     def values_and_timestamps(self) -> Iterator[tuple[Any, float]]:
-        """Iterate over (value, timestamp) pairs; keys deleted while iterating are skipped."""
+        """Iterate over ``(value, timestamp)`` pairs; keys deleted meanwhile are skipped.
+
+        Yields
+        ------
+        tuple of (object, float)
+            Each value and the POSIX time of its key's last write.
+        """
         for _, value, ts in self.items_and_timestamps():
             yield value, ts
 
     def items_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any, float]]:
-        """Iterate over (key, value, timestamp) triples."""
+        """Iterate over ``(key, value, timestamp)`` triples; deleted keys are skipped.
+
+        Yields
+        ------
+        tuple of (NonEmptySafeStrTuple, object, float)
+            Each key, its value and the POSIX time of its last write.
+        """
         for k, ts in self._iter_keys(with_timestamps=True):
             value = self._get_or_missing(k)
             if value is not _MISSING:
@@ -110,13 +330,45 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
             return _MISSING
 
     def clear(self) -> None:
-        """Remove every item of this store's serialization format."""
+        """Remove every item of this store's serialization format.
+
+        Not atomic as a whole: each key is deleted on its own, so keys
+        written meanwhile may survive.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
         self._forbid_if_append_only()
         for k, _ in list(self._iter_keys()):
             self._remove(k, if_match=None)
 
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        """Set items from a mapping or iterable of pairs, then from kwargs."""
+        """Set items from a mapping or an iterable of pairs, then from ``kwargs``.
+
+        Each item is one ``d[k] = v``; the update as a whole is not atomic.
+
+        Parameters
+        ----------
+        other : Mapping or iterable of (key, value), optional
+            The items to store first.
+        **kwargs : object
+            More items, keyed by one-component keys.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only and a key exists (items before it are
+            stored).
+        TypeError
+            A value is not an instance of ``base_class_for_values`` or cannot
+            be serialized, or a key is not a str or a sequence of str.
+        ValueError
+            A key is empty or a component is invalid.
+        """
         pairs = other.items() if isinstance(other, Mapping) else other
         for k, v in pairs:
             self[k] = v
@@ -133,7 +385,8 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         Two stores of one type with the same parameters are the same store.
         Otherwise the lengths must agree and every key of ``other``, taken as
         a key, must hold an equal value here; a key or value that cannot be
-        compared (KeyError, TypeError, AttributeError, ValueError) means unequal.
+        compared (KeyError, TypeError, AttributeError, ValueError, or a
+        BackendError for bytes that do not decode) means unequal.
         """
         if self is other:
             return True
@@ -153,8 +406,8 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
                 theirs = other[k]
                 if mine is not theirs and not mine == theirs:
                     return False
-        except (KeyError, TypeError, AttributeError, ValueError):
-            return False
+        except (KeyError, TypeError, AttributeError, ValueError, BackendError):
+            return False  # BackendError: a stored value that cannot be decoded
         return True
 
     # A mutable mapping, like dict: equal stores may hold other content later.
@@ -163,9 +416,34 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
     # -- prefixes ---------------------------------------------------------------
 
     def get_subdict(self, prefix_key: Any) -> Any:
-        """A store restricted to keys under ``prefix_key`` (empty prefix: all).
+        """Return a store restricted to the keys under ``prefix_key``.
 
-        Built on ``byte_store.child``: the same configuration over the child's bytes.
+        The subdict shares this store's storage and parameters: ``sub[k]``
+        is ``self[prefix_key + k]``.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; an empty one gives the whole key space.
+
+        Returns
+        -------
+        PersiDict
+            A store of the same type.
+
+        Raises
+        ------
+        NotImplementedError
+            The store has no hierarchical key space.
+        TypeError
+            ``prefix_key`` is not a str or a sequence of str.
+        ValueError
+            A component of ``prefix_key`` is invalid.
+
+        Notes
+        -----
+        Built on ``byte_store.child``: the same configuration over the
+        child's bytes (``capabilities.subdicts``).
         """
         child = self._bytes.child(to_prefix(prefix_key))
         clone = copy.copy(self)  # rebuilt from get_params()
@@ -173,7 +451,14 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         return clone
 
     def subdicts(self) -> dict[str, Any]:
-        """Map each first-level key component that has keys below it to its subdict."""
+        """Map each first-level key component with keys below it to its subdict.
+
+        Returns
+        -------
+        dict of str to PersiDict
+            ``{name: self.get_subdict(name)}`` for every ``name`` that is the
+            first of two or more components of some key.
+        """
         firsts: dict[str, None] = {}
         for k, _ in self._iter_keys():
             if len(k) > 1:
@@ -192,19 +477,63 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         return [k for k, _ in pick(max_n, stamped, key=lambda p: p[1])]
 
     def newest_keys(self, *, max_n: int | None = None) -> list[NonEmptySafeStrTuple]:
-        """Up to ``max_n`` keys, newest first (all if None, none if <= 0)."""
+        """Return up to ``max_n`` keys by the time of their last write, newest first.
+
+        Parameters
+        ----------
+        max_n : int or None, default None
+            How many keys at most: all if None, none if <= 0.
+
+        Returns
+        -------
+        list of NonEmptySafeStrTuple
+            The keys, newest first (one listing with timestamps).
+        """
         return self._by_age(max_n, newest=True)
 
     def oldest_keys(self, *, max_n: int | None = None) -> list[NonEmptySafeStrTuple]:
-        """Up to ``max_n`` keys, oldest first (all if None, none if <= 0)."""
+        """Return up to ``max_n`` keys by the time of their last write, oldest first.
+
+        Parameters
+        ----------
+        max_n : int or None, default None
+            How many keys at most: all if None, none if <= 0.
+
+        Returns
+        -------
+        list of NonEmptySafeStrTuple
+            The keys, oldest first (one listing with timestamps).
+        """
         return self._by_age(max_n, newest=False)
 
     def newest_values(self, *, max_n: int | None = None) -> list[Any]:
-        """Values of newest_keys(max_n=max_n); keys deleted meanwhile are skipped."""
+        """Return the values of ``newest_keys(max_n=max_n)``, newest first.
+
+        Parameters
+        ----------
+        max_n : int or None, default None
+            How many values at most: all if None, none if <= 0.
+
+        Returns
+        -------
+        list of object
+            The values; keys deleted after the listing are skipped.
+        """
         return self._values_of(self.newest_keys(max_n=max_n))
 
     def oldest_values(self, *, max_n: int | None = None) -> list[Any]:
-        """Values of oldest_keys(max_n=max_n); keys deleted meanwhile are skipped."""
+        """Return the values of ``oldest_keys(max_n=max_n)``, oldest first.
+
+        Parameters
+        ----------
+        max_n : int or None, default None
+            How many values at most: all if None, none if <= 0.
+
+        Returns
+        -------
+        list of object
+            The values; keys deleted after the listing are skipped.
+        """
         return self._values_of(self.oldest_keys(max_n=max_n))
 
     def _values_of(self, keys: list[NonEmptySafeStrTuple]) -> list[Any]:
@@ -212,7 +541,15 @@ class PersiDict(ConditionalOps, MutableMapping[NonEmptySafeStrTuple, ValueType])
         return [v for v in values if v is not _MISSING]
 
     def random_key(self) -> NonEmptySafeStrTuple | None:
-        """A uniformly random key (reservoir sampling, streamed), or None if empty."""
+        """Return a uniformly random key, or None if the store is empty.
+
+        Reservoir sampling over one streamed listing: memory stays constant.
+
+        Returns
+        -------
+        NonEmptySafeStrTuple or None
+            A key, or None for an empty store.
+        """
         chosen: NonEmptySafeStrTuple | None = None
         for n, (k, _) in enumerate(self._iter_keys(), start=1):
             if random.randrange(n) == 0:

@@ -12,7 +12,22 @@ ValueType = TypeVar("ValueType")
 
 @dataclass(frozen=True)
 class ConditionalOperationResult(Generic[ValueType]):
-    """Outcome of an etag-guarded operation, as of its linearization instant."""
+    """Outcome of an etag-guarded operation, as of its linearization instant.
+
+    Attributes
+    ----------
+    condition_was_satisfied : bool
+        Whether the etag condition held at that instant.
+    actual_etag : ETagValue or ITEM_NOT_AVAILABLE
+        The etag the condition was checked against (``ITEM_NOT_AVAILABLE``:
+        the key was absent).
+    resulting_etag : ETagValue or ITEM_NOT_AVAILABLE
+        The etag right after the operation (equal to ``actual_etag`` if
+        nothing changed).
+    new_value : object, ITEM_NOT_AVAILABLE or VALUE_NOT_RETRIEVED
+        The value after the operation, ``ITEM_NOT_AVAILABLE`` if the key is
+        absent then, or ``VALUE_NOT_RETRIEVED`` if it was not fetched.
+    """
 
     condition_was_satisfied: bool
     actual_etag: ETagValue | ItemNotAvailableFlag
@@ -21,13 +36,21 @@ class ConditionalOperationResult(Generic[ValueType]):
 
     @property
     def value_was_mutated(self) -> bool:
-        """Whether the operation changed the stored value."""
+        """Whether the operation changed the stored value (the etag moved)."""
         return self.resulting_etag != self.actual_etag
 
 
 @dataclass(frozen=True)
 class OperationResult(Generic[ValueType]):
-    """Outcome of an unconditional mutating operation (transform_item)."""
+    """Outcome of an unconditional mutating operation (transform_item).
+
+    Attributes
+    ----------
+    resulting_etag : ETagValue or ITEM_NOT_AVAILABLE
+        The etag after the commit (``ITEM_NOT_AVAILABLE`` after a delete).
+    new_value : object or ITEM_NOT_AVAILABLE
+        The value after the commit.
+    """
 
     resulting_etag: ETagValue | ItemNotAvailableFlag
     new_value: ValueType | ItemNotAvailableFlag

@@ -240,7 +240,16 @@ class StoreCore(Store, ABC):
     # -- parameters, pickling, repr -----------------------------------------
 
     def get_params(self) -> dict[str, Any]:
-        """Constructor parameters that rebuild this store, sorted by name."""
+        """Return the constructor parameters that rebuild this store.
+
+        ``type(d)(**d.get_params())`` is a store on the same storage; a store
+        pickles as these parameters.
+
+        Returns
+        -------
+        dict of str to object
+            The parameters, sorted by name.
+        """
         return {
             "append_only": self._append_only,
             "base_class_for_values": self.base_class_for_values,

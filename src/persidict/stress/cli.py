@@ -5,6 +5,8 @@ processes, fresh temp dir). ``--dir /mnt/nfs`` tests your own mount, ``--json``
 prints a machine-readable report. ``--backend s3 --worker-endpoint-url URL
 --expect-faults`` sends the workers' requests through a fault-injecting proxy
 (tests/faultproxy_random.py, or any other) and judges the errors they get.
+``--scenario memoize`` runs memo.py's scenario instead: workers share one
+memoized function, and no argument may be computed twice.
 Exit status: 0 if every invariant held, 1 if any was violated (each is
 listed), 2 on bad usage or a setup error (the store cannot be opened or
 reached: no worker starts), 130 if interrupted.
@@ -27,6 +29,7 @@ from typing import Any, TextIO
 
 from .history import History
 from .killer import Killer
+from .memo import format_memo, run_memo
 from .options import Options, WorkerConfig, parse_args
 from .oracle import Oracle
 from .phases import SetupError, check_history, prepare, read_final
@@ -270,6 +273,8 @@ def _check_workers(
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: exit status 0 if every invariant held, 1 otherwise."""
     opts = parse_args(argv)
+    if opts.scenario == "memoize":
+        return _main_memo(opts)
     try:
         report = run_stress(opts, progress_stream=sys.stderr)
     except SetupError as exc:
@@ -279,6 +284,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\npersidict-stress: interrupted; workers stopped, no verdict", file=sys.stderr)
         return 130
     print(format_json(report) if opts.json else format_text(report))
+    return 0 if report["ok"] else 1
+
+
+def _main_memo(opts: Options) -> int:
+    """``--scenario memoize`` (memo.py): exit status as for the op mix."""
+    try:
+        report = run_memo(opts)
+    except SetupError as exc:
+        print(f"persidict-stress: setup error, nothing was tested: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\npersidict-stress: interrupted; workers stopped, no verdict", file=sys.stderr)
+        return 130
+    print(json.dumps(report, indent=2) if opts.json else format_memo(report))
     return 0 if report["ok"] else 1
 
 

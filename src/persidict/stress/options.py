@@ -41,6 +41,7 @@ class Options:
     # SIGKILL this many worker processes at random moments (see killer.py).
     kill: int = 0
     history: bool = True  # log every call and check linearizability (history.py)
+    scenario: str = "ops"  # or "memoize" (memo.py)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="a call raising BackendError (OutcomeUnknownError included) is an expected "
         "outcome, counted and judged by the history check, not a violation",
     )
+    p.add_argument(
+        "--scenario",
+        choices=("ops", "memoize"),
+        default="ops",
+        help="ops: the op mix of conditional operations (default); memoize: workers share "
+        "one memoized function, and no argument may be computed twice",
+    )
     ns = p.parse_args(argv)
     if ns.workers < 1 or ns.duration <= 0 or ns.max_ops < 1 or ns.grace < 0:
         p.error("--workers, --duration and --max-ops must be positive, --grace >= 0")
@@ -154,4 +162,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         history=ns.history,
         worker_endpoint_url=ns.worker_endpoint_url,
         expect_faults=ns.expect_faults,
+        scenario=ns.scenario,
     )

@@ -1,0 +1,130 @@
+"""``evict(store, ...)``: keep a cache bounded, oldest entries first.
+
+Safe while other processes read and write: an entry is deleted only with
+``discard_if(ETAG_IS_THE_SAME)`` against the etag read after the listing,
+and only if its timestamp, read after that etag, shows no write since the
+listing: not newer than the listed one, and not within a second of the
+listing's start (S3 reports an object's time to the second). A write after
+the etag read changes the etag (the delete is refused); a write between the
+listing and the etag read shows in the timestamp (the entry is skipped). So
+eviction never undoes a concurrent write. (On S3 this compares the server's
+clock with ours: they must agree within a second.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine.flags import ANY_ETAG, ETAG_IS_THE_SAME, ITEM_NOT_AVAILABLE, NEVER_RETRIEVE
+from .engine.keys import NonEmptySafeStrTuple
+from .engine.persidict import PersiDict
+from .memoize_claims import LEASE_PREFIX
+
+
+@dataclass
+class EvictReport:
+    """What one eviction did: keys ``removed``, and ``kept`` (rewritten or removed meanwhile)."""
+
+    removed: list[NonEmptySafeStrTuple] = field(default_factory=list)
+    kept: list[NonEmptySafeStrTuple] = field(default_factory=list)
+    examined: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"examined {self.examined}, removed {len(self.removed)}, "
+            f"kept {len(self.kept)} (rewritten or removed meanwhile)"
+        )
+
+
+def _seconds(label: str, value: Any, *, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if value is None:
+        return
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        raise TypeError(f"{label} must be {'an int' if integer else 'a number'}, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{label} must be >= 0, got {value!r}")
+
+
+def evict(
+    store: PersiDict[Any],
+    *,
+    older_than: float | None = None,
+    max_items: int | None = None,
+    now: float | None = None,
+) -> EvictReport:
+    """Remove a store's entries older than ``older_than`` and beyond ``max_items``, oldest first.
+
+    Memoize leases (keys under ``"persidict_memo_lease"``) are never
+    removed nor counted: their holders remove them. Entries written within
+    a second of the call are kept (a write then cannot be told from one
+    racing with the eviction). See the module doc for why a concurrent
+    write is never undone.
+
+    Parameters
+    ----------
+    store : PersiDict
+        Any store (FileDirDict, LocalDict, BasicS3Dict, S3Dict, wrappers)
+        that allows deletes.
+    older_than : float, optional
+        Remove entries whose last write is more than this many seconds
+        before ``now``. None: no age limit.
+    max_items : int, optional
+        Then remove the oldest of the rest until at most this many remain
+        (as listed; entries written meanwhile are not counted). None: no limit.
+    now : float, optional
+        POSIX time ages are measured from (default: ``time.time()``).
+
+    Returns
+    -------
+    EvictReport
+        The keys removed, and those skipped because they were rewritten
+        after the listing.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a limit is not a non-negative number (``max_items``: an int).
+    MutationPolicyError
+        If the store is append-only.
+    """
+    _seconds("older_than", older_than)
+    _seconds("max_items", max_items, integer=True)
+    _seconds("now", now)
+    listed_at = time.time()
+    listed = sorted(
+        ((ts, key) for key, ts in store.keys_and_timestamps() if key.strings[0] != LEASE_PREFIX),
+        key=lambda pair: pair[0],
+    )
+    report = EvictReport(examined=len(listed))
+    cutoff = (listed_at if now is None else now) - (older_than or 0.0)
+    excess = 0 if max_items is None else max(0, len(listed) - max_items)
+    for n, (ts, key) in enumerate(listed):
+        if not (n < excess or (older_than is not None and ts < cutoff)):
+            break  # sorted by age: the rest are younger and within the count
+        if _discard_unchanged(store, key, ts, listed_at):
+            report.removed.append(key)
+        else:
+            report.kept.append(key)
+    return report
+
+
+def _discard_unchanged(
+    store: PersiDict[Any], key: NonEmptySafeStrTuple, listed_ts: float, listed_at: float
+) -> bool:
+    """Delete ``key`` if it was not written since it was listed (with ``listed_ts``)."""
+    seen = store.get_item_if(
+        key, condition=ANY_ETAG, expected_etag=ITEM_NOT_AVAILABLE, retrieve_value=NEVER_RETRIEVE
+    ).actual_etag
+    if seen is ITEM_NOT_AVAILABLE:
+        return False  # deleted meanwhile
+    try:
+        ts = store.timestamp(key)
+        if ts > listed_ts or ts >= listed_at - 1.0:
+            return False  # rewritten between the listing and the etag read
+    except KeyError:
+        return False
+    result = store.discard_if(key, condition=ETAG_IS_THE_SAME, expected_etag=seen)
+    return result.condition_was_satisfied and result.actual_etag is not ITEM_NOT_AVAILABLE
