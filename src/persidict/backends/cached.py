@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.conditional import check_n_retries
 from ..engine.flags import ETagValue
 from ..engine.keys import to_key
 from ..engine.persidict import PersiDict
+from ..engine.races import check_n_retries
 from ..engine.results import OperationResult
 from ..engine.values import sorted_params
 from .cache_bytes import AppendOnlyCacheBytes, ValidatedCacheBytes

@@ -97,11 +97,6 @@ class SafeStrTuple(Sequence[str]):
     def _validate(self) -> None:
         """Hook for subclasses to add constraints."""
 
-    @classmethod
-    def _trusted(cls, strings: tuple[str, ...]) -> Any:
-        """Build from components already known to be valid (no checks)."""
-        return _unchecked(cls, strings)
-
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
@@ -396,7 +391,7 @@ def trusted_keys(prefix: tuple[str, ...], components: list[str]) -> list[NonEmpt
     """The keys ``(*prefix, c)`` of already-checked ``components``, built in C loops.
 
     A listing builds one key per name; this is about 3x cheaper than calling
-    ``NonEmptySafeStrTuple._trusted`` for each.
+    ``trusted_key`` for each.
     """
     strings = map(prefix.__add__, zip(components)) if prefix else zip(components)
     keys = list(map(object.__new__, repeat(NonEmptySafeStrTuple, len(components))))

@@ -1,0 +1,355 @@
+"""Operations built on the etag-guarded ones: transform_item, setdefault, pop, clear.
+
+Each is a loop of snapshot and conditional commit (see ``conditional.py``),
+so it is linearizable wherever the backend's primitives are atomic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conditional import ConditionalOps
+from .errors import ConcurrencyConflictError, OutcomeUnknownError, PreconditionFailed
+from .flags import DELETE_CURRENT, ITEM_NOT_AVAILABLE, KEEP_CURRENT
+from .keys import NonEmptySafeStrTuple, to_key
+from .races import MAX_RACES, absent, backoff, check_n_retries, kept, races
+from .results import OperationResult
+from .values import Version
+
+
+class CompoundOps(ConditionalOps):
+    """transform_item, setdefault, pop, popitem, discard, delete_if_exists, clear."""
+
+    def transform_item(
+        self, key: Any, *, transformer: Any, n_retries: int | None = 6
+    ) -> OperationResult[Any]:
+        """Apply ``transformer(current)`` and commit its result with compare-and-swap.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to transform.
+        transformer : callable
+            Called with the current value (``ITEM_NOT_AVAILABLE`` for an
+            absent key); returns the new value, ``KEEP_CURRENT`` (write
+            nothing) or ``DELETE_CURRENT`` (delete the key). It runs outside
+            any lock and may be called again after a lost race, so it must
+            have no side effects.
+        n_retries : int or None, default 6
+            How many lost races to retry before giving up; ``None`` retries
+            without limit.
+
+        Returns
+        -------
+        OperationResult
+            ``resulting_etag`` and ``new_value`` after the commit
+            (``ITEM_NOT_AVAILABLE`` for both after a delete).
+
+        Raises
+        ------
+        ConcurrencyConflictError
+            ``n_retries`` commits in a row lost to concurrent writers.
+        MutationPolicyError
+            The store is append-only and the result would change or delete
+            an existing value.
+        TypeError
+            ``transformer`` is not callable, ``n_retries`` is not an int or
+            None, the new value is not an instance of
+            ``base_class_for_values`` or cannot be serialized, or ``key`` is
+            not a str or a sequence of str.
+        ValueError
+            ``n_retries`` is negative, or ``key`` is empty or invalid.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic read-modify-write: the result is committed only if the key
+        still holds the version the transformer saw, so no concurrent
+        update is ever lost. Whatever ``transformer`` raises propagates and
+        nothing is written.
+        """
+        check_n_retries(n_retries)
+        if not callable(transformer):
+            raise TypeError(f"transformer must be callable, got {transformer!r}")
+        k = to_key(key)
+        if self._bytes.capabilities.discards_writes:
+            return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)  # nothing to transform
+        attempt = 0
+        while True:
+            version = self._get(k, retrieve=True)
+            new_value = transformer(version.value)
+            if new_value is KEEP_CURRENT:
+                return OperationResult(version.etag, version.value)
+            try:
+                if new_value is DELETE_CURRENT:
+                    if absent(version.etag):
+                        return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
+                    self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
+                    return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
+                etag = self._put(k, new_value, if_match=version.etag)
+                return OperationResult(etag, kept(etag, new_value))
+            except PreconditionFailed:
+                attempt += 1
+                if n_retries is not None and attempt > n_retries:
+                    raise ConcurrencyConflictError(k, attempt) from None
+                backoff(attempt + 1)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """Insert ``default`` if the key is absent; return the value now stored.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up or insert.
+        default : object, default None
+            The value to insert if the key is absent.
+
+        Returns
+        -------
+        object
+            ``default`` if this call inserted it, else the present value.
+
+        Raises
+        ------
+        TypeError
+            ``default`` is a joker, or it would be inserted and is not an
+            instance of ``base_class_for_values`` or cannot be serialized;
+            or ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        MutationPolicyError
+            Never: inserting into an append-only store is allowed.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic insert-if-absent: of many concurrent callers exactly one
+        inserts, and every caller returns that one value.
+        """
+        k = to_key(key)
+        if default is KEEP_CURRENT or default is DELETE_CURRENT:
+            raise TypeError(f"key {k.strings!r}: {default!r} cannot be a default value")
+        try:
+            self._check_value(k, default)
+        except TypeError:
+            # An invalid default is only an error if it would be inserted.
+            version = self._get(k, retrieve=True)
+            if absent(version.etag):
+                raise
+            return version.value
+        for _ in races():
+            try:
+                self._put(k, default, if_match=ITEM_NOT_AVAILABLE)
+                return default
+            except PreconditionFailed:
+                pass
+            version = self._get(k, retrieve=True)
+            if not absent(version.etag):
+                return version.value
+        raise ConcurrencyConflictError(k, MAX_RACES)
+
+    def _pop_version(self, k: NonEmptySafeStrTuple) -> Version:
+        """Atomically remove ``k``; return the removed snapshot (etag absent if none)."""
+        self._forbid_if_append_only()
+        for _ in races():
+            version = self._get(k, retrieve=True)
+            if absent(version.etag):
+                return version
+            try:
+                self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
+                return version
+            except PreconditionFailed:
+                continue
+            except OutcomeUnknownError as exc:
+                exc.value = version.value  # what was being removed reaches the caller
+                raise
+        raise ConcurrencyConflictError(k, MAX_RACES)
+
+    def pop(self, key: Any, *args: Any) -> Any:
+        """Remove a key and return its value, or ``default`` if it is absent.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to remove.
+        *args : object
+            At most one: ``default``, returned when the key is absent
+            (without it, an absent key raises KeyError).
+
+        Returns
+        -------
+        object
+            The value removed, or ``default``.
+
+        Raises
+        ------
+        KeyError
+            The key is absent and no ``default`` was given.
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            More than two arguments, or ``key`` is not a str or a sequence
+            of str.
+        ValueError
+            ``key`` is empty or a component is invalid.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the delete's reply was lost; ``exc.value`` holds the
+            value being removed.
+
+        Notes
+        -----
+        Atomic: the value returned is exactly the one deleted (a
+        conditional delete on its etag), so of concurrent callers popping
+        one key only one gets its value.
+        """
+        if len(args) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(args)}")
+        k = to_key(key)
+        version = self._pop_version(k)
+        if absent(version.etag):
+            if args:
+                return args[0]
+            raise KeyError(k)
+        return version.value
+
+    def popitem(self) -> tuple[NonEmptySafeStrTuple, Any]:
+        """Remove and return some ``(key, value)`` pair.
+
+        Returns
+        -------
+        tuple of (NonEmptySafeStrTuple, object)
+            The key removed and its value.
+
+        Raises
+        ------
+        KeyError
+            The store is empty.
+        MutationPolicyError
+            The store is append-only.
+        ConcurrencyConflictError
+            Only after thousands of commits in a row lost to concurrent
+            writers (each loss is another writer's progress).
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic per item: each item goes to exactly one caller, and KeyError
+        is raised only when a listing finds no key at all. Which item is
+        taken is unspecified.
+        """
+        self._forbid_if_append_only()
+        for _ in races():
+            listed_any = False
+            for k, _ in self._iter_keys():
+                listed_any = True
+                version = self._pop_version(k)
+                if not absent(version.etag):
+                    return k, version.value
+            # Every key listed was popped by others first: list again. Only a
+            # listing that finds no key at all shows the store empty.
+            if not listed_any:
+                raise KeyError("popitem(): dictionary is empty")
+        raise ConcurrencyConflictError("popitem()", MAX_RACES)
+
+    def discard(self, key: Any) -> bool:
+        """Delete a key if it is present.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+
+        Returns
+        -------
+        bool
+            Whether the key was present (and so deleted by this call).
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        OutcomeUnknownError
+            S3 only: the reply to the committing request was lost and the
+            server's state cannot prove whether it was applied.
+
+        Notes
+        -----
+        Atomic: of concurrent callers deleting one key, exactly one gets
+        True.
+        """
+        k = to_key(key)
+        self._forbid_if_append_only()
+        return self._remove(k, if_match=None)
+
+    def delete_if_exists(self, key: Any) -> bool:
+        """Delete a key if present; kept for backward compatibility.
+
+        The same as [`discard`][persidict.PersiDict.discard].
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to delete.
+
+        Returns
+        -------
+        bool
+            Whether the key was present.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error); the store is unchanged.
+        """
+        return self.discard(key)
+
+    def clear(self) -> None:
+        """Remove every item of this store's serialization format.
+
+        Not atomic as a whole: each key is deleted on its own, so keys
+        written meanwhile may survive.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
+        self._forbid_if_append_only()
+        for k, _ in list(self._iter_keys()):
+            self._remove(k, if_match=None)

@@ -1,0 +1,69 @@
+"""Lost races and the retrieve_value rule, shared by the etag-guarded operations."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .flags import (
+    ALWAYS_RETRIEVE,
+    ITEM_NOT_AVAILABLE,
+    NEVER_RETRIEVE,
+    ETagValue,
+    ItemNotAvailableFlag,
+    RetrieveValueFlag,
+)
+
+# Re-reads after lost commits are progress made by others, so they are not
+# "retries" in the transform_item sense; this only bounds pathological cases.
+MAX_RACES = 10_000
+
+
+def backoff(attempt: int) -> None:
+    """Sleep a jittered, exponentially growing time after a lost race."""
+    if attempt > 1:
+        time.sleep(random.uniform(0, min(0.05, 0.0002 * 2**attempt)))
+
+
+def races() -> Iterator[int]:
+    """Count the attempts of a snapshot-and-commit loop, backing off after each lost one."""
+    for attempt in range(MAX_RACES):
+        backoff(attempt)
+        yield attempt
+
+
+def absent(etag: object) -> bool:
+    """Whether a snapshot's etag says the key is absent."""
+    return isinstance(etag, ItemNotAvailableFlag)
+
+
+def wants_value(
+    retrieve_value: RetrieveValueFlag,
+    expected: ETagValue | ItemNotAvailableFlag,
+    actual: ETagValue | ItemNotAvailableFlag,
+) -> bool:
+    """The retrieve_value rule: whether a present value is reported."""
+    if retrieve_value is ALWAYS_RETRIEVE:
+        return True
+    if retrieve_value is NEVER_RETRIEVE:
+        return False
+    return expected != actual
+
+
+def kept(etag: ETagValue | ItemNotAvailableFlag, value: Any) -> Any:
+    """What a key holds after a write: ``value``, or nothing if the store discards writes."""
+    return ITEM_NOT_AVAILABLE if absent(etag) else value
+
+
+def check_n_retries(n_retries: object) -> None:
+    """TypeError unless ``n_retries`` is an int or None; ValueError if negative."""
+    if n_retries is None:
+        return
+    if not isinstance(n_retries, int) or isinstance(n_retries, bool):
+        raise TypeError(f"n_retries must be an int or None, got {type(n_retries).__name__}")
+    if n_retries < 0:
+        raise ValueError(f"n_retries must be >= 0 or None, got {n_retries}")
+
+
