@@ -60,8 +60,9 @@ class AppendOnlyDictCached(PersiDict[Any]):
 
     Notes
     -----
-    Atomic as main: every insert and conditional operation is decided by
-    main alone.
+    Atomic as main: every insert is decided by main; a key the cache holds
+    is one main holds with those bytes for good, so answering it from the
+    cache is answering as main would.
     """
 
     def __init__(self, *, main_dict: PersiDict[Any], data_cache: PersiDict[Any]) -> None:
@@ -182,7 +183,8 @@ class MutableDictCached(PersiDict[Any]):
     data_cache : PersiDict
         The value cache: mutable, with main's ``base_class_for_values``.
     etag_cache : PersiDict
-        The etag cache: mutable, holding str values.
+        Mutable; kept for the signature, ``get_params`` and ``get_subdict``
+        (nothing is written to it: the etag lives in the record).
 
     Raises
     ------
