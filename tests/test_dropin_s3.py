@@ -235,17 +235,17 @@ def test_delete_discard_pop_on_moto(tmp_path: pathlib.Path) -> None:
 def racing(d: BasicS3Dict, other: BasicS3Dict, act: Callable[[BasicS3Dict], None],
            monkeypatch: pytest.MonkeyPatch) -> None:
     """Run ``act(other)`` once, right after ``d``'s next HEAD (before its DELETE)."""
-    real = d._get
+    real = d.byte_store.read
     done: list[bool] = []
 
-    def get(key: Any, **kwargs: Any) -> Any:
-        version = real(key, **kwargs)
+    def read(key: Any, **kwargs: Any) -> Any:
+        blob = real(key, **kwargs)
         if not done:
             done.append(True)
             act(other)
-        return version
+        return blob
 
-    monkeypatch.setattr(d, "_get", get)
+    monkeypatch.setattr(d.byte_store, "read", read)
 
 
 @mock_aws

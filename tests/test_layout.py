@@ -213,7 +213,7 @@ def test_a_planted_bucket_symlink_is_no_way_out(tmp_path: pathlib.Path) -> None:
 def test_names_that_do_not_map_back_are_not_keys(tmp_path: pathlib.Path, layout: str) -> None:
     d = FileDirDict(base_dir=tmp_path / "s", layout=layout)
     d["real"] = 1
-    where = pathlib.Path(d._path(next(iter(d)))).parent
+    where = pathlib.Path(d.byte_store.path(next(iter(d)))).parent
     junk = ["real_zzzz.pkl", "real_" + _b32("real")[:4].upper() + ".pkl",
             "._" + _b32(".")[:4] + ".pkl", "_" + _b32("")[:4] + ".pkl", "re al_abcd.pkl",
             sign_component("elsewhere", 4) + ".pkl"]  # in the hashed layout: another bucket

@@ -46,4 +46,4 @@ def test_the_default_is_patched_here(tmp_path: pathlib.Path) -> None:
     d = FileDirDict(base_dir=tmp_path / "s")
     d["k"] = 1
     assert d.layout == "hashed"
-    assert os.path.basename(os.path.dirname(d._path(to_key("k")))).startswith("+")
+    assert os.path.basename(os.path.dirname(d.byte_store.path(to_key("k")))).startswith("+")
