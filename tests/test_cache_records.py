@@ -209,3 +209,19 @@ def test_a_planted_record_under_mains_current_etag_is_served() -> None:
     plant(data, "k", "not-mains-etag", "planted")
     assert d["k"] == "real"
     assert cached_entry(data, "k") == (main.etag("k"), "real")
+
+
+def test_caches_holding_the_same_records_are_equal() -> None:
+    """A copy of a cache (a pickled LocalDict) equals it: records compare as bytes."""
+    main = LocalDict()
+    data = LocalDict()
+    d = MutableDictCached(main_dict=main, data_cache=data, etag_cache=LocalDict())
+    d["k"] = [1, 2]
+    copy_ = pickle.loads(pickle.dumps(data))
+    assert copy_ == data and data == copy_
+    assert d.get_params() == pickle.loads(pickle.dumps(d)).get_params()
+    plant(copy_, "k", "another-etag", [1, 2])
+    assert copy_ != data
+    other = LocalDict()
+    other["k"] = [1, 2]  # a value where the cache holds a record
+    assert other != data and data != other
