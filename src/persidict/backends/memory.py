@@ -8,6 +8,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Listed
@@ -192,6 +193,14 @@ class RAMBytes(ByteStore):
         return ((trusted_key(full[n:]), entry[2]) for full, entry in snapshot
                 if len(full) > n and full[:n] == prefix)
 
+    def keys(self) -> Iterator[NonEmptySafeStrTuple]:
+        # docstring inherited
+        if self._prefix:
+            return super().keys()
+        # Entries hold their key objects: one pass at C speed under the lock.
+        with self._store.lock:
+            return iter([entry[3] for entry in self._map.values()])
+
     def count(self) -> int:
         # docstring inherited
         if not self._prefix:
@@ -255,6 +264,10 @@ class LocalDict(PersiDict[Any]):
         self.prune_interval = _prune_interval(prune_interval)
         self._backend = backend if backend is not None else RAMBackend()
         self._bytes = RAMBytes(self._backend, serialization_format)
+
+    def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:
+        # docstring inherited; keys without the (key, timestamp) pairs of a scan
+        return self._bytes.keys()
 
     def get_params(self) -> dict[str, Any]:
         # docstring inherited

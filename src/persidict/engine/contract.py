@@ -24,8 +24,8 @@ It declares ``capabilities`` rather than letting callers guess: ``subdicts``
 (``lock(key)`` is an exclusive per-key lock between threads and processes)
 and ``discards_writes`` (writes succeed and vanish: the null store).
 ``name`` names the backend in errors; ``location(key)`` says where a key
-lives, for messages. ``contains`` and ``count`` have defaults built on the
-five operations; a backend overrides them only to be faster.
+lives, for messages. ``contains``, ``count`` and ``keys`` have defaults built
+on the five operations; a backend overrides them only to be faster.
 
 Everything above bytes -- codecs, ``base_class_for_values``, append-only and
 write-once rules, jokers, the ``*_if`` operations, transform_item -- is the
@@ -204,6 +204,16 @@ class ByteStore(ABC):
         iterator of (NonEmptySafeStrTuple, float or None)
             Each key once, with its timestamp or None.
         """
+
+    def keys(self) -> Iterator[NonEmptySafeStrTuple]:
+        """Stream every key, without timestamps (``scan`` unless overridden).
+
+        Returns
+        -------
+        iterator of NonEmptySafeStrTuple
+            Each key once.
+        """
+        return (k for k, _ in self.scan())
 
     def contains(self, key: NonEmptySafeStrTuple) -> bool:
         """Return whether ``key`` is present.
