@@ -316,3 +316,32 @@ def test_a_nested_wait_on_flock_stripes_is_bounded(tmp_path: pathlib.Path) -> No
     out = subprocess.run([sys.executable, "-c", _NESTED_ON_FLOCK, str(tmp_path / "s")],
                          env=env, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["-10", "1", "2"], out.stdout + out.stderr
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_a_thread_computes_is_not_blocked() -> None:
+    store = LocalDict()
+    started, release = threading.Event(), threading.Event()
+
+    @memoize(store)
+    def slow(x: int) -> int:
+        if threading.current_thread().name == "computer":
+            started.set()
+            release.wait(30)
+        return x
+
+    computer = threading.Thread(target=slow, args=(1,), name="computer")
+    computer.start()
+    started.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: its copy of the store has no result and nobody computing it
+        code = 1
+        try:
+            signal.alarm(20)  # a child stuck on the parent's lock dies instead of hanging
+            code = 0 if slow(1) == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    computer.join()
+    assert os.waitstatus_to_exitcode(status) == 0
