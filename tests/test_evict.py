@@ -18,7 +18,7 @@ import pytest
 
 from persidict import FileDirDict, LocalDict, evict
 from persidict.cli import main
-from persidict.memoize import LEASE_PREFIX
+from persidict.memoization import LEASE_PREFIX
 
 
 def _age(store: FileDirDict, key: str, seconds_ago: float) -> None:

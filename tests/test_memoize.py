@@ -22,7 +22,7 @@ import pytest
 
 import _memo_workers as w
 from persidict import FileDirDict, LocalDict, MutableDictCached, PersiDict
-from persidict.memoize import memoize
+from persidict.memoization import memoize
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -212,7 +212,7 @@ def test_keys_are_stable_and_bound_to_the_signature(store: PersiDict) -> None:
 
 _KEY_IN_A_FRESH_RUN = """
 from persidict import LocalDict
-from persidict.memoize import memoize
+from persidict.memoization import memoize
 def g(a, c=None):
     return a
 print(memoize(LocalDict(), name="n")(g).key_for(1, c=[{"x", "y", "zz"}, {"k": frozenset("abc")}]))
