@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from persidict import PersiDict
-from persidict.memoize import memoize
+from persidict.memoization import memoize
 
 
 def log_line(log: str, line: str) -> None:

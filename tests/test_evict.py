@@ -18,7 +18,7 @@ import pytest
 
 from persidict import FileDirDict, LocalDict, evict
 from persidict.cli import main
-from persidict.memoize import LEASE_PREFIX
+from persidict.memoization import LEASE_PREFIX
 
 
 def _age(store: FileDirDict, key: str, seconds_ago: float) -> None:
@@ -124,3 +124,30 @@ def test_bad_limits_are_refused(store: FileDirDict) -> None:
     with pytest.raises(ValueError):
         evict(store, older_than=-1)
     assert len(store) == 10
+
+
+def test_s3_evicts_the_oldest_and_keeps_a_rewrite(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # S3 reports an object's time to the second in HEAD, to the millisecond in listings.
+    from _s3_plugin import BUCKET, fresh_prefix
+    from persidict import BasicS3Dict
+    from s3_server import REGION
+
+    s3 = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                     endpoint_url=s3_server.endpoint_url)
+    for i in range(4):
+        s3[f"k{i}"] = i
+        time.sleep(1.1)  # distinct seconds, and all older than a second at the eviction
+    listing = s3.keys_and_timestamps
+
+    def list_then_rewrite() -> Iterator[Any]:
+        listed = list(listing())
+        s3["k0"] = "rewritten"  # the oldest, after the listing
+        return iter(listed)
+
+    monkeypatch.setattr(s3, "keys_and_timestamps", list_then_rewrite)
+    report = evict(s3, max_items=1)
+    assert [k.strings[0] for k in report.removed] == ["k1", "k2"]
+    assert [k.strings[0] for k in report.kept] == ["k0"]
+    assert sorted(k.strings[0] for k in s3) == ["k0", "k3"] and s3["k0"] == "rewritten"

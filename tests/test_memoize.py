@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 import _memo_workers as w
-from persidict import FileDirDict, LocalDict, PersiDict
-from persidict.memoize import memoize
+from persidict import FileDirDict, LocalDict, MutableDictCached, PersiDict
+from persidict.memoization import memoize
 
 CTX = multiprocessing.get_context("spawn")
 
@@ -212,7 +212,7 @@ def test_keys_are_stable_and_bound_to_the_signature(store: PersiDict) -> None:
 
 _KEY_IN_A_FRESH_RUN = """
 from persidict import LocalDict
-from persidict.memoize import memoize
+from persidict.memoization import memoize
 def g(a, c=None):
     return a
 print(memoize(LocalDict(), name="n")(g).key_for(1, c=[{"x", "y", "zz"}, {"k": frozenset("abc")}]))
@@ -238,3 +238,110 @@ def test_bad_arguments_are_refused(store: PersiDict) -> None:
         memoize(store, lease_timeout="1")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         memoize(store, name="a/b")
+
+
+def test_eight_threads_over_a_wrapper_compute_once(tmp_path: pathlib.Path) -> None:
+    # A wrapper is no FileDirDict: its claims are leases, written through it to main.
+    wrapped = MutableDictCached(main_dict=FileDirDict(base_dir=str(tmp_path / "main")),
+                                data_cache=LocalDict(), etag_cache=LocalDict())
+    computed: list[int] = []
+    barrier = threading.Barrier(8)
+
+    @memoize(wrapped, lease_timeout=5.0)
+    def slow(x: int) -> int:
+        computed.append(x)
+        time.sleep(0.2)
+        return x
+
+    def call() -> None:
+        barrier.wait()
+        assert slow(1) == 1
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert computed == [1]
+    assert list(wrapped.keys()) == [slow.key_for(1)]  # the lease is gone
+
+
+class _Scaler:
+    """Module level, so its instances pickle (``self`` is part of a method's key)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def times(self, x: int) -> int:
+        return self.k * x
+
+
+def test_a_memoized_method_binds_self(store: PersiDict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_Scaler, "times", memoize(store)(_Scaler.times))
+    Scaler = _Scaler
+    assert Scaler(3).times(2) == 6
+    assert Scaler(4).times(2) == 8  # self is part of the key
+    assert Scaler(3).times(2) == 6
+
+
+_NESTED_ON_FLOCK = """
+import sys, threading, time
+from persidict import FileDirDict, memoize
+store = FileDirDict(base_dir=sys.argv[1])
+inner_started, release = threading.Event(), threading.Event()
+
+@memoize(store, lease_timeout=0.5)
+def inner(x):
+    if x == 1 and threading.current_thread().name == "holder":
+        inner_started.set()
+        release.wait(60)  # held until the main thread's outer call is done
+    return -x
+
+@memoize(store, lease_timeout=0.5)
+def outer(x):
+    return inner(1) * 10
+
+holder = threading.Thread(target=inner, args=(1,), name="holder")
+holder.start()
+inner_started.wait(60)
+print(outer(0))  # a nested wait on a held lock: bounded on flock stripes
+release.set()
+holder.join()
+print(outer.stats()["misses"], inner.stats()["misses"])
+"""
+
+
+def test_a_nested_wait_on_flock_stripes_is_bounded(tmp_path: pathlib.Path) -> None:
+    env = {**os.environ, "PERSIDICT_LOCKS": "flock"}
+    out = subprocess.run([sys.executable, "-c", _NESTED_ON_FLOCK, str(tmp_path / "s")],
+                         env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["-10", "1", "2"], out.stdout + out.stderr
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_a_thread_computes_is_not_blocked() -> None:
+    store = LocalDict()
+    started, release = threading.Event(), threading.Event()
+
+    @memoize(store)
+    def slow(x: int) -> int:
+        if threading.current_thread().name == "computer":
+            started.set()
+            release.wait(30)
+        return x
+
+    computer = threading.Thread(target=slow, args=(1,), name="computer")
+    computer.start()
+    started.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: its copy of the store has no result and nobody computing it
+        code = 1
+        try:
+            signal.alarm(20)  # a child stuck on the parent's lock dies instead of hanging
+            code = 0 if slow(1) == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    computer.join()
+    assert os.waitstatus_to_exitcode(status) == 0

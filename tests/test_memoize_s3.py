@@ -19,7 +19,7 @@ import pytest
 import _memo_workers as w
 from _s3_plugin import BUCKET, fresh_prefix
 from persidict import BasicS3Dict, PersiDict, S3Dict
-from persidict.memoize import LEASE_PREFIX, memoize
+from persidict.memoization import LEASE_PREFIX, memoize
 from s3_server import REGION, S3Server
 
 CTX = multiprocessing.get_context("spawn")

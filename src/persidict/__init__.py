@@ -66,7 +66,7 @@ from .engine.persidict import PersiDict
 from .engine.results import ConditionalOperationResult, OperationResult, ValueType
 from .engine.transform import TransformingFunction
 from .eviction import evict
-from .memoize import memoize
+from .memoization import memoize
 
 __version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it
 

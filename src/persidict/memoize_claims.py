@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from .backends.files import FileDirDict
 from .backends.memory import LocalDict
-from .concurrency.locks import META_DIR, KeyLocks
+from .concurrency.locks import BACKEND, META_DIR, KeyLocks
 from .concurrency.marker import find_markers
 from .engine.errors import BackendError, LockTimeoutError, OutcomeUnknownError
 from .engine.flags import ETAG_IS_THE_SAME, ITEM_NOT_AVAILABLE, ETagValue, ItemNotAvailableFlag
@@ -79,19 +79,24 @@ def claims_for(store: PersiDict[Any], lease_timeout: float) -> Claims:
         real = os.path.realpath(store.base_dir)
         root = find_markers(real)[0]
         if root is not None:
-            return FileClaims(real, root, store.get_params())
+            return FileClaims(real, root, store.get_params(), lease_timeout)
     if isinstance(store, LocalDict):
         return LocalClaims(store.get_params())
     return LeaseClaims(store, lease_timeout)
 
 
 def _busy_loop(
-    try_take: Callable[[bool], bool], ready: Callable[[], bool]
+    try_take: Callable[[bool], bool], ready: Callable[[], bool], give_up: float | None = None
 ) -> Iterator[Turn]:
-    """Take at once or wait; between waits, stop if ``ready()`` (shared by two claims)."""
+    """Take at once or wait; between waits, stop if ``ready()`` (shared by two claims).
+
+    ``give_up``: seconds after which a waiter computes without the claim
+    (FileClaims on flock stripes, see there); None: wait for as long as it takes.
+    """
     if try_take(False):
         yield Turn(mine=True)
         return
+    start = time.monotonic()
     while True:
         if ready():
             yield Turn(mine=False, waited=True)
@@ -99,13 +104,30 @@ def _busy_loop(
         if try_take(True):
             yield Turn(mine=True, waited=True, took_over=True)
             return
+        if give_up is not None and time.monotonic() - start > give_up:
+            yield Turn(mine=True, waited=True)
+            return
+
+
+_nesting = threading.local()  # how many memo locks this thread holds
 
 
 class FileClaims:
-    """Per-key OS locks in ``<root>/@persidict/memo-lock`` (FileDirDict)."""
+    """Per-key OS locks in ``<root>/@persidict/memo-lock`` (FileDirDict).
 
-    def __init__(self, real_base: str, root: str, params: dict[str, Any]) -> None:
+    On the flock backend keys share 64 stripes, so a memoized function
+    calling another can deadlock where the program has no cycle: thread A
+    holds stripe X and waits for Y, while B holds Y and waits for X. A
+    waiter that holds a memo lock itself therefore gives up after
+    ``lease_timeout`` and computes without the claim: a rare duplicate
+    instead of a hang. OFD locks (one per key) need no such bound.
+    """
+
+    def __init__(
+        self, real_base: str, root: str, params: dict[str, Any], lease_timeout: float
+    ) -> None:
         path = f"{root}/{META_DIR}/memo-lock"
+        self._give_up = lease_timeout if BACKEND == "flock" else None
         self._at_once = KeyLocks(path, timeout=0.0)
         self._patient = KeyLocks(path, timeout=_PATIENCE)
         where = real_base[len(root) :]
@@ -115,6 +137,7 @@ class FileClaims:
     def claim(self, key: NonEmptySafeStrTuple, ready: Callable[[], bool]) -> Iterator[Turn]:
         # docstring in the module doc
         name = f"{self._scope}\0{'/'.join(key.strings)}"
+        depth = getattr(_nesting, "depth", 0)
         with ExitStack() as stack:
 
             def try_take(patient: bool) -> bool:
@@ -124,7 +147,11 @@ class FileClaims:
                     return False
                 return True
 
-            yield from _busy_loop(try_take, ready)
+            _nesting.depth = depth + 1
+            try:
+                yield from _busy_loop(try_take, ready, self._give_up if depth else None)
+            finally:
+                _nesting.depth = depth
 
 
 class _Named:
@@ -138,6 +165,11 @@ _local_locks: weakref.WeakValueDictionary[tuple[Any, ...], _Named] = (
     weakref.WeakValueDictionary()
 )
 _local_guard = threading.Lock()
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    # A forked child has its own copy of every LocalDict, and a lock held by
+    # another thread of the parent would stay held in it forever: start afresh.
+    os.register_at_fork(after_in_child=_local_locks.clear)
 
 
 class LocalClaims:

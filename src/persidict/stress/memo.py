@@ -40,7 +40,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from persidict.memoize import LEASE_PREFIX, memoize
+from persidict.memoization import LEASE_PREFIX, memoize
 
 from .killer import Killer
 from .options import Options

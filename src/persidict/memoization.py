@@ -19,6 +19,7 @@ import io
 import pickle
 import threading
 import time
+import types
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar
 
@@ -109,6 +110,10 @@ class MemoizedFunction(Generic[P, R]):
         self._claims = claims if claims is not None else claims_for(store, lease_timeout)
         self._stats = {"hits": 0, "misses": 0, "waits": 0, "takeovers": 0}
         self._stats_lock = threading.Lock()
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        # Decorating a method: bind it like a function (``self`` becomes an argument).
+        return self if obj is None else types.MethodType(self, obj)
 
     def __reduce__(self) -> str:
         # Pickled by reference, like the function it decorates (a module-level name).
