@@ -39,6 +39,7 @@ __all__ = ["count_keys", "iter_keys", "path_parts", "planted_link", "walk_keys"]
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
 _NAME_MAX = 255
+_CHUNK = 4096  # names checked and keys built at a time: bounded scratch memory per directory
 
 
 def path_parts(strings: tuple[str, ...], digest_len: int, suffix: str, hashed: bool) -> list[str]:
@@ -95,7 +96,8 @@ def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> in
     """The number of keys stored under ``directory``."""
     n = 0
     for path, bucket, files, dirs in _levels(directory, hashed):
-        n += len(unsign_names(files, digest_len, bucket, suffix))
+        for i in range(0, len(files), _CHUNK):
+            n += len(unsign_names(files[i : i + _CHUNK], digest_len, bucket, suffix))
         del files
         for sub, _ in _subdirs(path, dirs, digest_len, bucket):
             n += count_keys(sub, suffix, digest_len, hashed)
@@ -107,7 +109,9 @@ def iter_keys(
 ) -> Iterator[NonEmptySafeStrTuple]:
     """Every key under ``directory``, keys prefixed by ``prefix``."""
     for path, bucket, files, dirs in _levels(directory, hashed):
-        yield from trusted_keys(prefix, unsign_names(files, digest_len, bucket, suffix))
+        for i in range(0, len(files), _CHUNK):
+            chunk = unsign_names(files[i : i + _CHUNK], digest_len, bucket, suffix)
+            yield from trusted_keys(prefix, chunk)
         del files
         for sub, component in _subdirs(path, dirs, digest_len, bucket):
             yield from iter_keys(sub, (*prefix, component), suffix, digest_len, hashed)

@@ -10,7 +10,7 @@ replaces files between two chunks.
 On Linux one ``getdents64`` call holds the directory's inode lock shared
 for its whole length (``iterate_dir``), while rename and unlink hold it
 exclusively: a directory read in ONE call is an atomic snapshot. So
-``list_dir`` reads the directory into a buffer sized from ``st_size`` and,
+``list_dir`` reads the directory into a 32 KiB buffer (then one sized from ``st_size``) and,
 until a call returns all of it (the next call returns 0), retries from
 offset 0 with twice the buffer. Memory: one directory's entries.
 
@@ -29,6 +29,7 @@ import os
 import platform
 import stat
 import sys
+import threading
 from collections.abc import Callable
 
 __all__ = ["SNAPSHOTS", "list_dir"]
@@ -98,6 +99,12 @@ def list_dir(path: str) -> tuple[list[str], list[str]] | None:
     return _parse(raw, path)
 
 
+# Per thread: a _MIN_BUF buffer and a probe buffer, reused by every small
+# directory (allocating them cost more than listing a 10-entry directory).
+# Lent out while in use, so a signal handler that lists meanwhile makes its own.
+_spare = threading.local()
+
+
 def _read_whole(fd: int) -> bytes | None:
     """The directory's records, read by one getdents64 call.
 
@@ -108,12 +115,24 @@ def _read_whole(fd: int) -> bytes | None:
     from offset 0, and after ``_SHORT_TRIES`` such reads take the rest in
     further calls (names are deduplicated later). None: use the fallback.
     """
+    pair = getattr(_spare, "pair", None)
+    _spare.pair = None
+    if pair is None:
+        pair = (ctypes.create_string_buffer(_MIN_BUF), ctypes.create_string_buffer(_MAX_RECLEN))
+    try:
+        return _read_into(fd, *pair)
+    finally:
+        _spare.pair = pair
+
+
+def _read_into(
+    fd: int, buf: ctypes.Array[ctypes.c_char], probe: ctypes.Array[ctypes.c_char]
+) -> bytes | None:
+    """_read_whole with the buffers to use: ``buf`` of _MIN_BUF (a bigger one is
+    made, sized from ``st_size``, when a directory does not fit)."""
     assert _getdents is not None
-    size = min(_MAX_BUF, max(_MIN_BUF, 4 * os.fstat(fd).st_size))
-    probe = ctypes.create_string_buffer(_MAX_RECLEN)
-    short = 0
+    size, short = _MIN_BUF, 0
     while True:
-        buf = ctypes.create_string_buffer(size)
         n = _getdents(fd, buf, size)
         if n < 0:
             if ctypes.get_errno() != errno.EINTR:
@@ -122,14 +141,15 @@ def _read_whole(fd: int) -> bytes | None:
             continue
         if n == 0:
             return b""
-        data = ctypes.string_at(buf, n)
         if size - n < _MAX_RECLEN:  # maybe stopped for lack of room
             if size >= _MAX_BUF:
                 return None
-            size *= 2
+            size = min(_MAX_BUF, max(2 * size, 4 * os.fstat(fd).st_size))
+            buf = ctypes.create_string_buffer(size)
             os.lseek(fd, 0, os.SEEK_SET)
             continue
         more = _getdents(fd, probe, _MAX_RECLEN)
+        data = ctypes.string_at(buf, n)
         if more == 0:
             return data
         short += 1
