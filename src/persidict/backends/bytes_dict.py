@@ -6,10 +6,11 @@ from typing import Any
 
 from ..engine.contract import ByteStore
 from ..engine.persidict import PersiDict
+from ..engine.results import ValueType
 from ..engine.values import sorted_params
 
 
-class ByteStoreDict(PersiDict[Any]):
+class ByteStoreDict(PersiDict[ValueType]):
     """A store over a given ByteStore, such as a third party's backend.
 
     Codecs, value checks, append-only rules and every operation of the API

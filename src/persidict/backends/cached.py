@@ -13,7 +13,8 @@ from ..engine.flags import ETagValue
 from ..engine.keys import to_key
 from ..engine.persidict import PersiDict
 from ..engine.races import check_n_retries
-from ..engine.results import OperationResult
+from ..engine.results import OperationResult, ValueType
+from ..engine.transform import TransformingFunction
 from ..engine.values import sorted_params
 from .cache_bytes import AppendOnlyCacheBytes, ValidatedCacheBytes
 from .forwarding import require_persidict
@@ -27,7 +28,7 @@ def _require_compatible(main: PersiDict[Any], cache: PersiDict[Any], name: str) 
         )
 
 
-class AppendOnlyDictCached(PersiDict[Any]):
+class AppendOnlyDictCached(PersiDict[ValueType]):
     """An append-only main store fronted by an append-only cache.
 
     ``data_cache`` holds one record per cached key: main's etag and main's
@@ -65,7 +66,9 @@ class AppendOnlyDictCached(PersiDict[Any]):
     cache is answering as main would.
     """
 
-    def __init__(self, *, main_dict: PersiDict[Any], data_cache: PersiDict[Any]) -> None:
+    def __init__(
+        self, *, main_dict: PersiDict[ValueType], data_cache: PersiDict[Any]
+    ) -> None:
         main = require_persidict("main_dict", main_dict)
         cache = require_persidict("data_cache", data_cache)
         if not main.append_only or not cache.append_only:
@@ -91,8 +94,12 @@ class AppendOnlyDictCached(PersiDict[Any]):
         return sorted_params({"data_cache": self._data_cache, "main_dict": self._main})
 
     def transform_item(
-        self, key: Any, *, transformer: Any, n_retries: int | None = 6
-    ) -> OperationResult[Any]:
+        self,
+        key: Any,
+        *,
+        transformer: TransformingFunction[ValueType],
+        n_retries: int | None = 6,
+    ) -> OperationResult[ValueType]:
         """Refuse: values of an append-only store never change.
 
         Parameters
@@ -124,7 +131,7 @@ class AppendOnlyDictCached(PersiDict[Any]):
         check_n_retries(n_retries)
         raise self._policy_error()
 
-    def get_subdict(self, prefix_key: Any) -> AppendOnlyDictCached:
+    def get_subdict(self, prefix_key: Any) -> AppendOnlyDictCached[ValueType]:
         """Return the same pairing scoped to ``prefix_key`` in both stores.
 
         Parameters
@@ -150,7 +157,7 @@ class AppendOnlyDictCached(PersiDict[Any]):
         )
 
 
-class MutableDictCached(PersiDict[Any]):
+class MutableDictCached(PersiDict[ValueType]):
     """A mutable main store fronted by a local cache validated by etags.
 
     ``data_cache`` holds one record per cached key: main's etag and main's
@@ -198,7 +205,7 @@ class MutableDictCached(PersiDict[Any]):
     def __init__(
         self,
         *,
-        main_dict: PersiDict[Any],
+        main_dict: PersiDict[ValueType],
         data_cache: PersiDict[Any],
         etag_cache: PersiDict[Any],
     ) -> None:
@@ -258,7 +265,7 @@ class MutableDictCached(PersiDict[Any]):
             raise KeyError(k)
         return etag
 
-    def get_subdict(self, prefix_key: Any) -> MutableDictCached:
+    def get_subdict(self, prefix_key: Any) -> MutableDictCached[ValueType]:
         """Return the same triple scoped to ``prefix_key`` in all three stores.
 
         Parameters

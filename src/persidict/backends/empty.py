@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Listed
 from ..engine.errors import PreconditionFailed
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple, SafeStrTuple
 from ..engine.persidict import PersiDict
+from ..engine.results import ValueType
 
 
 class NullBytes(ByteStore):
@@ -58,7 +57,7 @@ class NullBytes(ByteStore):
         return self
 
 
-class EmptyDict(PersiDict[Any]):
+class EmptyDict(PersiDict[ValueType]):
     """Accepts every write and discards it; always reads as empty.
 
     Writes are still validated (keys, jokers, base_class_for_values), so code

@@ -15,6 +15,7 @@ from ..concurrency.marker import open_root
 from ..concurrency.repair import CheckReport, check_tree
 from ..engine.keys import LAYOUTS, MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_prefix
 from ..engine.persidict import PersiDict
+from ..engine.results import ValueType
 from ..engine.values import sorted_params
 from .file_bytes import FileBytes, content_etag
 from .file_walk import planted_link
@@ -27,7 +28,7 @@ __all__ = ["FileDirDict", "content_etag"]
 _ENOENT_TEXT = os.strerror(errno.ENOENT)  # once: strerror costs more than the exception
 
 
-class FileDirDict(PersiDict[Any]):
+class FileDirDict(PersiDict[ValueType]):
     """A persistent dict storing each value in its own file.
 
     Key ``("a", "b")`` lives in ``base_dir/a_<d>/b_<d>.<format>`` where
@@ -158,7 +159,7 @@ class FileDirDict(PersiDict[Any]):
         # Keys without the (key, timestamp) pairs of a scan: a listing's floor.
         return self._bytes.keys()
 
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
+    def _load(self, key: NonEmptySafeStrTuple) -> ValueType:
         data = self._bytes.read(key).data
         if data is None:
             # Built only on a miss, so a hit pays nothing for it.
@@ -184,7 +185,7 @@ class FileDirDict(PersiDict[Any]):
             fix=fix,
         )
 
-    def get_subdict(self, prefix_key: Any) -> FileDirDict:
+    def get_subdict(self, prefix_key: Any) -> FileDirDict[ValueType]:
         """A FileDirDict rooted at the subdirectory of ``prefix_key``.
 
         It shares this store's locks, so both stay atomic against each other.

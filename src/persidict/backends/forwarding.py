@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..engine.persidict import PersiDict
+from ..engine.results import ValueType
 
 
 def require_persidict(name: str, value: object) -> PersiDict[Any]:
@@ -14,7 +15,7 @@ def require_persidict(name: str, value: object) -> PersiDict[Any]:
     return value
 
 
-class ForwardingStore(PersiDict[Any]):
+class ForwardingStore(PersiDict[ValueType]):
     """A value layer of its own over the wrapped store's ``byte_store``.
 
     The wrapper has the wrapped store's format and ``base_class_for_values``
@@ -23,9 +24,9 @@ class ForwardingStore(PersiDict[Any]):
     exactly as atomic as it. Subclasses override only what they change.
     """
 
-    _inner: PersiDict[Any]
+    _inner: PersiDict[ValueType]
 
-    def _init_forwarding(self, inner: PersiDict[Any], *, append_only: bool) -> None:
+    def _init_forwarding(self, inner: PersiDict[ValueType], *, append_only: bool) -> None:
         super().__init__(
             append_only=append_only,
             base_class_for_values=inner.base_class_for_values,

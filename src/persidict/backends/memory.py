@@ -16,6 +16,7 @@ from ..engine.errors import PreconditionFailed
 from ..engine.flags import ETagValue
 from ..engine.keys import NonEmptySafeStrTuple, SafeStrTuple, to_prefix, trusted_key
 from ..engine.persidict import PersiDict
+from ..engine.results import ValueType
 from ..engine.values import sorted_params
 
 _Entry = tuple[bytes, ETagValue, float, NonEmptySafeStrTuple]  # (bytes, etag, ts, full key)
@@ -216,7 +217,7 @@ class RAMBytes(ByteStore):
         return RAMBytes(self.backend.child(prefix.strings), self.namespace)
 
 
-class LocalDict(PersiDict[Any]):
+class LocalDict(PersiDict[ValueType]):
     """In-memory PersiDict with the same semantics as FileDirDict.
 
     Atomicity: every primitive runs under its store's lock, so every
@@ -275,7 +276,7 @@ class LocalDict(PersiDict[Any]):
         params.update(backend=self._backend, prune_interval=self.prune_interval)
         return sorted_params(params)
 
-    def get_subdict(self, prefix_key: Any) -> LocalDict:
+    def get_subdict(self, prefix_key: Any) -> LocalDict[ValueType]:
         """A view of the keys under ``prefix_key``, sharing this store.
 
         Parameters

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.keys import to_prefix
 from ..engine.persidict import PersiDict
+from ..engine.results import ValueType
 from ..engine.values import sorted_params
 from .s3_bytes import WRITE_TOKEN, S3Bytes, write_token
 from .s3_transport import RetryPolicy, check_bucket_name, ensure_bucket
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["WRITE_TOKEN", "BasicS3Dict", "write_token"]
 
 
-class BasicS3Dict(PersiDict[Any]):
+class BasicS3Dict(PersiDict[ValueType]):
     """A persistent dict storing each value as one S3 object.
 
     Key ``("a", "b")`` is the object ``<root_prefix>a/b.<serialization_format>``
@@ -174,7 +175,7 @@ class BasicS3Dict(PersiDict[Any]):
         )
         return sorted_params(params)
 
-    def get_subdict(self, prefix_key: Any) -> BasicS3Dict:
+    def get_subdict(self, prefix_key: Any) -> BasicS3Dict[ValueType]:
         """Return a BasicS3Dict whose root_prefix extends this one by ``prefix_key``.
 
         Parameters

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from ..engine.flags import ETagValue
 from ..engine.keys import SafeStrTuple, is_safe_component, to_prefix
 from ..engine.persidict import PersiDict
-from ..engine.results import OperationResult
+from ..engine.results import OperationResult, ValueType
+from ..engine.transform import TransformingFunction
 from ..engine.values import sorted_params
 from .cached import AppendOnlyDictCached, MutableDictCached
 from .empty import EmptyDict
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 
-class S3Dict_FileDirCached(ForwardingStore):
+class S3Dict_FileDirCached(ForwardingStore[ValueType]):
     """An S3 store (BasicS3Dict) with local FileDirDict caches under ``base_dir``.
 
     Composition: for ``append_only=True`` an ``AppendOnlyDictCached`` (values
@@ -95,7 +96,7 @@ class S3Dict_FileDirCached(ForwardingStore):
         endpoint_url: str | None = None,
         client: S3Client | None = None,
     ) -> None:
-        main = BasicS3Dict(
+        main: BasicS3Dict[ValueType] = BasicS3Dict(
             bucket_name=bucket_name,
             region=region,
             root_prefix=root_prefix,
@@ -111,7 +112,7 @@ class S3Dict_FileDirCached(ForwardingStore):
         self._base_dir = os.path.abspath(os.fspath(base_dir))
         self._digest_len = digest_len
         data = self._cache("data", serialization_format, base_class_for_values, append_only)
-        wrapped: PersiDict[Any]
+        wrapped: PersiDict[ValueType]
         if append_only:
             wrapped = AppendOnlyDictCached(main_dict=main, data_cache=data)
         else:
@@ -168,7 +169,7 @@ class S3Dict_FileDirCached(ForwardingStore):
         return self._digest_len
 
     @property
-    def main_dict(self) -> BasicS3Dict:
+    def main_dict(self) -> BasicS3Dict[ValueType]:
         """The authoritative BasicS3Dict."""
         return self._main
 
@@ -183,12 +184,16 @@ class S3Dict_FileDirCached(ForwardingStore):
         return self._inner.etag(key)
 
     def transform_item(
-        self, key: Any, *, transformer: Any, n_retries: int | None = 6
-    ) -> OperationResult[Any]:
+        self,
+        key: Any,
+        *,
+        transformer: TransformingFunction[ValueType],
+        n_retries: int | None = 6,
+    ) -> OperationResult[ValueType]:
         # docstring inherited; append-only refusal comes from the cached wrapper.
         return self._inner.transform_item(key, transformer=transformer, n_retries=n_retries)
 
-    def get_subdict(self, prefix_key: Any) -> S3Dict_FileDirCached:
+    def get_subdict(self, prefix_key: Any) -> S3Dict_FileDirCached[ValueType]:
         """Return the same store scoped to ``prefix_key`` (S3 prefix and caches alike).
 
         Parameters

@@ -14,11 +14,12 @@ from ..engine.flags import (
     ETagConditionFlag,
     ETagValue,
     ItemNotAvailableFlag,
+    Joker,
     RetrieveValueFlag,
 )
 from ..engine.keys import NonEmptySafeStrTuple, to_key
 from ..engine.persidict import PersiDict
-from ..engine.results import ConditionalOperationResult
+from ..engine.results import ConditionalOperationResult, ValueType
 from ..engine.values import sorted_params
 from .files import FileDirDict
 from .forwarding import ForwardingStore, require_persidict
@@ -62,7 +63,7 @@ def _probability(value: Any, current: float) -> float:
     return p
 
 
-class WriteOnceDict(ForwardingStore):
+class WriteOnceDict(ForwardingStore[ValueType]):
     """Keeps the first value written to each key; later writes are ignored.
 
     A later write of a key is expected to carry the same value. With
@@ -106,7 +107,7 @@ class WriteOnceDict(ForwardingStore):
     def __init__(
         self,
         *,
-        wrapped_dict: PersiDict[Any] | None = None,
+        wrapped_dict: PersiDict[ValueType] | None = None,
         p_consistency_checks: float | None = None,
     ) -> None:
         if wrapped_dict is None:
@@ -169,7 +170,7 @@ class WriteOnceDict(ForwardingStore):
         """
         return sorted_params({"p_consistency_checks": self._p, "wrapped_dict": self._inner})
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: Any, value: ValueType | Joker) -> None:
         """Insert ``value`` unless the key exists; a later write is ignored.
 
         Parameters
@@ -246,11 +247,11 @@ class WriteOnceDict(ForwardingStore):
         self,
         key: Any,
         *,
-        value: Any,
+        value: ValueType | Joker,
         condition: ETagConditionFlag,
         expected_etag: ETagValue | ItemNotAvailableFlag,
         retrieve_value: RetrieveValueFlag = IF_ETAG_CHANGED,
-    ) -> ConditionalOperationResult[Any]:
+    ) -> ConditionalOperationResult[ValueType]:
         """Refuse: conditional overwrites contradict write-once semantics.
 
         Use ``d[key] = value`` or ``setdefault_if`` to insert.
@@ -286,7 +287,7 @@ class WriteOnceDict(ForwardingStore):
         """
         raise self._policy_error()
 
-    def get_subdict(self, prefix_key: Any) -> WriteOnceDict:
+    def get_subdict(self, prefix_key: Any) -> WriteOnceDict[ValueType]:
         """Return a WriteOnceDict over the wrapped store's subdict.
 
         Parameters

@@ -6,23 +6,30 @@ so it is linearizable wherever the backend's primitives are atomic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from .conditional import ConditionalOps
 from .errors import ConcurrencyConflictError, OutcomeUnknownError, PreconditionFailed
 from .flags import DELETE_CURRENT, ITEM_NOT_AVAILABLE, KEEP_CURRENT
 from .keys import NonEmptySafeStrTuple, to_key
 from .races import MAX_RACES, absent, backoff, check_n_retries, kept, races
-from .results import OperationResult
+from .results import OperationResult, ValueType
+from .transform import TransformingFunction
 from .values import Version
 
+_Default = TypeVar("_Default")
 
-class CompoundOps(ConditionalOps):
+
+class CompoundOps(ConditionalOps[ValueType]):
     """transform_item, setdefault, pop, popitem, discard, delete_if_exists, clear."""
 
     def transform_item(
-        self, key: Any, *, transformer: Any, n_retries: int | None = 6
-    ) -> OperationResult[Any]:
+        self,
+        key: Any,
+        *,
+        transformer: TransformingFunction[ValueType],
+        n_retries: int | None = 6,
+    ) -> OperationResult[ValueType]:
         """Apply ``transformer(current)`` and commit its result with compare-and-swap.
 
         Parameters
@@ -98,7 +105,11 @@ class CompoundOps(ConditionalOps):
                     raise ConcurrencyConflictError(k, attempt) from None
                 backoff(attempt + 1)
 
-    def setdefault(self, key: Any, default: Any = None) -> Any:
+    @overload
+    def setdefault(self, key: Any, default: None = None) -> ValueType | None: ...
+    @overload
+    def setdefault(self, key: Any, default: ValueType) -> ValueType: ...
+    def setdefault(self, key: Any, default: ValueType | None = None) -> ValueType | None:
         """Insert ``default`` if the key is absent; return the value now stored.
 
         Parameters
@@ -147,7 +158,8 @@ class CompoundOps(ConditionalOps):
             version = self._get(k, retrieve=True)
             if absent(version.etag):
                 raise
-            return version.value
+            present: ValueType = version.value
+            return present
         for _ in races():
             try:
                 self._put(k, default, if_match=ITEM_NOT_AVAILABLE)
@@ -156,7 +168,8 @@ class CompoundOps(ConditionalOps):
                 pass
             version = self._get(k, retrieve=True)
             if not absent(version.etag):
-                return version.value
+                present = version.value
+                return present
         raise ConcurrencyConflictError(k, MAX_RACES)
 
     def _pop_version(self, k: NonEmptySafeStrTuple) -> Version:
@@ -176,6 +189,12 @@ class CompoundOps(ConditionalOps):
                 raise
         raise ConcurrencyConflictError(k, MAX_RACES)
 
+    @overload
+    def pop(self, key: Any) -> ValueType: ...
+    @overload
+    def pop(self, key: Any, default: ValueType, /) -> ValueType: ...
+    @overload
+    def pop(self, key: Any, default: _Default, /) -> ValueType | _Default: ...
     def pop(self, key: Any, *args: Any) -> Any:
         """Remove a key and return its value, or ``default`` if it is absent.
 
@@ -228,7 +247,7 @@ class CompoundOps(ConditionalOps):
             raise KeyError(k)
         return version.value
 
-    def popitem(self) -> tuple[NonEmptySafeStrTuple, Any]:
+    def popitem(self) -> tuple[NonEmptySafeStrTuple, ValueType]:
         """Remove and return some ``(key, value)`` pair.
 
         Returns

@@ -25,6 +25,7 @@ from .flags import (
     ETagConditionFlag,
     ETagValue,
     ItemNotAvailableFlag,
+    Joker,
     RetrieveValueFlag,
     check_condition_args,
     condition_holds,
@@ -32,21 +33,21 @@ from .flags import (
 from .keys import to_key
 from .races import MAX_RACES, absent, kept, races
 from .reads import ReadOps
-from .results import ConditionalOperationResult
+from .results import ConditionalOperationResult, ValueType
 
 
-class ConditionalOps(ReadOps):
+class ConditionalOps(ReadOps[ValueType]):
     """set_item_if, setdefault_if and discard_if."""
 
     def set_item_if(
         self,
         key: Any,
         *,
-        value: Any,
+        value: ValueType | Joker,
         condition: ETagConditionFlag,
         expected_etag: ETagValue | ItemNotAvailableFlag,
         retrieve_value: RetrieveValueFlag = IF_ETAG_CHANGED,
-    ) -> ConditionalOperationResult[Any]:
+    ) -> ConditionalOperationResult[ValueType]:
         """Store ``value`` (or apply a joker) only if the etag condition holds.
 
         Parameters
@@ -146,11 +147,11 @@ class ConditionalOps(ReadOps):
         self,
         key: Any,
         *,
-        default_value: Any,
+        default_value: ValueType,
         condition: ETagConditionFlag,
         expected_etag: ETagValue | ItemNotAvailableFlag,
         retrieve_value: RetrieveValueFlag = IF_ETAG_CHANGED,
-    ) -> ConditionalOperationResult[Any]:
+    ) -> ConditionalOperationResult[ValueType]:
         """Insert ``default_value`` if the key is absent and the condition holds.
 
         A present key is never modified, whatever the condition.
@@ -233,7 +234,7 @@ class ConditionalOps(ReadOps):
         *,
         condition: ETagConditionFlag,
         expected_etag: ETagValue | ItemNotAvailableFlag,
-    ) -> ConditionalOperationResult[Any]:
+    ) -> ConditionalOperationResult[ValueType]:
         """Delete a key only if the etag condition holds, atomically.
 
         Parameters

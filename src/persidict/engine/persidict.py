@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, MutableMapping
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import BackendError
-from .flags import DELETE_CURRENT, KEEP_CURRENT
+from .flags import DELETE_CURRENT, KEEP_CURRENT, Joker
 from .keys import NonEmptySafeStrTuple, to_key
+from .results import ValueType
 from .sampling import MISSING, SamplingOps
 
-ValueType = TypeVar("ValueType")
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
+
+_Default = TypeVar("_Default")
 
 
-class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
+class PersiDict(SamplingOps[ValueType], MutableMapping[NonEmptySafeStrTuple, ValueType]):
     """Abstract dict-like interface for durable key-value stores.
+
+    Generic in the type of its values: ``FileDirDict[int](base_dir=...)``
+    tells mypy that ``d[k]`` is an int (unparameterized: ``Any``). Checked
+    at runtime only through ``base_class_for_values``.
 
     Keys are non-empty sequences of URL/filename-safe strings (a str is a
     one-component key). Insertion order is not preserved. Subclasses
@@ -52,7 +60,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
 
     # -- item access ----------------------------------------------------------
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: Any) -> ValueType:
         """Return the value stored under ``key`` (``d[key]``).
 
         Parameters
@@ -82,6 +90,12 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
         """
         return self._load(to_key(key))
 
+    @overload
+    def get(self, key: Any) -> ValueType | None: ...
+    @overload
+    def get(self, key: Any, default: ValueType) -> ValueType: ...
+    @overload
+    def get(self, key: Any, default: _Default) -> ValueType | _Default: ...
     def get(self, key: Any, default: Any = None) -> Any:
         """Return the value for ``key``, or ``default`` if it is absent.
 
@@ -112,7 +126,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
         except KeyError:
             return default
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: Any, value: ValueType | Joker) -> None:
         """Store ``value`` under ``key`` (``d[key] = value``).
 
         ``KEEP_CURRENT`` leaves the key as it is; ``DELETE_CURRENT`` deletes
@@ -268,7 +282,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
         """
         yield from self._iter_keys(with_timestamps=True)  # type: ignore[misc]
 
-    def items(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any]]:  # type: ignore[override]
+    def items(self) -> Iterator[tuple[NonEmptySafeStrTuple, ValueType]]:  # type: ignore[override]
         """Iterate over ``(key, value)`` pairs.
 
         Each value is read when its key is reached; keys deleted while
@@ -284,7 +298,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
             if value is not MISSING:
                 yield k, value
 
-    def values(self) -> Iterator[Any]:  # type: ignore[override]
+    def values(self) -> Iterator[ValueType]:  # type: ignore[override]
         """Iterate over the values (keys deleted while iterating are skipped).
 
         Yields
@@ -295,7 +309,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
         for _, v in self.items():
             yield v
 
-    def values_and_timestamps(self) -> Iterator[tuple[Any, float]]:
+    def values_and_timestamps(self) -> Iterator[tuple[ValueType, float]]:
         """Iterate over ``(value, timestamp)`` pairs; keys deleted meanwhile are skipped.
 
         Yields
@@ -306,7 +320,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
         for _, value, ts in self.items_and_timestamps():
             yield value, ts
 
-    def items_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, Any, float]]:
+    def items_and_timestamps(self) -> Iterator[tuple[NonEmptySafeStrTuple, ValueType, float]]:
         """Iterate over ``(key, value, timestamp)`` triples; deleted keys are skipped.
 
         Yields
@@ -319,7 +333,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
             if value is not MISSING:
                 yield k, value, ts  # type: ignore[misc]
 
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+    def update(self, other: Any = (), /, **kwargs: ValueType | Joker) -> None:
         """Set items from a mapping or an iterable of pairs, then from ``kwargs``.
 
         Each item is one ``d[k] = v``; the update as a whole is not atomic.
@@ -348,7 +362,7 @@ class PersiDict(SamplingOps, MutableMapping[NonEmptySafeStrTuple, ValueType]):
         for k, v in kwargs.items():
             self[k] = v
 
-    def __ior__(self, other: Any) -> PersiDict[ValueType]:
+    def __ior__(self, other: Any) -> Self:
         self.update(other)
         return self
 

@@ -18,11 +18,11 @@ from .flags import (
 )
 from .keys import NonEmptySafeStrTuple, to_key
 from .races import absent, wants_value
-from .results import ConditionalOperationResult
+from .results import ConditionalOperationResult, ValueType
 from .values import StoreCore, Version
 
 
-class ReadOps(StoreCore):
+class ReadOps(StoreCore[ValueType]):
     """The snapshot reads every etag-guarded operation starts from."""
 
     def _snapshot(
@@ -58,7 +58,7 @@ class ReadOps(StoreCore):
         condition: ETagConditionFlag,
         expected_etag: ETagValue | ItemNotAvailableFlag,
         retrieve_value: RetrieveValueFlag = IF_ETAG_CHANGED,
-    ) -> ConditionalOperationResult[Any]:
+    ) -> ConditionalOperationResult[ValueType]:
         """Read a key and evaluate an etag condition against it, atomically.
 
         Nothing is written: the result says whether ``condition`` held at the
@@ -113,7 +113,7 @@ class ReadOps(StoreCore):
             self._reported(version, retrieve_value, expected_etag),
         )
 
-    def get_with_etag(self, key: Any) -> ConditionalOperationResult[Any]:
+    def get_with_etag(self, key: Any) -> ConditionalOperationResult[ValueType]:
         """Return the value of a key together with its etag, from one snapshot.
 
         Parameters

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .flags import ETagValue, ItemNotAvailableFlag, ValueNotRetrievedFlag
 
-ValueType = TypeVar("ValueType")
+if TYPE_CHECKING:
+    # PEP 696 default (typing only, so no runtime dependency before 3.13):
+    # an unparameterized ``FileDirDict(...)`` is ``FileDirDict[Any]``.
+    from typing_extensions import TypeVar as DefaultedTypeVar
+
+    ValueType = DefaultedTypeVar("ValueType", default=Any)
+else:
+    ValueType = TypeVar("ValueType")
+"""The type of a store's values: ``FileDirDict[int]`` holds ints."""
 
 
 @dataclass(frozen=True)

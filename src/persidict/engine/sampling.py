@@ -5,16 +5,20 @@ from __future__ import annotations
 import copy
 import heapq
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .compound import CompoundOps
 from .keys import NonEmptySafeStrTuple, SafeStrTuple, to_prefix
+from .results import ValueType
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is 3.11+
 
 MISSING = object()
 """What ``_get_or_missing`` returns for a key deleted since it was listed."""
 
 
-class SamplingOps(CompoundOps):
+class SamplingOps(CompoundOps[ValueType]):
     """Operations over the listing: prefixes, age order, sampling."""
 
     def _get_or_missing(self, k: NonEmptySafeStrTuple) -> Any:
@@ -25,7 +29,7 @@ class SamplingOps(CompoundOps):
 
     # -- prefixes ---------------------------------------------------------------
 
-    def get_subdict(self, prefix_key: Any) -> Any:
+    def get_subdict(self, prefix_key: Any) -> Self:
         """Return a store restricted to the keys under ``prefix_key``.
 
         The subdict shares this store's storage and parameters: ``sub[k]``
@@ -60,7 +64,7 @@ class SamplingOps(CompoundOps):
         clone._bytes = child  # noqa: SLF001  (a copy of self: this class's own attribute)
         return clone
 
-    def subdicts(self) -> dict[str, Any]:
+    def subdicts(self) -> dict[str, Self]:
         """Map each first-level key component with keys below it to its subdict.
 
         Returns
@@ -116,7 +120,7 @@ class SamplingOps(CompoundOps):
         """
         return self._by_age(max_n, newest=False)
 
-    def newest_values(self, *, max_n: int | None = None) -> list[Any]:
+    def newest_values(self, *, max_n: int | None = None) -> list[ValueType]:
         """Return the values of ``newest_keys(max_n=max_n)``, newest first.
 
         Parameters
@@ -131,7 +135,7 @@ class SamplingOps(CompoundOps):
         """
         return self._values_of(self.newest_keys(max_n=max_n))
 
-    def oldest_values(self, *, max_n: int | None = None) -> list[Any]:
+    def oldest_values(self, *, max_n: int | None = None) -> list[ValueType]:
         """Return the values of ``oldest_keys(max_n=max_n)``, oldest first.
 
         Parameters
@@ -146,7 +150,7 @@ class SamplingOps(CompoundOps):
         """
         return self._values_of(self.oldest_keys(max_n=max_n))
 
-    def _values_of(self, keys: list[NonEmptySafeStrTuple]) -> list[Any]:
+    def _values_of(self, keys: list[NonEmptySafeStrTuple]) -> list[ValueType]:
         values = (self._get_or_missing(k) for k in keys)
         return [v for v in values if v is not MISSING]
 

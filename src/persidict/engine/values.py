@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 from abc import ABC
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple
 
 from .codecs import codec_for, is_text_format
 from .contract import ABSENT, ByteStore, IfMatch
@@ -27,6 +27,7 @@ from .flags import (
     ValueNotRetrievedFlag,
 )
 from .keys import NonEmptySafeStrTuple, is_safe_component
+from .results import ValueType
 
 
 class Version(NamedTuple):
@@ -49,8 +50,12 @@ class Store:
 _NOT_VALUES = (Joker, ItemNotAvailableFlag, ValueNotRetrievedFlag, Store)
 
 
-class StoreCore(Store, ABC):
-    """Configuration, value checks, codecs and the two commit points."""
+class StoreCore(Store, ABC, Generic[ValueType]):
+    """Configuration, value checks, codecs and the two commit points.
+
+    Generic in the type of the values (``ValueType``): for mypy only, the
+    runtime check is ``base_class_for_values``.
+    """
 
     _bytes: ByteStore
     _policy_name = "append-only"
@@ -137,10 +142,10 @@ class StoreCore(Store, ABC):
                 f"as {self.serialization_format!r}: {exc}"
             ) from exc
 
-    def _decode(self, key: NonEmptySafeStrTuple, data: bytes) -> Any:
+    def _decode(self, key: NonEmptySafeStrTuple, data: bytes) -> ValueType:
         """Deserialize stored bytes; a corrupt or wrong-class value names the key and where."""
         try:
-            value = self._decoder(data)
+            value: ValueType = self._decoder(data)
         except Exception as exc:  # a corrupt payload can make any decoder raise anything
             raise BackendError(
                 f"key {key.strings!r}: stored value at {self._bytes.location(key)} cannot be "
@@ -183,7 +188,7 @@ class StoreCore(Store, ABC):
             return Version(ABSENT, ABSENT)
         return Version(blob.etag, VALUE_NOT_RETRIEVED)
 
-    def _load(self, key: NonEmptySafeStrTuple) -> Any:
+    def _load(self, key: NonEmptySafeStrTuple) -> ValueType:
         """Return the value of ``key`` or raise KeyError (no etag needed)."""
         data = self._bytes.read(key)[1]
         if data is None:
@@ -265,7 +270,7 @@ class StoreCore(Store, ABC):
         return f"{type(self).__name__}({params})"
 
 
-def _restore(cls: type[StoreCore], params: dict[str, Any]) -> StoreCore:
+def _restore(cls: type[StoreCore[Any]], params: dict[str, Any]) -> StoreCore[Any]:
     return cls(**params)
 
 

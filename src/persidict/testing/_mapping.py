@@ -163,7 +163,7 @@ class MappingTests(ConformanceBase):
         assert store.pop("a", None) is None
         assert store.pop("b", "dflt") == 2
         with pytest.raises(TypeError):
-            store.pop("b", 1, 2)
+            store.pop("b", 1, 2)  # type: ignore[call-overload]
         self.assert_state(store, {})
 
     def test_popitem(self, store: PersiDict[Any]) -> None:
