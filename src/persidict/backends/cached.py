@@ -79,7 +79,7 @@ class AppendOnlyDictCached(PersiDict[ValueType]):
             base_class_for_values=main.base_class_for_values,
             serialization_format=main.serialization_format,
         )
-        self._main = main
+        self._main: PersiDict[ValueType] = main
         self._data_cache = cache
         self._bytes = AppendOnlyCacheBytes(main.byte_store, cache.byte_store)
 
@@ -220,7 +220,7 @@ class MutableDictCached(PersiDict[ValueType]):
             base_class_for_values=main.base_class_for_values,
             serialization_format=main.serialization_format,
         )
-        self._main = main
+        self._main: PersiDict[ValueType] = main
         self._data_cache = cache
         self._etag_cache = etags
         self._cache = ValidatedCacheBytes(main.byte_store, cache.byte_store)

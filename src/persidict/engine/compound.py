@@ -36,12 +36,12 @@ class CompoundOps(ConditionalOps[ValueType]):
         ----------
         key : str or sequence of str
             The key to transform.
-        transformer : callable
-            Called with the current value (``ITEM_NOT_AVAILABLE`` for an
-            absent key); returns the new value, ``KEEP_CURRENT`` (write
-            nothing) or ``DELETE_CURRENT`` (delete the key). It runs outside
-            any lock and may be called again after a lost race, so it must
-            have no side effects.
+        transformer : TransformingFunction[ValueType]
+            A callable, called with the current value (``ITEM_NOT_AVAILABLE``
+            for an absent key); returns the new value, ``KEEP_CURRENT``
+            (write nothing) or ``DELETE_CURRENT`` (delete the key). It runs
+            outside any lock and may be called again after a lost race, so
+            it must have no side effects.
         n_retries : int or None, default 6
             How many lost races to retry before giving up; ``None`` retries
             without limit.

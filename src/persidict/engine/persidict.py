@@ -207,34 +207,6 @@ class PersiDict(SamplingOps[ValueType], MutableMapping[NonEmptySafeStrTuple, Val
         """
         return self._contains(to_key(key))
 
-    def timestamp(self, key: Any) -> float:
-        """Return the POSIX time of the last write of ``key``.
-
-        Parameters
-        ----------
-        key : str or sequence of str
-            The key to look up.
-
-        Returns
-        -------
-        float
-            Seconds since the epoch (file mtime, S3 LastModified, or the
-            RAM store's write clock).
-
-        Raises
-        ------
-        KeyError
-            The key is absent.
-        TypeError
-            ``key`` is not a str or a sequence of str.
-        ValueError
-            ``key`` is empty or a component is empty, too long, ``.``/``..``
-            or holds unsafe characters.
-        BackendError
-            The storage failed (an I/O or S3 error).
-        """
-        return self._timestamp(to_key(key))
-
     # -- listing --------------------------------------------------------------
 
     def __iter__(self) -> Iterator[NonEmptySafeStrTuple]:

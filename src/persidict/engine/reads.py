@@ -1,4 +1,4 @@
-"""Reads of one consistent snapshot: get_item_if, get_with_etag, etag."""
+"""Reads of one consistent snapshot: get_item_if, get_with_etag, etag, timestamp."""
 
 from __future__ import annotations
 
@@ -178,3 +178,30 @@ class ReadOps(StoreCore[ValueType]):
             raise KeyError(k)
         return etag
 
+    def timestamp(self, key: Any) -> float:
+        """Return the POSIX time of the last write of ``key``.
+
+        Parameters
+        ----------
+        key : str or sequence of str
+            The key to look up.
+
+        Returns
+        -------
+        float
+            Seconds since the epoch (file mtime, S3 LastModified, or the
+            RAM store's write clock).
+
+        Raises
+        ------
+        KeyError
+            The key is absent.
+        TypeError
+            ``key`` is not a str or a sequence of str.
+        ValueError
+            ``key`` is empty or a component is empty, too long, ``.``/``..``
+            or holds unsafe characters.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
+        return self._timestamp(to_key(key))
