@@ -48,7 +48,7 @@ def _seconds(label: str, value: Any, *, integer: bool = False) -> None:
         return
     if not isinstance(value, kinds) or isinstance(value, bool):
         raise TypeError(f"{label} must be {'an int' if integer else 'a number'}, got {value!r}")
-    if value < 0:
+    if not value >= 0:  # NaN too: it compares false, and would evict nothing silently
         raise ValueError(f"{label} must be >= 0, got {value!r}")
 
 
