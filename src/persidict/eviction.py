@@ -9,6 +9,10 @@ the etag read changes the etag (the delete is refused); a write between the
 listing and the etag read shows in the timestamp (the entry is skipped). So
 eviction never undoes a concurrent write. (On S3 this compares the server's
 clock with ours: they must agree within a second.)
+
+Memoize leases are no cache entries: never counted, and removed only when
+dead, unrenewed for longer than the lease timeout they record (a computer
+killed after its store write leaves one that no waiter takes over).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from .engine.flags import ANY_ETAG, ETAG_IS_THE_SAME, ITEM_NOT_AVAILABLE, NEVER_RETRIEVE
 from .engine.keys import NonEmptySafeStrTuple
 from .engine.persidict import PersiDict
-from .memoize_claims import LEASE_PREFIX
+from .memoize_claims import LEASE_PREFIX, lease_timeout_of
 
 
 @dataclass
@@ -44,7 +48,7 @@ def _seconds(label: str, value: Any, *, integer: bool = False) -> None:
         return
     if not isinstance(value, kinds) or isinstance(value, bool):
         raise TypeError(f"{label} must be {'an int' if integer else 'a number'}, got {value!r}")
-    if value < 0:
+    if not value >= 0:  # NaN too: it compares false, and would evict nothing silently
         raise ValueError(f"{label} must be >= 0, got {value!r}")
 
 
@@ -57,8 +61,9 @@ def evict(
 ) -> EvictReport:
     """Remove a store's entries older than ``older_than`` and beyond ``max_items``, oldest first.
 
-    Memoize leases (keys under ``"persidict_memo_lease"``) are never
-    removed nor counted: their holders remove them. Entries written within
+    Memoize leases (keys under ``"persidict_memo_lease"``) are not
+    counted; a dead one (unrenewed for longer than its lease timeout, plus
+    a second) is removed, a live one never. Entries written within
     a second of the call are kept (a write then cannot be told from one
     racing with the eviction). See the module doc for why a concurrent
     write is never undone.
@@ -94,11 +99,13 @@ def evict(
     _seconds("max_items", max_items, integer=True)
     _seconds("now", now)
     listed_at = time.time()
-    listed = sorted(
-        ((ts, key) for key, ts in store.keys_and_timestamps() if key.strings[0] != LEASE_PREFIX),
-        key=lambda pair: pair[0],
-    )
+    listed: list[tuple[float, NonEmptySafeStrTuple]] = []
+    leases: list[tuple[float, NonEmptySafeStrTuple]] = []
+    for key, ts in store.keys_and_timestamps():
+        (leases if key.strings[0] == LEASE_PREFIX else listed).append((ts, key))
+    listed.sort(key=lambda pair: pair[0])
     report = EvictReport(examined=len(listed))
+    report.removed.extend(key for _, key in leases if _discard_dead_lease(store, key, listed_at))
     cutoff = (listed_at if now is None else now) - (older_than or 0.0)
     excess = 0 if max_items is None else max(0, len(listed) - max_items)
     for n, (ts, key) in enumerate(listed):
@@ -127,4 +134,23 @@ def _discard_unchanged(
     except KeyError:
         return False
     result = store.discard_if(key, condition=ETAG_IS_THE_SAME, expected_etag=seen)
+    return result.condition_was_satisfied and result.actual_etag is not ITEM_NOT_AVAILABLE
+
+
+def _discard_dead_lease(store: PersiDict[Any], key: NonEmptySafeStrTuple, listed_at: float) -> bool:
+    """Delete the lease ``key`` if it went unrenewed past the timeout it records.
+
+    The timestamp is read after the etag: if it is old, so is the version
+    with that etag; a renewal after the etag read makes the delete refused.
+    """
+    seen = store.get_with_etag(key)
+    timeout = lease_timeout_of(seen.new_value)
+    if timeout is None:
+        return False  # gone meanwhile, or not a lease this version wrote
+    try:
+        if listed_at - store.timestamp(key) <= timeout + 1.0:
+            return False  # renewed recently: its holder may be alive
+    except KeyError:
+        return False
+    result = store.discard_if(key, condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
     return result.condition_was_satisfied and result.actual_etag is not ITEM_NOT_AVAILABLE

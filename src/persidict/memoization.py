@@ -16,6 +16,7 @@ import functools
 import hashlib
 import inspect
 import io
+import math
 import pickle
 import threading
 import time
@@ -35,20 +36,26 @@ DEFAULT_LEASE_TIMEOUT = 30.0
 _NAME_MAX = 200  # key components must stay under 254 characters
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any, path: frozenset[int] = frozenset()) -> Any:
     """``value`` with set and dict order made canonical, so equal arguments pickle alike.
 
     Iteration order of a set of str changes between runs (hash randomization);
-    elements are sorted by their own canonical pickle.
+    elements are sorted by their own canonical pickle. ``path``: the ids of
+    the containers holding ``value``, so a cycle is an error, not a RecursionError.
     """
-    if type(value) in (list, tuple):
-        return (type(value).__name__, tuple(_canonical(v) for v in value))
-    if type(value) is dict:
-        items = [(_canonical(k), _canonical(v)) for k, v in value.items()]
+    kind = type(value)
+    if kind not in (list, tuple, dict, set, frozenset):
+        return value
+    if id(value) in path:
+        raise ValueError(f"a memoized function's argument refers to itself (a {kind.__name__})")
+    path = path | {id(value)}
+    if kind is dict:
+        items = [(_canonical(k, path), _canonical(v, path)) for k, v in value.items()]
         return ("dict", tuple(sorted(items, key=lambda kv: _pickled(kv[0]))))
-    if type(value) in (set, frozenset):
-        return (type(value).__name__, tuple(sorted((_canonical(v) for v in value), key=_pickled)))
-    return value
+    elements = tuple(_canonical(v, path) for v in value)
+    if kind in (set, frozenset):
+        elements = tuple(sorted(elements, key=_pickled))
+    return (kind.__name__, elements)
 
 
 def _pickled(value: Any) -> bytes:
@@ -64,16 +71,47 @@ def _pickled(value: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _target(func: Callable[..., Any]) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """The function keys are named after, with the arguments ``func`` fixes before a call's.
+
+    A partial's arguments, a bound method's object and a callable object
+    itself are part of each key: ``partial(f, 1)`` and ``partial(f, 2)``
+    share a qualname but not results.
+    """
+    if isinstance(func, functools.partial):
+        inner, args, kwargs = _target(func.func)
+        return inner, (*args, *func.args), {**kwargs, **func.keywords}
+    if inspect.ismethod(func):
+        inner, args, kwargs = _target(func.__func__)
+        return inner, (func.__self__, *args), kwargs
+    call = getattr(type(func), "__call__", None)  # noqa: B004 - the method, not callable()
+    if not hasattr(func, "__qualname__") and inspect.isfunction(call):
+        return _target(types.MethodType(call, func))  # a callable object: __call__ and itself
+    return func, (), {}
+
+
 def qualified_name(func: Callable[..., Any]) -> str:
     """``module.qualname`` of ``func``, as a safe key component.
 
     A script's functions are ``__main__`` in the script and ``__mp_main__``
     in its multiprocessing children: both read ``__main__``.
+
+    Raises
+    ------
+    ValueError
+        If ``func`` is a lambda or has no qualname: no name of its own,
+        so two such functions would share keys.
     """
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(qualname, str) or "<lambda>" in qualname:
+        raise ValueError(
+            f"memoize: {func!r} has no name of its own (two of its kind would share "
+            "results); pass name=..."
+        )
     module = getattr(func, "__module__", None) or "unknown"
     if module == "__mp_main__":
         module = "__main__"
-    name = replace_unsafe_chars(f"{module}.{getattr(func, '__qualname__', repr(func))}", "_")
+    name = replace_unsafe_chars(f"{module}.{qualname}", "_")
     if len(name) > _NAME_MAX:
         name = name[: _NAME_MAX - 17] + "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
     return name
@@ -102,9 +140,10 @@ class MemoizedFunction(Generic[P, R]):
         self.store = store
         self.expire = expire
         self.lease_timeout = lease_timeout
-        self.name = name if name is not None else qualified_name(func)
+        target, self._fixed_args, self._fixed_kwargs = _target(func)
+        self.name = name if name is not None else qualified_name(target)
         try:
-            self._signature: inspect.Signature | None = inspect.signature(func)
+            self._signature: inspect.Signature | None = inspect.signature(target)
         except (TypeError, ValueError):  # some builtins have none
             self._signature = None
         self._claims = claims if claims is not None else claims_for(store, lease_timeout)
@@ -143,9 +182,10 @@ class MemoizedFunction(Generic[P, R]):
         pickle.PicklingError, TypeError, ValueError
             If an argument does not pickle (or refers to itself).
         """
-        positional, named = tuple(args), dict(kwargs)
+        positional = (*self._fixed_args, *args)
+        named = {**self._fixed_kwargs, **kwargs}
         if self._signature is not None:
-            bound = self._signature.bind(*args, **kwargs)
+            bound = self._signature.bind(*positional, **named)
             bound.apply_defaults()
             positional, named = bound.args, bound.kwargs
         data = _pickled(_canonical((positional, named)))
@@ -256,7 +296,11 @@ def memoize(
     name : str, optional
         The first key component; default the function's qualified name
         (``module.qualname``, unsafe characters replaced). Give one when the
-        function is renamed or moved and its results should carry over.
+        function is renamed or moved and its results should carry over, and
+        for a lambda (required: all lambdas of a module share a qualname).
+        Closures made by one factory share a qualname, and so results: give
+        each its own name. A partial's fixed arguments, a bound method's
+        object and a callable object itself are part of each key.
 
     Returns
     -------
@@ -269,8 +313,10 @@ def memoize(
     TypeError
         If ``store`` is not a PersiDict or a number argument is not a number.
     ValueError
-        If ``expire`` or ``lease_timeout`` is not positive, or the store is
-        append-only and the claims need rewrites (leases, or ``expire``).
+        If ``expire`` or ``lease_timeout`` is not positive (``lease_timeout``:
+        or not finite), or the store is append-only and the claims need
+        rewrites (leases, or ``expire``); by the decorator, if the function
+        has no name of its own (a lambda) and ``name`` is None.
     """
     if not isinstance(store, PersiDict):
         raise TypeError(f"memoize needs a PersiDict store, got {type(store).__name__}")
@@ -281,6 +327,8 @@ def memoize(
             raise TypeError(f"{label} must be a number of seconds, got {seconds!r}")
         if not seconds > 0:
             raise ValueError(f"{label} must be > 0 seconds, got {seconds!r}")
+        if label == "lease_timeout" and not math.isfinite(seconds):
+            raise ValueError(f"lease_timeout must be finite (it paces renewals), got {seconds!r}")
     if name is not None and (
         not isinstance(name, str) or not name or replace_unsafe_chars(name, "") != name
     ):

@@ -22,12 +22,16 @@ not mine when ``ready()`` (a fresh result exists) became true while waiting.
   seconds of its own clock (no clock skew between machines matters) takes
   it over with a write conditional on that etag: of several waiters, one
   wins. A computer stalled longer than ``lease_timeout`` loses its lease,
-  and its key may then be computed twice.
+  and its key may then be computed twice. A lease's value carries its
+  ``lease_timeout`` (``<token>~<seconds>``), so ``evict`` can tell a lease
+  left by a computer killed after its store write (which no waiter ever
+  takes over, the result being there) from a live one.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -50,6 +54,7 @@ from .engine.persidict import PersiDict
 LEASE_PREFIX = "persidict_memo_lease"
 """First key component of every lease entry (results have two components, leases three)."""
 
+_TIMEOUT_MARK = "~"  # between a lease's token and its lease_timeout
 _TRANSIENT = (BackendError, OSError, TimeoutError)  # a store's errors that a retry may cure
 _PATIENCE = 0.5  # seconds between checks of ready() while a lock is busy
 
@@ -71,6 +76,18 @@ class Claims(Protocol):
     ) -> AbstractContextManager[Turn]:
         """Hold the claim of ``key`` for the block, or stop waiting once ``ready()``."""
         ...  # pragma: no cover
+
+
+def lease_timeout_of(value: object) -> float | None:
+    """The ``lease_timeout`` a lease's value records; None if ``value`` is no such lease."""
+    if not isinstance(value, str):
+        return None
+    _, mark, tail = value.split(" ")[0].rpartition(_TIMEOUT_MARK)
+    try:
+        seconds = float(tail)
+    except ValueError:
+        return None
+    return seconds if mark and math.isfinite(seconds) and seconds > 0 else None
 
 
 def claims_for(store: PersiDict[Any], lease_timeout: float) -> Claims:
@@ -229,7 +246,8 @@ class LeaseClaims:
     def claim(self, key: NonEmptySafeStrTuple, ready: Callable[[], bool]) -> Iterator[Turn]:
         # docstring in the module doc
         lease = NonEmptySafeStrTuple((LEASE_PREFIX, *key.strings))
-        mine = f"{uuid.uuid4().hex}.{os.getpid()}.{next(_claim_ids)}"
+        token = f"{uuid.uuid4().hex}.{os.getpid()}.{next(_claim_ids)}"
+        mine = f"{token}{_TIMEOUT_MARK}{self.lease_timeout!r}"
         waited = took_over = False
         seen: ETagValue | ItemNotAvailableFlag | None = None
         seen_at = 0.0

@@ -1,0 +1,129 @@
+"""memoize under real processes and SIGKILLs at random instants.
+
+Six processes call one memoized function on the same keys while the test
+kills computing processes at random moments (before, during and just
+after the computation and its store write). The oracle is an O_APPEND log
+outside the store: a key computed twice by processes that were never
+killed is a duplicate; every survivor must return correct results and
+none may hang.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+import pathlib
+import random
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from persidict import FileDirDict, PersiDict
+from persidict.memoization import memoize
+
+CTX = multiprocessing.get_context("spawn")
+NAME = "adv.compute"
+
+
+def log_line(log: str, line: str) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_log(log: str) -> list[list[str]]:
+    try:
+        with open(log) as f:
+            return [line.split() for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def compute(x: int, log: str) -> int:
+    """The computation; its duration (ADV_DELAY seconds) is no part of its key."""
+    log_line(log, f"start {x} {os.getpid()}")
+    time.sleep(float(os.environ.get("ADV_DELAY", "0")))
+    log_line(log, f"done {x} {os.getpid()}")
+    return x * x + 1
+
+
+def worker(store: PersiDict, log: str, keys: list[int], delay: float, lease: float) -> None:
+    os.environ["ADV_DELAY"] = str(delay)
+    f = memoize(store, name=NAME, lease_timeout=lease)(compute)
+    for x in keys:
+        log_line(log, f"calling {x} {os.getpid()}")
+        log_line(log, f"got {x} {os.getpid()} {f(x, log)}")
+    s = f.stats()
+    log_line(log, f"finished {os.getpid()} {s['misses']} {s['waits']} {s['takeovers']}")
+
+
+def run_with_kills(
+    store: PersiDict, log: str, *, workers: int, keys: int, kills: int, delay: float,
+    lease: float = 30.0, seed: int = 0, limit: float = 60.0,
+) -> tuple[set[int], set[int]]:
+    """Run ``workers`` processes over ``keys`` keys, SIGKILL ``kills``: (survivors, killed)."""
+    rng = random.Random(seed)
+    order = list(range(keys))
+    procs = []
+    for n in range(workers):
+        mine = order[n % 2 :] + order[: n % 2]  # two orders, so waits and misses mix
+        procs.append(CTX.Process(target=worker, args=(store, log, mine, delay, lease)))
+    for p in procs:
+        p.start()
+    killed: set[int] = set()
+    deadline = time.monotonic() + limit
+    while len(killed) < kills and time.monotonic() < deadline:
+        busy = [int(line[2]) for line in read_log(log) if line[0] == "start"]
+        targets = [pid for pid in busy if pid not in killed]
+        if targets:
+            time.sleep(rng.uniform(0.0, 1.3 * delay))  # before, during or after its write
+            victim = rng.choice(targets)
+            os.kill(victim, signal.SIGKILL)
+            killed.add(victim)
+        time.sleep(0.01)
+    for p in procs:
+        p.join(max(1.0, deadline - time.monotonic()))
+    hung = [p.pid for p in procs if p.is_alive()]
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join()
+    assert not hung, f"processes hung: {hung}; log: {read_log(log)}"
+    survivors = {p.pid for p in procs if p.exitcode == 0}
+    assert survivors == {p.pid for p in procs} - killed, [p.exitcode for p in procs]
+    return {pid for pid in survivors if pid is not None}, killed
+
+
+def check_log(log: str, survivors: set[int], keys: int) -> None:
+    lines = read_log(log)
+    done_by_survivors = collections.Counter(
+        line[1] for line in lines if line[0] == "done" and int(line[2]) in survivors
+    )
+    assert all(n == 1 for n in done_by_survivors.values()), done_by_survivors
+    got = [line for line in lines if line[0] == "got" and int(line[2]) in survivors]
+    assert len(got) == keys * len(survivors)
+    assert all(int(line[3]) == int(line[1]) ** 2 + 1 for line in got), got
+
+
+@pytest.mark.parametrize("locks", ["ofd", "flock"])
+@pytest.mark.parametrize("sub", [False, True])
+def test_random_sigkills_on_files(
+    locks: str, sub: bool, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSIDICT_LOCKS", locks)  # read at import by the spawned workers
+    store: Any = FileDirDict(base_dir=str(tmp_path / "store"))
+    if sub:
+        store = store.get_subdict(["deep", "er"])
+    log = str(tmp_path / "log")
+    survivors, killed = run_with_kills(store, log, workers=6, keys=6, kills=3, delay=0.3,
+                                       seed=len(locks) + sub)
+    assert len(killed) == 3
+    check_log(log, survivors, 6)
+    f = memoize(store, name=NAME)(compute)
+    assert [f(x, log) for x in range(6)] == [x * x + 1 for x in range(6)]
+    assert f.stats()["hits"] == 6  # every result was stored

@@ -1,0 +1,107 @@
+"""memoize leases on S3 (the SeaweedFS test server), attacked with SIGSTOP and SIGKILL.
+
+Processes stand for machines; the oracle is the O_APPEND log of
+``test_memoize_adversary_procs``. A lease holder stopped past the lease
+timeout may be duplicated (the documented limit) but nothing worse: right
+results, no hang, no exception, no lease left. A holder killed right after
+its store write leaves a lease that nobody renews: ``evict`` removes it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pathlib
+import signal
+import time
+
+import pytest
+
+import test_memoize_adversary_procs as procs
+from _s3_plugin import BUCKET, fresh_prefix
+from persidict import BasicS3Dict, PersiDict, S3Dict
+from persidict.eviction import evict
+from persidict.memoization import LEASE_PREFIX, MemoizedFunction, memoize
+from s3_server import REGION, S3Server
+
+CTX = multiprocessing.get_context("spawn")
+LEASE = 1.0
+
+
+@pytest.fixture(params=["basic", "cached"])
+def shared(
+    request: pytest.FixtureRequest, s3_server: S3Server, tmp_path: pathlib.Path
+) -> PersiDict:
+    if request.param == "basic":
+        return BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                           endpoint_url=s3_server.endpoint_url)
+    return S3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                  base_dir=str(tmp_path / "cache"), endpoint_url=s3_server.endpoint_url)
+
+
+def _wait_for(log: str, word: str, count: int = 1, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while sum(1 for line in procs.read_log(log) if line[0] == word) < count:
+        assert time.monotonic() < deadline, procs.read_log(log)
+        time.sleep(0.02)
+
+
+def _leases(store: PersiDict) -> list[object]:
+    return [k for k in store if k.strings[0] == LEASE_PREFIX]
+
+
+def test_a_stopped_holder_is_taken_over_and_resumes_harmlessly(
+    shared: PersiDict, tmp_path: pathlib.Path
+) -> None:
+    log = str(tmp_path / "log")
+    holder = CTX.Process(target=procs.worker, args=(shared, log, [5], 1.5, LEASE))
+    holder.start()
+    _wait_for(log, "start")
+    assert holder.pid is not None
+    os.kill(holder.pid, signal.SIGSTOP)
+    try:
+        waiter = CTX.Process(target=procs.worker, args=(shared, log, [5], 0.1, LEASE))
+        waiter.start()
+        waiter.join(30)  # takes over after LEASE seconds without renewal
+        assert waiter.exitcode == 0, procs.read_log(log)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+    holder.join(30)
+    assert holder.exitcode == 0, procs.read_log(log)
+    got = [line for line in procs.read_log(log) if line[0] == "got"]
+    assert sorted(line[3] for line in got) == ["26", "26"], got
+    finished = {line[1]: line[2:] for line in procs.read_log(log) if line[0] == "finished"}
+    assert finished[str(waiter.pid)] == ["1", "0", "1"], procs.read_log(log)  # a takeover
+    assert not _leases(shared)
+
+
+def kill_after_write(store: PersiDict, log: str) -> None:
+    """Compute key 1, and die by SIGKILL right after the store write (lease still held)."""
+    f = memoize(store, name=procs.NAME, lease_timeout=LEASE)(procs.compute)
+    original = MemoizedFunction._count
+
+    def count_then_die(self: MemoizedFunction[..., int], what: str) -> None:
+        if what == "misses":
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(self, what)
+
+    MemoizedFunction._count = count_then_die  # type: ignore[method-assign]
+    f(1, log)
+
+
+def test_a_lease_left_by_a_killed_holder_is_evicted_once_dead(
+    shared: PersiDict, tmp_path: pathlib.Path
+) -> None:
+    log = str(tmp_path / "log")
+    dying = CTX.Process(target=kill_after_write, args=(shared, log))
+    dying.start()
+    dying.join(30)
+    assert dying.exitcode == -signal.SIGKILL
+    f = memoize(shared, name=procs.NAME, lease_timeout=LEASE)(procs.compute)
+    assert f(1, log) == 2 and f.stats()["hits"] == 1  # the result was stored
+    assert len(_leases(shared)) == 1  # nobody renews it, nobody removes it
+    assert not _leases(shared) or evict(shared).removed == []  # still live-looking: kept
+    time.sleep(LEASE + 2.1)  # past its timeout, with a second for S3's clock
+    report = evict(shared)
+    assert _leases(shared) == [] and len(report.removed) == 1, report
+    assert f(1, log) == 2 and len(shared) == 1  # the result itself stays
