@@ -17,6 +17,7 @@ import pathlib
 import random
 import signal
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -127,3 +128,67 @@ def test_random_sigkills_on_files(
     f = memoize(store, name=NAME)(compute)
     assert [f(x, log) for x in range(6)] == [x * x + 1 for x in range(6)]
     assert f.stats()["hits"] == 6  # every result was stored
+
+
+def flaky(x: int, log: str, flag: str) -> int:
+    """``compute``, but the first caller to remove ``flag`` raises after working a while."""
+    log_line(log, f"start {x} {os.getpid()}")
+    try:
+        os.unlink(flag)
+    except FileNotFoundError:
+        pass
+    else:
+        time.sleep(0.5)  # the others are waiting meanwhile
+        log_line(log, f"raised {x} {os.getpid()}")
+        raise RuntimeError("flaky")
+    time.sleep(0.1)
+    log_line(log, f"done {x} {os.getpid()}")
+    return x * x + 1
+
+
+def call_flaky(store: PersiDict, log: str, flag: str, expire: float | None) -> str:
+    f = memoize(store, name=NAME, expire=expire, lease_timeout=5.0)(flaky)
+    try:
+        return str(f(3, log, flag))
+    except RuntimeError as exc:
+        return f"error {exc}"
+
+
+def _age_files(base: str, seconds_ago: float) -> None:
+    t = time.time() - seconds_ago
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if d != "@persidict"]
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), (t, t))
+
+
+def _four(store: PersiDict, log: str, flag: str, expire: float | None, pause: float = 0.0,
+          ) -> list[str]:
+    """Four processes call ``flaky`` at once, ``pause`` seconds after they are all up."""
+    with ProcessPoolExecutor(4, mp_context=CTX) as pool:
+        assert len({pool.submit(os.getpid).result(timeout=60) for _ in range(8)}) >= 1
+        time.sleep(pause)
+        return sorted(f.result(timeout=60) for f in
+                      [pool.submit(call_flaky, store, log, flag, expire) for _ in range(4)])
+
+
+@pytest.mark.parametrize("locks", ["ofd", "flock"])
+def test_an_error_reaches_its_caller_only_and_one_waiter_recomputes(
+    locks: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSIDICT_LOCKS", locks)
+    store = FileDirDict(base_dir=str(tmp_path / "store"))
+    log, flag = str(tmp_path / "log"), str(tmp_path / "flag")
+    pathlib.Path(flag).touch()
+    assert _four(store, log, flag, None) == ["10", "10", "10", "error flaky"]
+    words = collections.Counter(line[0] for line in read_log(log))
+    assert words["raised"] == 1 and words["done"] == 1, read_log(log)
+
+
+def test_an_expired_result_is_recomputed_once_by_four_processes(tmp_path: pathlib.Path) -> None:
+    store = FileDirDict(base_dir=str(tmp_path / "store"))
+    log, flag = str(tmp_path / "log"), str(tmp_path / "no-flag")
+    assert call_flaky(store, log, flag, 50.0) == "10"
+    _age_files(store.base_dir, 100.0)  # older than expire now
+    assert _four(store, log, flag, 50.0) == ["10"] * 4
+    assert [line[0] for line in read_log(log)].count("done") == 2, read_log(log)

@@ -105,3 +105,39 @@ def test_a_lease_left_by_a_killed_holder_is_evicted_once_dead(
     report = evict(shared)
     assert _leases(shared) == [] and len(report.removed) == 1, report
     assert f(1, log) == 2 and len(shared) == 1  # the result itself stays
+
+
+def test_an_error_on_s3_reaches_its_caller_only_and_frees_the_lease(
+    shared: PersiDict, tmp_path: pathlib.Path
+) -> None:
+    log, flag = str(tmp_path / "log"), str(tmp_path / "flag")
+    pathlib.Path(flag).touch()
+    assert procs._four(shared, log, flag, None) == ["10", "10", "10", "error flaky"]
+    words = [line[0] for line in procs.read_log(log)]
+    assert words.count("raised") == 1 and words.count("done") == 1, procs.read_log(log)
+    assert not _leases(shared)
+
+
+def test_an_expired_result_on_s3_is_recomputed_once(
+    shared: PersiDict, tmp_path: pathlib.Path
+) -> None:
+    log, flag = str(tmp_path / "log"), str(tmp_path / "no-flag")
+    assert procs.call_flaky(shared, log, flag, 6.0) == "10"
+    # Past expire (a second more for S3's clock); the recomputed result stays young
+    # for 6 s, longer than the four calls take.
+    assert procs._four(shared, log, flag, 6.0, pause=7.1) == ["10"] * 4
+    assert [line[0] for line in procs.read_log(log)].count("done") == 2, procs.read_log(log)
+    assert not _leases(shared)
+
+
+def test_random_sigkills_of_lease_holders(shared: PersiDict, tmp_path: pathlib.Path) -> None:
+    log = str(tmp_path / "log")
+    survivors, killed = procs.run_with_kills(shared, log, workers=4, keys=4, kills=2, delay=0.3,
+                                             lease=3.0, seed=7)
+    assert len(killed) == 2
+    procs.check_log(log, survivors, 4)
+    if not _leases(shared):
+        return
+    time.sleep(3.0 + 2.1)  # leases of holders killed after their writes: dead by now
+    evict(shared)
+    assert not _leases(shared)
