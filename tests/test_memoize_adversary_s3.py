@@ -141,3 +141,16 @@ def test_random_sigkills_of_lease_holders(shared: PersiDict, tmp_path: pathlib.P
     time.sleep(3.0 + 2.1)  # leases of holders killed after their writes: dead by now
     evict(shared)
     assert not _leases(shared)
+
+
+def test_a_store_whose_base_class_refuses_leases_is_refused_up_front(
+    s3_server: S3Server,
+) -> None:
+    ints = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                       endpoint_url=s3_server.endpoint_url, base_class_for_values=int)
+    with pytest.raises(ValueError, match="base_class_for_values"):
+        memoize(ints, name="square")  # not a TypeError about a lease at every call
+    texts = BasicS3Dict(bucket_name=BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                        endpoint_url=s3_server.endpoint_url, base_class_for_values=str)
+    shout = memoize(texts, name="shout", lease_timeout=LEASE)(str.upper)
+    assert shout("a") == "A" and shout("a") == "A" and shout.stats()["misses"] == 1

@@ -315,7 +315,8 @@ def memoize(
     ValueError
         If ``expire`` or ``lease_timeout`` is not positive (``lease_timeout``:
         or not finite), or the store is append-only and the claims need
-        rewrites (leases, or ``expire``); by the decorator, if the function
+        rewrites (leases, or ``expire``), or its leases (str) would violate
+        its ``base_class_for_values``; by the decorator, if the function
         has no name of its own (a lambda) and ``name`` is None.
     """
     if not isinstance(store, PersiDict):
@@ -334,6 +335,12 @@ def memoize(
     ):
         raise ValueError(f"name must be a non-empty string of safe key characters, got {name!r}")
     claims = claims_for(store, float(lease_timeout))
+    base = getattr(store, "base_class_for_values", None)
+    if isinstance(claims, LeaseClaims) and base is not None and not issubclass(str, base):
+        raise ValueError(
+            f"memoize on this store needs lease entries, which are str, but it holds only "
+            f"{base.__name__} values (base_class_for_values): use a store without one"
+        )
     if store.append_only and (expire is not None or isinstance(claims, LeaseClaims)):
         raise ValueError(
             "memoize on an append-only store works only with file or RAM locks and no expire: "
