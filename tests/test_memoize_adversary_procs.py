@@ -16,6 +16,7 @@ import os
 import pathlib
 import random
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -192,3 +193,36 @@ def test_an_expired_result_is_recomputed_once_by_four_processes(tmp_path: pathli
     _age_files(store.base_dir, 100.0)  # older than expire now
     assert _four(store, log, flag, 50.0) == ["10"] * 4
     assert [line[0] for line in read_log(log)].count("done") == 2, read_log(log)
+
+
+def threads_worker(store: PersiDict, log: str, threads: int) -> list[int]:
+    """``threads`` threads of this process call one key at once; their results."""
+    os.environ["ADV_DELAY"] = "0.3"
+    f = memoize(store, name=NAME)(compute)
+    barrier = threading.Barrier(threads)
+    got: list[int] = []
+
+    def call() -> None:
+        barrier.wait()
+        got.append(f(9, log))
+
+    pool = [threading.Thread(target=call) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return got
+
+
+@pytest.mark.parametrize("locks", ["ofd", "flock"])
+def test_threads_of_several_processes_compute_one_key_once(
+    locks: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PERSIDICT_LOCKS", locks)
+    store = FileDirDict(base_dir=str(tmp_path / "store"))
+    log = str(tmp_path / "log")
+    with ProcessPoolExecutor(3, mp_context=CTX) as pool:
+        outs = [f.result(timeout=60) for f in
+                [pool.submit(threads_worker, store, log, 4) for _ in range(3)]]
+    assert outs == [[82] * 4] * 3
+    assert [line[0] for line in read_log(log)].count("start") == 1, read_log(log)
