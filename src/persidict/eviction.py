@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .engine.errors import MutationPolicyError
 from .engine.flags import ANY_ETAG, ETAG_IS_THE_SAME, ITEM_NOT_AVAILABLE, NEVER_RETRIEVE
 from .engine.keys import NonEmptySafeStrTuple
 from .engine.persidict import PersiDict
@@ -98,6 +99,8 @@ def evict(
     _seconds("older_than", older_than)
     _seconds("max_items", max_items, integer=True)
     _seconds("now", now)
+    if store.append_only:  # refused whatever the ages, not only when something is old
+        raise MutationPolicyError("append-only")
     listed_at = time.time()
     listed: list[tuple[float, NonEmptySafeStrTuple]] = []
     leases: list[tuple[float, NonEmptySafeStrTuple]] = []

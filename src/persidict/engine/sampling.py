@@ -14,6 +14,8 @@ from .results import ValueType
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is 3.11+
 
+    from ..eviction import EvictReport
+
 MISSING = object()
 """What ``_get_or_missing`` returns for a key deleted since it was listed."""
 
@@ -169,3 +171,36 @@ class SamplingOps(CompoundOps[ValueType]):
             if random.randrange(n) == 0:
                 chosen = k
         return chosen
+
+    def evict(
+        self, *, older_than: float | None = None, max_items: int | None = None
+    ) -> EvictReport:
+        """Remove entries older than ``older_than`` and beyond ``max_items``, oldest first.
+
+        The method form of :func:`persidict.evict` (the ``persidict evict``
+        command): safe while other processes read and write, because an
+        entry is deleted only if it is still the version that was listed, so
+        a concurrent write is never undone. Memoize leases are not counted.
+
+        Parameters
+        ----------
+        older_than : float, optional
+            Remove entries last written more than this many seconds ago.
+        max_items : int, optional
+            Then remove the oldest of the rest until at most this many remain.
+
+        Returns
+        -------
+        EvictReport
+            The keys removed, and those kept because they changed meanwhile.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If a limit is not a non-negative number (``max_items``: an int).
+        MutationPolicyError
+            If the store is append-only.
+        """
+        from ..eviction import evict  # eviction is built on this class
+
+        return evict(self, older_than=older_than, max_items=max_items)  # type: ignore[arg-type]
