@@ -288,11 +288,15 @@ def memoize(
     expire : float, optional
         Seconds after which a stored result is stale and recomputed (once,
         single-flight too). Ages come from ``store.timestamp`` (on S3 the
-        server's clock). None: results never expire.
+        server's clock, in whole seconds): keep ``expire`` well above a
+        second plus the clock skew, or a result written while others wait
+        looks stale to them and is computed again. None: never expire.
     lease_timeout : float
         Seconds a lease may go unrenewed before a waiter takes it over
-        (lease stores only). The computer renews it every quarter of that;
-        one stalled for longer may see its key computed a second time.
+        (lease stores). The computer renews it every quarter of that; one
+        stalled for longer may see its key computed a second time. On
+        FileDirDict with flock locks: how long a nested call waits on a
+        shared lock stripe before it computes anyway.
     name : str, optional
         The first key component; default the function's qualified name
         (``module.qualname``, unsafe characters replaced). Give one when the
