@@ -84,3 +84,25 @@ def test_a_nan_limit_is_refused(tmp_path: pathlib.Path) -> None:
     for label in ("older_than", "now"):
         with pytest.raises(ValueError, match=label):
             evict(store, **{label: float("nan")})  # type: ignore[arg-type]
+
+
+def test_the_cli_refuses_what_is_not_a_store_and_a_nan_limit(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from persidict.cli import main
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "x.pkl").write_bytes(b"not ours")
+    store = FileDirDict(base_dir=str(tmp_path / "store"))
+    store["k"] = 1
+    cases = [
+        ([str(plain), "--older-than", "0"], "not a persidict store"),
+        ([str(plain / "x.pkl"), "--older-than", "0"], "not a directory"),
+        ([str(tmp_path / "missing"), "--older-than", "0"], "not a directory"),
+        ([store.base_dir, "--older-than", "nan"], "older_than"),
+    ]
+    for argv, message in cases:
+        assert main(["evict", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert (plain / "x.pkl").exists() and store["k"] == 1  # nothing touched

@@ -226,3 +226,13 @@ def test_threads_of_several_processes_compute_one_key_once(
                 [pool.submit(threads_worker, store, log, 4) for _ in range(3)]]
     assert outs == [[82] * 4] * 3
     assert [line[0] for line in read_log(log)].count("start") == 1, read_log(log)
+
+
+def test_an_append_only_store_computes_once_across_processes(tmp_path: pathlib.Path) -> None:
+    store = FileDirDict(base_dir=str(tmp_path / "store"), append_only=True)
+    log, flag = str(tmp_path / "log"), str(tmp_path / "flag")
+    pathlib.Path(flag).touch()  # the first computer raises: nothing written, a waiter computes
+    assert _four(store, log, flag, None) == ["10", "10", "10", "error flaky"]
+    assert [line[0] for line in read_log(log)].count("done") == 1, read_log(log)
+    with pytest.raises(ValueError, match="append-only"):
+        memoize(store, expire=5.0)
