@@ -103,3 +103,19 @@ def test_an_infinite_lease_timeout_is_refused(store: FileDirDict) -> None:
     with pytest.raises(ValueError, match="lease_timeout"):
         memoize(store, lease_timeout=float("inf"))
     assert memoize(store, expire=float("inf"))(base)(1, 2) == 120  # never expires: fine
+
+
+async def _coroutine(x: int) -> int:
+    return x
+
+
+def _generator(x: int) -> Any:
+    yield x
+
+
+@pytest.mark.parametrize("func", [_coroutine, _generator])
+def test_functions_whose_results_never_pickle_are_refused_up_front(
+    store: FileDirDict, func: Any
+) -> None:
+    with pytest.raises(TypeError, match=r"coroutine|generator"):
+        memoize(store)(func)  # not at each call, after running it (and an unawaited coroutine)

@@ -117,6 +117,13 @@ def qualified_name(func: Callable[..., Any]) -> str:
     return name
 
 
+_UNPICKLABLE_RESULTS = (
+    (inspect.iscoroutinefunction, "coroutine"),
+    (inspect.isgeneratorfunction, "generator"),
+    (inspect.isasyncgenfunction, "async generator"),
+)
+
+
 class MemoizedFunction(Generic[P, R]):
     """A function whose results are cached in a store, computed once per argument tuple.
 
@@ -141,6 +148,10 @@ class MemoizedFunction(Generic[P, R]):
         self.expire = expire
         self.lease_timeout = lease_timeout
         target, self._fixed_args, self._fixed_kwargs = _target(func)
+        for test, kind in _UNPICKLABLE_RESULTS:
+            if test(target):
+                raise TypeError(f"memoize cannot cache {func!r}: it returns a {kind}, "
+                                "which never pickles")
         self.name = name if name is not None else qualified_name(target)
         try:
             self._signature: inspect.Signature | None = inspect.signature(target)
@@ -315,7 +326,9 @@ def memoize(
     Raises
     ------
     TypeError
-        If ``store`` is not a PersiDict or a number argument is not a number.
+        If ``store`` is not a PersiDict or a number argument is not a number;
+        by the decorator, if the function is async or a generator function
+        (its results never pickle).
     ValueError
         If ``expire`` or ``lease_timeout`` is not positive (``lease_timeout``:
         or not finite), or the store is append-only and the claims need
