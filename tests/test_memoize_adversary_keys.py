@@ -119,3 +119,15 @@ def test_functions_whose_results_never_pickle_are_refused_up_front(
 ) -> None:
     with pytest.raises(TypeError, match=r"coroutine|generator"):
         memoize(store)(func)  # not at each call, after running it (and an unawaited coroutine)
+
+
+def test_one_qualname_in_two_modules_does_not_collide(store: FileDirDict) -> None:
+    import types
+
+    made = []
+    for module, body in (("adv_mod_a", "x + 1"), ("adv_mod_a_", "x + 2")):
+        namespace = types.ModuleType(module).__dict__
+        exec(f"def f(x):\n    return {body}\n", namespace)
+        made.append(memoize(store)(namespace["f"]))
+    assert [f(1) for f in made] == [2, 3] and [f(1) for f in made] == [2, 3]
+    assert made[0].key_for(1) != made[1].key_for(1)
