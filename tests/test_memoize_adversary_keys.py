@@ -131,3 +131,12 @@ def test_one_qualname_in_two_modules_does_not_collide(store: FileDirDict) -> Non
         made.append(memoize(store)(namespace["f"]))
     assert [f(1) for f in made] == [2, 3] and [f(1) for f in made] == [2, 3]
     assert made[0].key_for(1) != made[1].key_for(1)
+
+
+def test_builtin_bound_methods_key_on_their_object(store: FileDirDict) -> None:
+    upper_abc, upper_xyz = memoize(store)("abc".upper), memoize(store)("xyz".upper)
+    assert (upper_abc(), upper_xyz()) == ("ABC", "XYZ")
+    append_to = memoize(store)([1].count), memoize(store)([1, 1].count)
+    assert (append_to[0](1), append_to[1](1)) == (1, 2)
+    assert memoize(store)(len)("abcd") == 4 and memoize(store)(dict.fromkeys)("ab") == {
+        "a": None, "b": None}

@@ -74,9 +74,9 @@ def _pickled(value: Any) -> bytes:
 def _target(func: Callable[..., Any]) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
     """The function keys are named after, with the arguments ``func`` fixes before a call's.
 
-    A partial's arguments, a bound method's object and a callable object
-    itself are part of each key: ``partial(f, 1)`` and ``partial(f, 2)``
-    share a qualname but not results.
+    A partial's arguments, a bound method's object (``"abc".upper`` too)
+    and a callable object itself are part of each key: ``partial(f, 1)``
+    and ``partial(f, 2)`` share a qualname but not results.
     """
     if isinstance(func, functools.partial):
         inner, args, kwargs = _target(func.func)
@@ -84,6 +84,11 @@ def _target(func: Callable[..., Any]) -> tuple[Callable[..., Any], tuple[Any, ..
     if inspect.ismethod(func):
         inner, args, kwargs = _target(func.__func__)
         return inner, (func.__self__, *args), kwargs
+    owner = getattr(func, "__self__", None)
+    if inspect.isbuiltin(func) and owner is not None and not inspect.ismodule(owner):
+        unbound = getattr(type(owner), func.__name__, None)  # "abc".upper: str.upper
+        if unbound is not None and not inspect.isbuiltin(unbound):
+            return unbound, (owner,), {}
     call = getattr(type(func), "__call__", None)  # noqa: B004 - the method, not callable()
     if not hasattr(func, "__qualname__") and inspect.isfunction(call):
         return _target(types.MethodType(call, func))  # a callable object: __call__ and itself
