@@ -154,3 +154,22 @@ def test_a_store_whose_base_class_refuses_leases_is_refused_up_front(
                         endpoint_url=s3_server.endpoint_url, base_class_for_values=str)
     shout = memoize(texts, name="shout", lease_timeout=LEASE)(str.upper)
     assert shout("a") == "A" and shout("a") == "A" and shout.stats()["misses"] == 1
+
+
+def test_evict_never_removes_a_live_lease(shared: PersiDict, tmp_path: pathlib.Path) -> None:
+    log = str(tmp_path / "log")
+    holder = CTX.Process(target=procs.worker, args=(shared, log, [4], 3.5, LEASE))
+    holder.start()
+    _wait_for(log, "start")
+    waiter = CTX.Process(target=procs.worker, args=(shared, log, [4], 0.0, LEASE))
+    waiter.start()
+    removed = []
+    while holder.is_alive():  # evicts the whole time the holder renews its lease
+        removed += evict(shared).removed
+        time.sleep(0.2)
+    holder.join(30)
+    waiter.join(30)
+    assert (holder.exitcode, waiter.exitcode) == (0, 0)
+    assert removed == []
+    words = [line[0] for line in procs.read_log(log)]
+    assert words.count("done") == 1, procs.read_log(log)
