@@ -85,7 +85,7 @@ def _cases(d: FileDirDict, n: int, rng: random.Random) -> dict[str, list[Case]]:
         return lambda: [d[k] for k in keys]
 
     def get_floor(rep: int) -> Body:
-        paths = [d._path(to_key(k)) for k in sample(SAMPLE)]  # found untimed
+        paths = [d.byte_store.path(to_key(k)) for k in sample(SAMPLE)]  # found untimed
         loads = pickle.loads
 
         def body() -> None:
