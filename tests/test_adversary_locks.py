@@ -37,7 +37,7 @@ from persidict.cli import main
 from persidict.concurrency import marker
 from persidict.concurrency.locks import META_DIR, KeyLocks
 from persidict.engine.errors import LockTimeoutError
-from persidict.engine.keys import sign_component
+from persidict.engine.names import sign_component
 
 
 def _tree(top: pathlib.Path) -> dict[str, bytes]:

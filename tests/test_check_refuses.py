@@ -19,7 +19,7 @@ from persidict import FileDirDict
 from persidict.cli import main
 from persidict.concurrency.locks import META_DIR
 from persidict.concurrency.marker import PARAMS
-from persidict.engine.keys import sign_component
+from persidict.engine.names import sign_component
 
 
 def _tree(top: pathlib.Path) -> dict[str, bytes]:

@@ -73,7 +73,7 @@ def test_lock_wait_is_bounded_and_names_the_key(tmp_path: pathlib.Path) -> None:
 
 
 def _digest(component: str) -> str:
-    from persidict.engine.keys import component_digest
+    from persidict.engine.names import component_digest
 
     return component_digest(component, 4)
 

@@ -22,7 +22,7 @@ import pytest
 from persidict import BackendError, FileDirDict
 from persidict.cli import main
 from persidict.concurrency.locks import META_DIR
-from persidict.engine.keys import sign_component, unsign_component, unsign_names
+from persidict.engine.names import sign_component, unsign_component, unsign_names
 
 
 def _b32(component: str) -> str:

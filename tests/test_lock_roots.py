@@ -20,7 +20,7 @@ import pytest
 from persidict import ITEM_NOT_AVAILABLE, FileDirDict, NonEmptySafeStrTuple
 from persidict.concurrency import marker
 from persidict.concurrency.locks import META_DIR
-from persidict.engine.keys import sign_component
+from persidict.engine.names import sign_component
 
 N_INCR = 25
 ROUNDS = 12

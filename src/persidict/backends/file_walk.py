@@ -14,7 +14,7 @@ symlinks are never keys and never followed.
 
 Layouts: ``direct`` puts key ``(a, b)`` at ``a_<d>/b_<d>.<fmt>``; ``hashed``
 at ``+xy/a_<d>/+zw/b_<d>.<fmt>``, where ``+xy`` is the bucket of the
-component below it (``keys.bucket_of``), so no directory grows past about
+component below it (``names.bucket_of``), so no directory grows past about
 1/1024 of a level's entries.
 """
 
@@ -25,15 +25,8 @@ import stat
 from collections.abc import Iterator
 
 from ..concurrency.listing import list_dir
-from ..engine.keys import (
-    NonEmptySafeStrTuple,
-    bucket_of,
-    is_bucket,
-    sign_component,
-    trusted_key,
-    trusted_keys,
-    unsign_names,
-)
+from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
+from ..engine.names import bucket_of, is_bucket, sign_component, unsign_names
 
 __all__ = ["count_keys", "iter_keys", "path_parts", "planted_link", "walk_keys"]
 

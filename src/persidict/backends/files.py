@@ -13,7 +13,8 @@ from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import META_DIR, require_file_locks
 from ..concurrency.marker import open_root
 from ..concurrency.repair import CheckReport, check_tree
-from ..engine.keys import LAYOUTS, MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_prefix
+from ..engine.keys import MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_prefix
+from ..engine.names import LAYOUTS
 from ..engine.persidict import PersiDict
 from ..engine.results import ValueType
 from ..engine.values import sorted_params
@@ -65,6 +66,35 @@ class FileDirDict(PersiDict[ValueType]):
     a write replaces a link at the key's own path (rename replaces the link,
     not its target) and refuses with BackendError a key below a directory
     symlink, so no write leaves the store.
+
+    Parameters
+    ----------
+    base_dir : str or os.PathLike, default "__file_dir_dict__"
+        The store's directory (created if missing).
+    serialization_format : str, default "pkl"
+        ``"pkl"``, ``"json"``, or another name for plain-text values (then
+        ``base_class_for_values`` must be ``str``); also the file suffix.
+    append_only : bool, default False
+        Items can be inserted but never changed or deleted.
+    digest_len : int, default 4
+        Characters of each component's digest in its file name (0 to 26).
+    base_class_for_values : type or None, default None
+        If given, every value written or read must be an instance of it.
+    durable : bool, default True
+        fsync each written file and its directory (False: faster, a power
+        loss may lose recent writes but never tears one).
+    layout : {"direct", "hashed"}, default "direct"
+        ``"hashed"`` spreads big directories over 1024 bucket directories.
+
+    Raises
+    ------
+    ValueError
+        A parameter is out of range, or the directory holds a store opened
+        with another ``digest_len`` or ``layout``.
+    TypeError
+        A parameter has the wrong type.
+    NotImplementedError
+        On Windows (no per-key file locks yet, see the README's platforms).
     """
 
     _bytes: FileBytes
@@ -174,6 +204,25 @@ class FileDirDict(PersiDict[ValueType]):
         ``unreadable`` values, ``stray`` files no key maps to (in this store's
         layout) and ``empty_dir`` trees; ``fix=True`` repairs them without
         losing data (see ``concurrency/repair.py``). Live writers are left alone.
+
+        Parameters
+        ----------
+        fix : bool, default False
+            Repair what is found: reclaim dead writers' temp files, move
+            unreadable and stray files to ``@persidict/quarantine/`` (never
+            deleted), remove empty directories. Each repair takes the lock of
+            the key it touches, so it is safe while other processes use the store.
+
+        Returns
+        -------
+        CheckReport
+            The findings (kind and path each), counts of value files and live
+            temps, nested stores left alone, and whether it repaired them.
+
+        Raises
+        ------
+        OSError
+            If the store's directory cannot be walked.
         """
         return check_tree(
             self._base,
@@ -189,6 +238,24 @@ class FileDirDict(PersiDict[ValueType]):
         """A FileDirDict rooted at the subdirectory of ``prefix_key``.
 
         It shares this store's locks, so both stay atomic against each other.
+
+        Parameters
+        ----------
+        prefix_key : str or sequence of str
+            The key prefix; empty gives a store of all keys.
+
+        Returns
+        -------
+        FileDirDict
+            The store of the keys under ``prefix_key`` (without the prefix),
+            with this store's parameters.
+
+        Raises
+        ------
+        ValueError, TypeError
+            If ``prefix_key`` is not a valid key prefix.
+        BackendError
+            If the prefix's directory is a symlink planted in the store.
         """
         prefix = to_prefix(prefix_key)
         params = self.get_params()

@@ -70,7 +70,7 @@ import json
 import os
 from typing import Any
 
-from ..engine.keys import unsign_names
+from ..engine.names import unsign_names
 from .atomic import fsync_dir, write_atomic
 from .journal import temp_name
 from .locks import DEFAULT_LOCK_TIMEOUT, META_DIR, KeyLocks

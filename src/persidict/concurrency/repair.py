@@ -45,7 +45,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
-from ..engine.keys import is_bucket, is_safe_component, unsign_component, unsign_names
+from ..engine.keys import is_safe_component
+from ..engine.names import is_bucket, unsign_component, unsign_names
 from .atomic import make_dirs, read_file
 from .journal import JOURNAL_DIR, TEMP_PREFIX, temp_verdict
 from .locks import META_DIR

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import string
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from functools import lru_cache
-from itertools import compress, repeat
-from operator import and_, eq, lshift, rshift
-from typing import Any, Literal, TypeAlias, TypeVar, overload
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from typing import Any, TypeAlias, TypeVar, overload
 
 _SAFE_CHARS: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
 SAFE_CHARS_SET: set[str] = set(_SAFE_CHARS)
@@ -24,17 +21,48 @@ _SAFE_RE = re.compile(r"[A-Za-z0-9()_\-~.=]+")
 
 
 def get_safe_chars() -> set[str]:
-    """Return a copy of the set of characters allowed in key components."""
+    """Return a copy of the set of characters allowed in key components.
+
+    Returns
+    -------
+    set of str
+        ASCII letters, digits and ``()_-~.=``; a fresh copy each call.
+    """
     return set(_SAFE_CHARS)
 
 
 def contains_unsafe_chars(a_str: str) -> bool:
-    """Whether ``a_str`` has a character outside the safe set."""
+    """Whether ``a_str`` has a character outside the safe set.
+
+    Parameters
+    ----------
+    a_str : str
+        The candidate key component.
+
+    Returns
+    -------
+    bool
+        True if some character is not allowed in a key component.
+    """
     return not _SAFE_CHARS.issuperset(a_str)
 
 
 def replace_unsafe_chars(a_str: str, replace_with: str) -> str:
-    """Replace every character outside the safe set by ``replace_with``."""
+    """Replace every character outside the safe set by ``replace_with``.
+
+    Parameters
+    ----------
+    a_str : str
+        Any text, e.g. a file name or a URL.
+    replace_with : str
+        What each unsafe character becomes (use safe characters, e.g. ``"_"``,
+        for the result to be a valid key component).
+
+    Returns
+    -------
+    str
+        ``a_str`` with every unsafe character replaced.
+    """
     return "".join(c if c in _SAFE_CHARS else replace_with for c in a_str)
 
 
@@ -110,12 +138,43 @@ class SafeStrTuple(Sequence[str]):
     @overload
     def __getitem__(self, i: slice) -> Sequence[str]: ...
     def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        """Return component ``i`` (a str) or a slice of the components (a tuple).
+
+        Parameters
+        ----------
+        i : int or slice
+            As for a tuple.
+
+        Returns
+        -------
+        str or tuple of str
+            The component(s).
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is out of range.
+        """
         return self.strings[i]
 
     def __len__(self) -> int:
+        """Return the number of components.
+
+        Returns
+        -------
+        int
+            ``len(self.strings)``.
+        """
         return len(self.strings)
 
     def __iter__(self) -> Iterator[str]:
+        """Iterate over the components, first to last.
+
+        Returns
+        -------
+        iterator of str
+            The components.
+        """
         return iter(self.strings)
 
     def __hash__(self) -> int:
@@ -259,132 +318,6 @@ def to_prefix(prefix: Any) -> SafeStrTuple:
     if isinstance(prefix, SafeStrTuple):
         return prefix
     return SafeStrTuple(prefix)
-
-
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
-_B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> 2 base32 characters
-# Every name of a directory joined by NULs: one regex pass tells whether all are safe.
-_SAFE_NAMES_RE = re.compile(r"[A-Za-z0-9()_\-~.=\0]*")
-_B32_RE = re.compile(r"[a-z2-7]+")
-_B32_NAMES_RE = re.compile(r"[a-z2-7\0]*")
-# base32 digits -> the digits int(x, 32) reads, so a suffix decodes in C.
-_B32_TO_INT_DIGITS = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
-try:  # CPython's builtin MD5: about half the cost of OpenSSL's per short name
-    from _md5 import md5 as _md5  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - a Python built without it
-    _md5 = hashlib.md5
-_MD5_DIGEST = type(_md5()).digest
-_BIG: Literal["big"] = "big"
-
-LAYOUTS = ("direct", "hashed")
-"""FileDirDict layouts: ``direct`` (the reference's: one directory per key
-component) and ``hashed`` (every entry one bucket directory further down)."""
-BUCKET_PREFIX = "+"
-"""Bucket directories of the hashed layout are ``+`` and 2 base32 characters:
-'+' is no safe key character, so no key component can name one."""
-
-
-def _b32(x: int, n: int) -> str:
-    """``x`` (5n bits) as ``n`` base32 characters, two per table lookup."""
-    text = "".join([_B32_PAIRS[(x >> (5 * i)) & 1023] for i in range((n // 2 - 1) * 2, -1, -2)])
-    return _B32[x >> (5 * n - 5)] + text if n % 2 else text
-
-
-def _digest(component: str, digest_len: int) -> str:
-    """Uncached component_digest (base64.b32encode is a Python loop).
-
-    The base32 characters of the 128-bit MD5 are its 5-bit groups; the 26th
-    is padded with two zero bits, as b32encode does. ``digest_len`` <= 26.
-    """
-    md5 = _md5(component.encode("utf-8")).digest()
-    return _b32((int.from_bytes(md5, "big") << 2) >> (130 - 5 * digest_len), digest_len)
-
-
-@lru_cache(maxsize=65536)
-def component_digest(component: str, digest_len: int) -> str:
-    """First ``digest_len`` chars of the lower-cased base32 MD5 of ``component``."""
-    return _digest(component, digest_len)
-
-
-def sign_component(component: str, digest_len: int) -> str:
-    """Append ``_<digest>`` so keys differing only by case never collide on disk."""
-    if digest_len <= 0:
-        return component
-    return f"{component}_{component_digest(component, digest_len)}"
-
-
-def bucket_of(component: str) -> str:
-    """The hashed layout's bucket directory of ``component``: '+' and 2 digest chars."""
-    return BUCKET_PREFIX + component_digest(component, 2)
-
-
-_BUCKETS = {BUCKET_PREFIX + p: i for i, p in enumerate(_B32_PAIRS)}  # name -> its 10 bits
-
-
-def is_bucket(name: str) -> bool:
-    """Whether ``name`` is a bucket directory name of the hashed layout."""
-    return name in _BUCKETS
-
-
-@lru_cache(maxsize=64)
-def _name_res(digest_len: int, suffix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """(one name, names joined by NULs) of what sign_component + ``suffix`` makes."""
-    one = r"[A-Za-z0-9()_\-~.=]+"
-    if digest_len > 0:
-        one += f"_[a-z2-7]{{{digest_len}}}"
-    one += re.escape(suffix)
-    return re.compile(one), re.compile(f"{one}(?:\0{one})*")
-
-
-def unsign_names(
-    names: list[str], digest_len: int, bucket: str | None = None, suffix: str = ""
-) -> list[str]:
-    """The components of those ``names`` that sign_component (+ ``suffix``) made, in order.
-
-    A name qualifies if its component is a safe string and its ``_<digest>``
-    suffix is the component's digest; with ``bucket`` (a hashed layout's
-    bucket directory) the component must also belong in that bucket. So a
-    listed name is a key only if that key maps back to the same path.
-
-    Made for whole directories: one regex pass checks every name's form; the
-    MD5s and the compares run in C loops (map), one MD5 per name. No cache:
-    memory must not grow with a listing.
-    """
-    if not names:
-        return []
-    one, joined = _name_res(digest_len, suffix)
-    if joined.fullmatch("\0".join(names)) is None:
-        names = [s for s in names if one.fullmatch(s) is not None]
-    n, cut = digest_len, len(suffix)
-    end = -cut if cut else None
-    components = [s[: -n - 1 - cut] for s in names] if n else [s[:end] for s in names]
-    if bucket is not None or n > 0:
-        digests = map(_MD5_DIGEST, map(_md5, map(str.encode, components)))
-        heads: Iterable[int] = map(int.from_bytes, digests, repeat(_BIG))  # 128 bits each
-        checks = []
-        if bucket is not None:
-            heads = list(heads) if n > 0 else heads  # read twice
-            want = repeat(_BUCKETS.get(bucket))
-            checks.append(map(eq, map(rshift, heads, repeat(118)), want))
-        if n > 0:
-            digits = "\0".join([s[-n - cut : end] for s in names]).translate(_B32_TO_INT_DIGITS)
-            found = map(int, digits.split("\0"), repeat(32))
-            # The 26th character holds the last 3 bits and 2 zero bits (as b32encode).
-            wanted = map(rshift, heads, repeat(128 - 5 * n)) if n < 26 else map(
-                lshift, heads, repeat(2)
-            )
-            checks.append(map(eq, wanted, found))
-        ok = checks[0] if len(checks) == 1 else map(and_, *checks)
-        components = list(compress(components, ok))
-    if "." in components or ".." in components:
-        components = [c for c in components if c != "." and c != ".."]
-    return components
-
-
-def unsign_component(name: str, digest_len: int) -> str | None:
-    """Inverse of sign_component; None if ``name`` is not a signed safe string."""
-    found = unsign_names([name], digest_len)
-    return found[0] if found else None
 
 
 def trusted_keys(prefix: tuple[str, ...], components: list[str]) -> list[NonEmptySafeStrTuple]:
