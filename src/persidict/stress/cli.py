@@ -271,33 +271,25 @@ def _check_workers(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: exit status 0 if every invariant held, 1 otherwise."""
+    """Console entry point: exit status 0 if every invariant held, 1 otherwise.
+
+    2 if the set-up failed (nothing was tested), 130 if interrupted.
+    """
     opts = parse_args(argv)
-    if opts.scenario == "memoize":
-        return _main_memo(opts)
     try:
-        report = run_stress(opts, progress_stream=sys.stderr)
+        if opts.scenario == "memoize":  # memo.py
+            report = run_memo(opts)
+            text = json.dumps(report, indent=2) if opts.json else format_memo(report)
+        else:
+            report = run_stress(opts, progress_stream=sys.stderr)
+            text = format_json(report) if opts.json else format_text(report)
     except SetupError as exc:
         print(f"persidict-stress: setup error, nothing was tested: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\npersidict-stress: interrupted; workers stopped, no verdict", file=sys.stderr)
         return 130
-    print(format_json(report) if opts.json else format_text(report))
-    return 0 if report["ok"] else 1
-
-
-def _main_memo(opts: Options) -> int:
-    """``--scenario memoize`` (memo.py): exit status as for the op mix."""
-    try:
-        report = run_memo(opts)
-    except SetupError as exc:
-        print(f"persidict-stress: setup error, nothing was tested: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\npersidict-stress: interrupted; workers stopped, no verdict", file=sys.stderr)
-        return 130
-    print(json.dumps(report, indent=2) if opts.json else format_memo(report))
+    print(text)
     return 0 if report["ok"] else 1
 
 
