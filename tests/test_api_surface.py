@@ -41,9 +41,12 @@ DOCUMENTED_CLASSES = {
     "WriteOnceDict",
     "ByteStore",  # issue 10: the backend contract, for third-party backends
     "ByteStoreDict",  # issue 10: the whole API over any ByteStore
+    "Blob",  # issue 10: what a ByteStore's read returns
+    "Capabilities",  # issue 10: what a ByteStore declares
 }
 DOCUMENTED_EXCEPTIONS = {
     "PersiDictError",  # issue 10: the root of the hierarchy
+    "PreconditionFailed",  # issue 10: what a ByteStore raises when a condition fails
     "WriteOnceConsistencyError",  # issue 11.14: both a MutationPolicyError and a ValueError
     "BackendError",
     "ConcurrencyConflictError",

@@ -15,7 +15,7 @@ from .backends.memory import LocalDict
 from .backends.multi import OverlappingMultiDict
 from .backends.write_once import WriteOnceConsistencyError, WriteOnceDict
 from .concurrency.locks import LocksUnsupportedError
-from .engine.contract import ByteStore
+from .engine.contract import Blob, ByteStore, Capabilities
 from .engine.errors import (
     BackendError,
     ConcurrencyConflictError,
@@ -23,6 +23,7 @@ from .engine.errors import (
     MutationPolicyError,
     OutcomeUnknownError,
     PersiDictError,
+    PreconditionFailed,
 )
 from .engine.flags import (
     ALWAYS_RETRIEVE,
@@ -112,8 +113,10 @@ __all__ = [
     "AppendOnlyDictCached",
     "BackendError",
     "BasicS3Dict",
+    "Blob",
     "ByteStore",
     "ByteStoreDict",
+    "Capabilities",
     "ConcurrencyConflictError",
     "ConditionalOperationResult",
     "DeleteCurrentFlag",
@@ -141,6 +144,7 @@ __all__ = [
     "OverlappingMultiDict",
     "PersiDict",
     "PersiDictError",
+    "PreconditionFailed",
     "PersiDictKey",
     "RetrieveValueFlag",
     "S3Dict",

@@ -63,7 +63,17 @@ class Blob(NamedTuple):
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a ByteStore can do beyond the five operations (declared, never probed)."""
+    """What a ByteStore can do beyond the five operations (declared, never probed).
+
+    Parameters
+    ----------
+    subdicts : bool, default False
+        ``child(prefix)`` returns the store of the keys under ``prefix``.
+    locks_keys : bool, default False
+        ``lock(key)`` holds an exclusive per-key lock across threads and processes.
+    discards_writes : bool, default False
+        Writes succeed and are dropped; reads find nothing (the null store).
+    """
 
     subdicts: bool = False
     """``child(prefix)`` returns the store of the keys under ``prefix``."""

@@ -233,4 +233,9 @@ class LockTimeoutError(PersiDictError, TimeoutError):
 
 
 class PreconditionFailed(Exception):
-    """Internal: a backend's conditional primitive found another version."""
+    """A ByteStore's conditional ``write`` or ``delete`` found another version.
+
+    Raised by backends (a third party's too) and caught by the engine, which
+    turns it into a ``ConditionalOperationResult`` or a retry; it never
+    reaches a caller of the mapping API.
+    """
