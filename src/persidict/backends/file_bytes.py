@@ -14,14 +14,16 @@ import functools
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
 from ..concurrency.journal import Journal
 from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import KeyLocks, lock_offset
+from ..concurrency.locks_common import fork_generation
 from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Listed
 from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
@@ -29,6 +31,28 @@ from ..engine.keys import NonEmptySafeStrTuple
 from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
 
 _PATH_CACHE_MAX = 4096
+
+# The key locks this thread holds through FileBytes.lock(): (lock file, offset,
+# fork generation; a forked child holds none of its parent's locks).
+_Grant = tuple[str, int, int]
+_local = threading.local()
+
+
+def _grants() -> set[_Grant]:
+    grants: set[_Grant] | None = getattr(_local, "grants", None)
+    if grants is None:
+        grants = _local.grants = set()
+    return grants
+
+
+@contextmanager
+def _using(grants: set[_Grant], grant: _Grant) -> Iterator[None]:
+    """Commit under a lock() already held; a re-entry meanwhile is refused by hold_at."""
+    grants.discard(grant)
+    try:
+        yield
+    finally:
+        grants.add(grant)
 
 
 def content_etag(data: bytes) -> ETagValue:
@@ -168,6 +192,25 @@ class FileBytes(ByteStore):
             return Blob(etag, None)
         return Blob(etag, data)
 
+    def read_data(self, key: NonEmptySafeStrTuple) -> bytes | None:
+        """The bytes of ``key`` or None: a plain get needs no etag (no hash)."""
+        path = self.where(key)[0]
+        try:
+            return self._read(key, path)
+        except OSError as exc:
+            self._fail(exc, "read", key, path)
+            raise
+
+    def _exclusive(
+        self, locks: KeyLocks, offset: int, key: NonEmptySafeStrTuple
+    ) -> AbstractContextManager[None]:
+        """The key's lock for one mutation; none to take if lock(key) holds it."""
+        grant = (locks.lock_path, offset, fork_generation())
+        grants = _grants()
+        if grant in grants:
+            return _using(grants, grant)
+        return locks.hold_at(offset, key)
+
     def _current(self, path: str) -> ETagValue | ItemNotAvailableFlag:
         data = read_file(path)
         return ABSENT if data is None else content_etag(data)
@@ -176,7 +219,7 @@ class FileBytes(ByteStore):
         # docstring inherited
         path, locks, offset = self.where(key)
         try:
-            with locks.hold_at(offset, key):
+            with self._exclusive(locks, offset, key):
                 self.refuse_link(self._linked(key, path), f"write key {key!r}", key)
                 if isinstance(if_match, ItemNotAvailableFlag):
                     if _is_file(path):
@@ -195,7 +238,7 @@ class FileBytes(ByteStore):
         path, locks, offset = self.where(key)
         directory = os.path.dirname(path)
         try:
-            with locks.hold_at(offset, key):
+            with self._exclusive(locks, offset, key):
                 if if_match is None and not _is_file(path):
                     return False  # absent, or a symlink (not a key; `check` reports it)
                 if self._linked(key, path) is not None:
@@ -261,7 +304,23 @@ class FileBytes(ByteStore):
         # docstring inherited; counts valid names without building a key per file
         return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
 
-    def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
-        # docstring inherited
+    @contextmanager
+    def lock(self, key: NonEmptySafeStrTuple) -> Iterator[None]:
+        """Hold ``key``'s lock; this thread's writes and deletes of it then take none.
+
+        Re-entrant per thread (a nested lock(key) holds nothing more), so
+        code run under it may write the key (transform_item's commit then
+        sees the etag changed); other threads and processes wait.
+        """
         _, locks, offset = self.where(key)
-        return locks.hold_at(offset, key)
+        grant = (locks.lock_path, offset, fork_generation())
+        grants = _grants()
+        if grant in grants:
+            yield
+            return
+        with locks.hold_at(offset, key):
+            grants.add(grant)
+            try:
+                yield
+            finally:
+                grants.discard(grant)
