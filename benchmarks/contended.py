@@ -6,8 +6,8 @@ completed operations per second of wall time from the first start to the
 last finish. For the counter, lost updates = (sum of increments the workers
 saw succeed) - (final counter value); it must be 0.
 
-- ``ours transform_item``: FileDirDict(durable=False).transform_item(+1),
-  n_retries=None (a lost compare-and-swap is retried, never dropped);
+- ``ours transform_item``: FileDirDict(durable=False).transform_item(+1) with
+  default arguments (the transformer runs under the key's lock: no worker gives up);
 - ``diskcache incr``: Cache.incr on the same filesystem;
 - disjoint keys: every worker writes its own keys (``d[k] = v`` / ``set``)
   and the bare-os floor (temp write + replace): scaling with processes.
@@ -54,7 +54,7 @@ def _worker(kind: str, root: str, key: str, ops: int, wid: int, barrier: Any,
         done = 0
         if kind == "ours transform_item":
             for _ in range(ops):
-                store.transform_item(key, transformer=inc, n_retries=None)
+                store.transform_item(key, transformer=inc)  # default n_retries
                 done += 1
         elif kind == "diskcache incr":
             for _ in range(ops):

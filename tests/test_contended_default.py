@@ -101,19 +101,32 @@ def test_transformer_runs_under_the_key_lock(tmp_path: Any) -> None:
     assert wrote.is_set() and d["k"] == 100
 
 
-def test_transformer_writing_its_own_key_loses_without_deadlock(tmp_path: Any) -> None:
+@pytest.mark.parametrize("how", ["write", "other handle", "delete", "nested transform"])
+def test_transformer_writing_its_own_key_loses_without_deadlock(tmp_path: Any, how: str) -> None:
+    """The commit after the transformer's own change of the key sees it (no second read)."""
     d = FileDirDict(base_dir=str(tmp_path), durable=False)
+    other = FileDirDict(base_dir=str(tmp_path), durable=False)
     d["k"] = 0
     calls = []
 
-    def rogue(value: int) -> int:
+    def rogue(value: Any) -> int:
         calls.append(value)
-        d["k"] = value + 10  # re-entrant: no deadlock, no RuntimeError
-        return value + 1
+        # Re-entrant: no deadlock, no RuntimeError; the outer commit must lose.
+        if how == "write":
+            d["k"] = 10 + len(calls)  # new bytes each time (etags hash content)
+        elif how == "other handle":
+            other["k"] = 10 + len(calls)
+        elif how == "delete":
+            del other["k"]
+            other["k"] = 10 + len(calls)
+        else:
+            other.transform_item("k", transformer=lambda v: 10 + len(calls))
+        return 1
 
     with pytest.raises(ConcurrencyConflictError):
         d.transform_item("k", transformer=rogue, n_retries=2)
     assert len(calls) == 3
+    assert d["k"] == 13
     d["k"] = 5  # the lock was released
     assert d.transform_item("k", transformer=_inc).new_value == 6
 

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import os
 import stat
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -23,37 +22,14 @@ from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit,
 from ..concurrency.journal import Journal
 from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import KeyLocks, lock_offset
-from ..concurrency.locks_common import fork_generation
 from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Listed
 from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
 from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
+from .key_grants import Using, grant_of, held, note
 
 _PATH_CACHE_MAX = 4096
-
-# The key locks this thread holds through FileBytes.lock(): (lock file, offset,
-# fork generation; a forked child holds none of its parent's locks).
-_Grant = tuple[str, int, int]
-_local = threading.local()
-
-
-def _grants() -> set[_Grant]:
-    grants: set[_Grant] | None = getattr(_local, "grants", None)
-    if grants is None:
-        grants = _local.grants = set()
-    return grants
-
-
-@contextmanager
-def _using(grants: set[_Grant], grant: _Grant) -> Iterator[None]:
-    """Commit under a lock() already held; a re-entry meanwhile is refused by hold_at."""
-    grants.discard(grant)
-    try:
-        yield
-    finally:
-        grants.add(grant)
-
 
 def content_etag(data: bytes) -> ETagValue:
     """The etag of stored bytes: a function of the content.
@@ -179,15 +155,18 @@ class FileBytes(ByteStore):
         self, key: NonEmptySafeStrTuple, *, body: bool = True, if_none_match: str | None = None
     ) -> Blob:
         # docstring inherited; a file is read whole: its etag is its content's
-        path = self.where(key)[0]
+        path, locks, offset = self.where(key)
         try:
             data = self._read(key, path)
         except OSError as exc:
             self._fail(exc, "read", key, path)
             raise
+        etag = ABSENT if data is None else content_etag(data)
+        grants = held()
+        if grants:
+            note(grants, grant_of(locks, offset), path, etag)
         if data is None:
             return Blob(ABSENT, None)
-        etag = content_etag(data)
         if not body or etag == if_none_match:
             return Blob(etag, None)
         return Blob(etag, data)
@@ -202,13 +181,19 @@ class FileBytes(ByteStore):
             raise
 
     def _exclusive(
-        self, locks: KeyLocks, offset: int, key: NonEmptySafeStrTuple
-    ) -> AbstractContextManager[None]:
-        """The key's lock for one mutation; none to take if lock(key) holds it."""
-        grant = (locks.lock_path, offset, fork_generation())
-        grants = _grants()
-        if grant in grants:
-            return _using(grants, grant)
+        self, locks: KeyLocks, offset: int, key: NonEmptySafeStrTuple, path: str,
+        after: ETagValue | ItemNotAvailableFlag,
+    ) -> AbstractContextManager[ETagValue | ItemNotAvailableFlag | None]:
+        """The key's lock for one mutation leaving ``after``; gives the etag known, if any.
+
+        Inside lock(key) there is no lock to take and the etag is known
+        (``key_grants.py``); otherwise the lock is taken and nothing is known.
+        """
+        grants = held()
+        if grants:
+            grant = grant_of(locks, offset)
+            if grant in grants:
+                return Using(grants, grant, path, after)
         return locks.hold_at(offset, key)
 
     def _current(self, path: str) -> ETagValue | ItemNotAvailableFlag:
@@ -218,32 +203,37 @@ class FileBytes(ByteStore):
     def write(self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch) -> ETagValue:
         # docstring inherited
         path, locks, offset = self.where(key)
+        etag = content_etag(data)
         try:
-            with self._exclusive(locks, offset, key):
+            with self._exclusive(locks, offset, key, path, etag) as known:
                 self.refuse_link(self._linked(key, path), f"write key {key!r}", key)
                 if isinstance(if_match, ItemNotAvailableFlag):
-                    if _is_file(path):
+                    if _is_file(path) if known is None else known is not ABSENT:
                         raise PreconditionFailed
-                elif if_match is not None and self._current(path) != if_match:
+                elif if_match is not None and (
+                    self._current(path) if known is None else known
+                ) != if_match:
                     raise PreconditionFailed
                 write_atomic(path, data, durable=self.durable, tmp_dir=self.journal.directory)
         except OSError as exc:
             self._fail(exc, "write", key, path)
             raise
         self.journal.maybe_recover()
-        return content_etag(data)
+        return etag
 
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited
         path, locks, offset = self.where(key)
         directory = os.path.dirname(path)
         try:
-            with self._exclusive(locks, offset, key):
+            with self._exclusive(locks, offset, key, path, ABSENT) as known:
                 if if_match is None and not _is_file(path):
                     return False  # absent, or a symlink (not a key; `check` reports it)
                 if self._linked(key, path) is not None:
                     return False  # no key lives under a symlink; never unlink through one
-                if if_match is not None and self._current(path) != if_match:
+                if if_match is not None and (
+                    self._current(path) if known is None else known
+                ) != if_match:
                     raise PreconditionFailed
                 try:
                     os.unlink(path)
@@ -313,14 +303,14 @@ class FileBytes(ByteStore):
         sees the etag changed); other threads and processes wait.
         """
         _, locks, offset = self.where(key)
-        grant = (locks.lock_path, offset, fork_generation())
-        grants = _grants()
+        grants = held()
+        grant = grant_of(locks, offset)
         if grant in grants:
             yield
             return
         with locks.hold_at(offset, key):
-            grants.add(grant)
+            grants[grant] = None
             try:
                 yield
             finally:
-                grants.discard(grant)
+                grants.pop(grant, None)
