@@ -182,9 +182,9 @@ class FileBytes(ByteStore):
 
     def _exclusive(
         self, locks: KeyLocks, offset: int, key: NonEmptySafeStrTuple, path: str,
-        after: ETagValue | ItemNotAvailableFlag,
+        after: ETagValue | ItemNotAvailableFlag | None,
     ) -> AbstractContextManager[ETagValue | ItemNotAvailableFlag | None]:
-        """The key's lock for one mutation leaving ``after``; gives the etag known, if any.
+        """The key's lock for one mutation leaving ``after`` (None: unknown); gives the etag known.
 
         Inside lock(key) there is no lock to take and the etag is known
         (``key_grants.py``); otherwise the lock is taken and nothing is known.
@@ -202,8 +202,23 @@ class FileBytes(ByteStore):
 
     def write(self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch) -> ETagValue:
         # docstring inherited
-        path, locks, offset = self.where(key)
         etag = content_etag(data)
+        self._write(key, data, if_match, etag)
+        return etag
+
+    def put(self, key: NonEmptySafeStrTuple, data: bytes) -> None:
+        """Store ``data`` unconditionally, computing no etag (a plain ``d[k] = v``).
+
+        The etag is a hash of the content: on 1 MiB it costs as much as the
+        write itself, and a plain set returns none.
+        """
+        self._write(key, data, None, None)
+
+    def _write(
+        self, key: NonEmptySafeStrTuple, data: bytes, if_match: IfMatch, etag: ETagValue | None
+    ) -> None:
+        """write() with the new etag given (None: not computed)."""
+        path, locks, offset = self.where(key)
         try:
             with self._exclusive(locks, offset, key, path, etag) as known:
                 self.refuse_link(self._linked(key, path), f"write key {key!r}", key)
@@ -219,7 +234,6 @@ class FileBytes(ByteStore):
             self._fail(exc, "write", key, path)
             raise
         self.journal.maybe_recover()
-        return etag
 
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited

@@ -53,13 +53,14 @@ class Using:
     ``with`` gives the etag known for ``path`` (None: read it). While the
     mutation runs the grant is withdrawn, so a re-entry then (a signal
     handler's write) goes to ``hold_at``, which refuses it as before. On
-    success the grant records ``after``; on failure what it had.
+    success the grant records ``after`` (None: not known); on failure what it
+    had.
     """
 
     __slots__ = ("after", "grant", "grants", "path", "seen")
 
     def __init__(self, grants: dict[Grant, Seen], grant: Grant, path: str,
-                 after: ETagValue | ItemNotAvailableFlag) -> None:
+                 after: ETagValue | ItemNotAvailableFlag | None) -> None:
         self.grants, self.grant, self.path, self.after = grants, grant, path, after
         self.seen: Seen = None
 
@@ -71,4 +72,7 @@ class Using:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.grants[self.grant] = (self.path, self.after) if exc_type is None else self.seen
+        if exc_type is not None:
+            self.grants[self.grant] = self.seen
+        else:
+            self.grants[self.grant] = None if self.after is None else (self.path, self.after)
