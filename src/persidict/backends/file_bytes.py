@@ -14,11 +14,18 @@ import functools
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, overload
 
-from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
+from ..concurrency.atomic import (
+    Spare,
+    open_no_symlinks,
+    read_file,
+    sync_after_commit,
+    write_atomic,
+)
 from ..concurrency.journal import Journal
 from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import KeyLocks, lock_offset
@@ -30,6 +37,12 @@ from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_key
 from .key_grants import Using, grant_of, held, note
 
 _PATH_CACHE_MAX = 4096
+
+MISSING = object()
+"""What FileBytes.decoded returns for an absent key."""
+
+# Each thread's spare read buffer (atomic.Spare), None while lent out.
+_spares = threading.local()
 
 def content_etag(data: bytes) -> ETagValue:
     """The etag of stored bytes: a function of the content.
@@ -131,22 +144,31 @@ class FileBytes(ByteStore):
 
     # -- the contract -------------------------------------------------------
 
-    def _read(self, key: NonEmptySafeStrTuple, path: str) -> bytes | None:
+    @overload
+    def _read(self, key: NonEmptySafeStrTuple, path: str, spare: None = None) -> bytes | None: ...
+    @overload
+    def _read(
+        self, key: NonEmptySafeStrTuple, path: str, spare: Spare
+    ) -> bytes | memoryview | None: ...
+    def _read(
+        self, key: NonEmptySafeStrTuple, path: str, spare: Spare | None = None
+    ) -> bytes | memoryview | None:
         """The bytes of ``key``; None if absent, a symlink, or under one.
 
         Below base, openat2(RESOLVE_NO_SYMLINKS) checks every directory
         in the same call as the open (an lstat per level costs more).
+        ``spare``: a big file may come back as a view of it (read_file).
         """
         if not self.hashed and len(key.strings) == 1:
-            return read_file(path)
+            return read_file(path, spare=spare)
         if open_no_symlinks is not None and self._no_links_above:
             try:
-                return read_file(path, no_symlinks=True)
+                return read_file(path, no_symlinks=True, spare=spare)
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
             # A symlink on the path: find out whether it is below base.
-        data = read_file(path)
+        data = read_file(path, spare=spare)
         if data is not None and planted_link(self.base, path) is not None:
             return None
         return data
@@ -179,6 +201,32 @@ class FileBytes(ByteStore):
         except OSError as exc:
             self._fail(exc, "read", key, path)
             raise
+
+    def decoded(self, key: NonEmptySafeStrTuple, decode: Callable[[Any], Any]) -> Any:
+        """``decode(bytes of key)``, or MISSING if absent; no etag is computed.
+
+        A big file is read into this thread's spare buffer and ``decode``
+        gets a memoryview of it, valid only during the call (pickle.loads
+        copies what it keeps): one big allocation per read, not two. The
+        buffer is lent out meanwhile, so a read inside ``decode`` uses its own.
+        """
+        path = self.where(key)[0]
+        spare: Spare = getattr(_spares, "spare", None) or Spare()
+        _spares.spare = None
+        data: bytes | memoryview | None = None
+        try:
+            data = self._read(key, path, spare)
+            return MISSING if data is None else decode(data)
+        except OSError as exc:
+            self._fail(exc, "read", key, path)
+            raise
+        finally:
+            if isinstance(data, memoryview):
+                try:
+                    data.release()
+                except BufferError:  # decode kept a view of it: let it have the buffer
+                    spare = Spare()
+            _spares.spare = spare
 
     def _exclusive(
         self, locks: KeyLocks, offset: int, key: NonEmptySafeStrTuple, path: str,

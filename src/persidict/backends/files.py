@@ -13,10 +13,11 @@ from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import META_DIR, require_file_locks
 from ..concurrency.marker import open_root
 from ..concurrency.repair import CheckReport, check_tree
-from ..engine.keys import LAYOUTS, MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_prefix
+from ..engine.flags import DELETE_CURRENT, KEEP_CURRENT
+from ..engine.keys import LAYOUTS, MAX_DIGEST_LEN, NonEmptySafeStrTuple, to_key, to_prefix
 from ..engine.persidict import PersiDict
 from ..engine.values import sorted_params
-from .file_bytes import FileBytes, content_etag
+from .file_bytes import MISSING, FileBytes, content_etag
 from .file_walk import planted_link
 
 __all__ = ["FileDirDict", "content_etag"]
@@ -158,13 +159,27 @@ class FileDirDict(PersiDict[Any]):
         # Keys without the (key, timestamp) pairs of a scan: a listing's floor.
         return self._bytes.keys()
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # docstring inherited; a plain write computes no etag (a hash of the whole value)
+        if value is KEEP_CURRENT or value is DELETE_CURRENT or self._append_only:
+            super().__setitem__(key, value)
+            return
+        k = to_key(key)
+        self._check_value(k, value)
+        self._bytes.put(k, self._encode(k, value))
+
     def _load(self, key: NonEmptySafeStrTuple) -> Any:
-        data = self._bytes.read(key).data
-        if data is None:
+        # A plain get needs no etag; pickle decodes a big value from a view.
+        if self.serialization_format == "pkl":
+            value = self._bytes.decoded(key, lambda data: self._decode(key, data))
+        else:
+            data = self._bytes.read_data(key)
+            value = MISSING if data is None else self._decode(key, data)
+        if value is MISSING:
             # Built only on a miss, so a hit pays nothing for it.
             path = self._bytes.path(key)
             raise KeyError(key) from FileNotFoundError(errno.ENOENT, _ENOENT_TEXT, path)
-        return self._decode(key, data)
+        return value
 
     def check(self, fix: bool = False) -> CheckReport:
         """Report what crashes or outside hands left in this store's directory.

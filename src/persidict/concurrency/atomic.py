@@ -27,11 +27,14 @@ import platform
 import struct
 import sys
 from collections.abc import Callable
+from typing import overload
 
 from .journal import TEMP_PREFIX, temp_name
 
 __all__ = [
+    "SPARE_MAX",
     "TEMP_PREFIX",
+    "Spare",
     "fsync_dir",
     "make_dirs",
     "open_no_symlinks",
@@ -93,7 +96,56 @@ open_no_symlinks = _load_openat2()
 """Open for reading, refusing a symlink anywhere in the path (ELOOP); None if unsupported."""
 
 
-def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
+class Spare:
+    """A reusable read buffer: a big value read into it is decoded without a copy.
+
+    Decoding bytes read fresh makes two big allocations per read (the bytes,
+    then the decoded value); glibc hands both back to the kernel when freed,
+    so each read pays page faults on 2 MiB for a 1 MiB value (~10x the read).
+    One owner at a time (see FileBytes.decoded); at most SPARE_MAX bytes.
+    """
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def sized(self, n: int) -> bytearray:
+        """The buffer, at least ``n`` bytes long."""
+        if len(self.buf) < n:
+            self.buf = bytearray(-(-n // _READ_CHUNK) * _READ_CHUNK)
+        return self.buf
+
+
+SPARE_MAX = 4 << 20
+
+
+def _read_spare(fd: int, spare: Spare) -> memoryview | None:
+    """The file (from offset 0) as a view of ``spare``; None if it outgrows it."""
+    size = os.fstat(fd).st_size
+    if size >= SPARE_MAX:
+        return None
+    view = memoryview(spare.sized(size + 1))
+    os.lseek(fd, 0, os.SEEK_SET)
+    n = 0
+    while n < len(view):
+        got = os.readv(fd, [view[n:]])
+        if not got:
+            return view[:n]
+        n += got
+    view.release()  # grew since fstat: read it as bytes
+    return None
+
+
+@overload
+def read_file(path: str, *, no_symlinks: bool = False, spare: None = None) -> bytes | None: ...
+@overload
+def read_file(
+    path: str, *, no_symlinks: bool = False, spare: Spare
+) -> bytes | memoryview | None: ...
+def read_file(
+    path: str, *, no_symlinks: bool = False, spare: Spare | None = None
+) -> bytes | memoryview | None:
     """The whole file, or None if there is no such regular file.
 
     Lock-free: a file replaced by write_atomic is read whole, old or new,
@@ -101,6 +153,8 @@ def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
     (O_NOFOLLOW): it is not a value, wherever it points. ``no_symlinks``
     (only when ``open_no_symlinks`` is not None): a symlink anywhere in the
     path raises OSError(ELOOP), for the caller to judge where it is.
+    ``spare``: a file over 64 KiB may come back as a memoryview of it (bytes
+    otherwise), valid until the buffer is reused.
 
     open/read/close by hand: FileIO.readall() adds two fstat calls and an
     lseek to every read, which is most of a small value's cost.
@@ -122,6 +176,10 @@ def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
         # sure. Large files go to FileIO.readall, which reads into one buffer
         # sized by fstat (growing bytes by hand costs ~10x on 1 MiB).
         if len(data) == _READ_CHUNK or os.read(fd, _READ_CHUNK):
+            if spare is not None:
+                view = _read_spare(fd, spare)
+                if view is not None:
+                    return view
             os.lseek(fd, 0, os.SEEK_SET)
             with io.FileIO(fd, closefd=False) as f:
                 return f.readall()
