@@ -110,31 +110,37 @@ class Spare:
     def __init__(self) -> None:
         self.buf = bytearray()
 
-    def sized(self, n: int) -> bytearray:
-        """The buffer, at least ``n`` bytes long."""
+    def sized(self, n: int, keep: int = 0) -> bytearray:
+        """The buffer, at least ``n`` bytes long, its first ``keep`` bytes kept."""
         if len(self.buf) < n:
-            self.buf = bytearray(-(-n // _READ_CHUNK) * _READ_CHUNK)
+            old, self.buf = self.buf, bytearray(-(-n // _READ_CHUNK) * _READ_CHUNK)
+            self.buf[:keep] = memoryview(old)[:keep]
         return self.buf
 
 
 SPARE_MAX = 4 << 20
 
 
-def _read_spare(fd: int, spare: Spare) -> memoryview | None:
-    """The file (from offset 0) as a view of ``spare``; None if it outgrows it."""
+def _read_spare(fd: int, spare: Spare, head: bytes) -> memoryview | None:
+    """The file, whose first bytes ``head`` were read, as a view of ``spare``.
+
+    None if it is SPARE_MAX or more. The rest is read into the buffer sized
+    by fstat (+1 to see EOF); a short read ends only at a read of 0 bytes.
+    """
     size = os.fstat(fd).st_size
     if size >= SPARE_MAX:
         return None
-    view = memoryview(spare.sized(size + 1))
-    os.lseek(fd, 0, os.SEEK_SET)
-    n = 0
-    while n < len(view):
+    n = len(head)
+    view = memoryview(spare.sized(max(size + 1, n + _READ_CHUNK)))
+    view[:n] = head
+    while True:
+        if n == len(view):  # grew since fstat
+            view.release()
+            view = memoryview(spare.sized(n + _READ_CHUNK, keep=n))
         got = os.readv(fd, [view[n:]])
         if not got:
             return view[:n]
         n += got
-    view.release()  # grew since fstat: read it as bytes
-    return None
 
 
 @overload
@@ -153,8 +159,8 @@ def read_file(
     (O_NOFOLLOW): it is not a value, wherever it points. ``no_symlinks``
     (only when ``open_no_symlinks`` is not None): a symlink anywhere in the
     path raises OSError(ELOOP), for the caller to judge where it is.
-    ``spare``: a file over 64 KiB may come back as a memoryview of it (bytes
-    otherwise), valid until the buffer is reused.
+    ``spare``: a file over 64 KiB (below SPARE_MAX) comes back as a
+    memoryview of it, valid until the buffer is reused.
 
     open/read/close by hand: FileIO.readall() adds two fstat calls and an
     lseek to every read, which is most of a small value's cost.
@@ -175,11 +181,11 @@ def read_file(
         # A short read means EOF on local files, but not on every mount: make
         # sure. Large files go to FileIO.readall, which reads into one buffer
         # sized by fstat (growing bytes by hand costs ~10x on 1 MiB).
+        if len(data) == _READ_CHUNK and spare is not None:
+            view = _read_spare(fd, spare, data)
+            if view is not None:
+                return view
         if len(data) == _READ_CHUNK or os.read(fd, _READ_CHUNK):
-            if spare is not None:
-                view = _read_spare(fd, spare)
-                if view is not None:
-                    return view
             os.lseek(fd, 0, os.SEEK_SET)
             with io.FileIO(fd, closefd=False) as f:
                 return f.readall()
