@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, overload
 
 from ..concurrency.atomic import (
@@ -34,7 +34,7 @@ from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
 from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
-from .key_grants import Using, grant_of, held, note
+from .key_grants import Holding, Using, grant_of, held, note
 
 _PATH_CACHE_MAX = 4096
 
@@ -269,7 +269,9 @@ class FileBytes(ByteStore):
         path, locks, offset = self.where(key)
         try:
             with self._exclusive(locks, offset, key, path, etag) as known:
-                self.refuse_link(self._linked(key, path), f"write key {key!r}", key)
+                link = self._linked(key, path)
+                if link is not None:
+                    self.refuse_link(link, f"write key {key!r}", key)
                 if isinstance(if_match, ItemNotAvailableFlag):
                     if _is_file(path) if known is None else known is not ABSENT:
                         raise PreconditionFailed
@@ -356,8 +358,7 @@ class FileBytes(ByteStore):
         # docstring inherited; counts valid names without building a key per file
         return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
 
-    @contextmanager
-    def lock(self, key: NonEmptySafeStrTuple) -> Iterator[None]:
+    def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
         """Hold ``key``'s lock; this thread's writes and deletes of it then take none.
 
         Re-entrant per thread (a nested lock(key) holds nothing more), so
@@ -368,11 +369,5 @@ class FileBytes(ByteStore):
         grants = held()
         grant = grant_of(locks, offset)
         if grant in grants:
-            yield
-            return
-        with locks.hold_at(offset, key):
-            grants[grant] = None
-            try:
-                yield
-            finally:
-                grants.pop(grant, None)
+            return nullcontext()
+        return Holding(grants, grant, locks.hold_at(offset, key))

@@ -11,13 +11,14 @@ commit compares with that etag instead of reading the file again.
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from types import TracebackType
 
 from ..concurrency.locks import KeyLocks
 from ..concurrency.locks_common import fork_generation
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 
-__all__ = ["Grant", "Using", "grant_of", "held", "note"]
+__all__ = ["Grant", "Holding", "Using", "grant_of", "held", "note"]
 
 Grant = tuple[str, int, int]
 """(lock file, lock offset, fork generation): a forked child holds no parent lock."""
@@ -76,3 +77,22 @@ class Using:
             self.grants[self.grant] = self.seen
         else:
             self.grants[self.grant] = None if self.after is None else (self.path, self.after)
+
+
+class Holding:
+    """``lock(key)``: the key's lock (``hold``, a hold_at context) and its grant."""
+
+    __slots__ = ("grant", "grants", "hold")
+
+    def __init__(self, grants: dict[Grant, Seen], grant: Grant,
+                 hold: AbstractContextManager[None]) -> None:
+        self.grants, self.grant, self.hold = grants, grant, hold
+
+    def __enter__(self) -> None:
+        self.hold.__enter__()
+        self.grants[self.grant] = None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None:
+        self.grants.pop(self.grant, None)
+        return self.hold.__exit__(exc_type, exc, tb)

@@ -267,13 +267,12 @@ def _create_temp(directory: str, durable: bool) -> tuple[str, int]:
     raise FileNotFoundError(errno.ENOENT, "directory keeps disappearing", directory)
 
 
-def _commit(tmp: str, path: str, durable: bool) -> bool:
+def _commit(tmp: str, path: str, directory: str, durable: bool) -> bool:
     """rename(tmp, path); False if they are on different filesystems (EXDEV).
 
     A deleter may prune the target's directory at any moment before the
     rename; the rename then fails with ENOENT and we re-create it (bounded).
     """
-    directory = os.path.dirname(path)
     for _ in range(_MAX_DIR_RACES):
         try:
             os.replace(tmp, path)
@@ -311,7 +310,7 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
                 os.fsync(fd)
         finally:
             os.close(fd)
-        committed = _commit(tmp, path, durable)
+        committed = _commit(tmp, path, directory, durable)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
