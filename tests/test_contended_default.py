@@ -141,3 +141,30 @@ def test_nested_transform_of_another_key(tmp_path: Any) -> None:
     for _ in range(3):
         d.transform_item("k", transformer=outer)
     assert (d["k"], d["other"]) == (3, 3)
+
+
+def test_child_forked_inside_a_transformer_waits_for_the_lock(tmp_path: Any) -> None:
+    """A forked child holds none of its parent's locks: its write of the key waits."""
+    root = str(tmp_path)
+    d = FileDirDict(base_dir=root, durable=False)
+    d["k"] = 0
+    ctx = multiprocessing.get_context("fork")
+    wrote = ctx.Event()
+
+    def child_write() -> None:
+        FileDirDict(base_dir=root, durable=False)["k"] = 100
+        wrote.set()
+
+    child = ctx.Process(target=child_write)
+
+    def transformer(value: int) -> int:
+        child.start()
+        # Had the child inherited the grant, it would write at once and this
+        # commit would then overwrite it.
+        wrote.wait(timeout=2)
+        return value + 1
+
+    d.transform_item("k", transformer=transformer)
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert d["k"] == 100  # written after our commit, not lost under it
