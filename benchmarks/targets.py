@@ -134,6 +134,10 @@ def _contended_targets(c: Any) -> list[Verdict]:
         out.append(Verdict(f"{most} procs, one key: goodput >= 50 % of 1 process",
                            f"{o:.0f} vs {one:.0f} ops/s ({o / one:.0%})", ">= 50 %",
                            o >= 0.5 * one))
+    gave = [r["gave_up"] for r in ours.values() if "gave_up" in r]
+    out.append(Verdict("workers giving up (transform_item, default n_retries)",
+                       f"{max(gave) if gave else None} (max over {len(gave)} runs)", "= 0",
+                       max(gave) == 0 if gave else None))
     lost = {f"{kind} x{p}": r["lost_updates"] for kind, by in runs.items()
             for p, r in by.items() if "lost_updates" in r}
     worst = max(lost.values()) if lost else None

@@ -14,11 +14,18 @@ import functools
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, overload
 
-from ..concurrency.atomic import open_no_symlinks, read_file, sync_after_commit, write_atomic
+from ..concurrency.atomic import (
+    Spare,
+    open_no_symlinks,
+    read_file,
+    sync_after_commit,
+    write_atomic,
+)
 from ..concurrency.journal import Journal
 from ..concurrency.lock_tree import LockTree
 from ..concurrency.locks import KeyLocks, lock_offset
@@ -27,9 +34,15 @@ from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
 from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
+from .key_grants import Holding, Using, grant_of, held, note
 
 _PATH_CACHE_MAX = 4096
 
+MISSING = object()
+"""What FileBytes.decoded returns for an absent key."""
+
+# Each thread's spare read buffer (atomic.Spare), None while lent out.
+_spares = threading.local()
 
 def content_etag(data: bytes) -> ETagValue:
     """The etag of stored bytes: a function of the content.
@@ -131,22 +144,31 @@ class FileBytes(ByteStore):
 
     # -- the contract -------------------------------------------------------
 
-    def _read(self, key: NonEmptySafeStrTuple, path: str) -> bytes | None:
+    @overload
+    def _read(self, key: NonEmptySafeStrTuple, path: str, spare: None = None) -> bytes | None: ...
+    @overload
+    def _read(
+        self, key: NonEmptySafeStrTuple, path: str, spare: Spare
+    ) -> bytes | memoryview | None: ...
+    def _read(
+        self, key: NonEmptySafeStrTuple, path: str, spare: Spare | None = None
+    ) -> bytes | memoryview | None:
         """The bytes of ``key``; None if absent, a symlink, or under one.
 
         Below base, openat2(RESOLVE_NO_SYMLINKS) checks every directory
         in the same call as the open (an lstat per level costs more).
+        ``spare``: a big file may come back as a view of it (read_file).
         """
         if not self.hashed and len(key.strings) == 1:
-            return read_file(path)
+            return read_file(path, spare=spare)
         if open_no_symlinks is not None and self._no_links_above:
             try:
-                return read_file(path, no_symlinks=True)
+                return read_file(path, no_symlinks=True, spare=spare)
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
             # A symlink on the path: find out whether it is below base.
-        data = read_file(path)
+        data = read_file(path, spare=spare)
         if data is not None and planted_link(self.base, path) is not None:
             return None
         return data
@@ -155,18 +177,72 @@ class FileBytes(ByteStore):
         self, key: NonEmptySafeStrTuple, *, body: bool = True, if_none_match: str | None = None
     ) -> Blob:
         # docstring inherited; a file is read whole: its etag is its content's
-        path = self.where(key)[0]
+        path, locks, offset = self.where(key)
         try:
             data = self._read(key, path)
         except OSError as exc:
             self._fail(exc, "read", key, path)
             raise
+        etag = ABSENT if data is None else content_etag(data)
+        grants = held()
+        if grants:
+            note(grants, grant_of(locks, offset), path, etag)
         if data is None:
             return Blob(ABSENT, None)
-        etag = content_etag(data)
         if not body or etag == if_none_match:
             return Blob(etag, None)
         return Blob(etag, data)
+
+    def read_data(self, key: NonEmptySafeStrTuple) -> bytes | None:
+        """The bytes of ``key`` or None: a plain get needs no etag (no hash)."""
+        path = self.where(key)[0]
+        try:
+            return self._read(key, path)
+        except OSError as exc:
+            self._fail(exc, "read", key, path)
+            raise
+
+    def decoded(self, key: NonEmptySafeStrTuple, decode: Callable[[Any], Any]) -> Any:
+        """``decode(bytes of key)``, or MISSING if absent; no etag is computed.
+
+        A big file is read into this thread's spare buffer and ``decode``
+        gets a memoryview of it, valid only during the call (pickle.loads
+        copies what it keeps): one big allocation per read, not two. The
+        buffer is lent out meanwhile, so a read inside ``decode`` uses its own.
+        """
+        path = self.where(key)[0]
+        spare: Spare = getattr(_spares, "spare", None) or Spare()
+        _spares.spare = None
+        data: bytes | memoryview | None = None
+        try:
+            data = self._read(key, path, spare)
+            return MISSING if data is None else decode(data)
+        except OSError as exc:
+            self._fail(exc, "read", key, path)
+            raise
+        finally:
+            if isinstance(data, memoryview):
+                try:
+                    data.release()
+                except BufferError:  # decode kept a view of it: let it have the buffer
+                    spare = Spare()
+            _spares.spare = spare
+
+    def _exclusive(
+        self, locks: KeyLocks, offset: int, key: NonEmptySafeStrTuple, path: str,
+        after: ETagValue | ItemNotAvailableFlag | None,
+    ) -> AbstractContextManager[ETagValue | ItemNotAvailableFlag | None]:
+        """The key's lock for one mutation leaving ``after`` (None: unknown); gives the etag known.
+
+        Inside lock(key) there is no lock to take and the etag is known
+        (``key_grants.py``); otherwise the lock is taken and nothing is known.
+        """
+        grants = held()
+        if grants:
+            grant = grant_of(locks, offset)
+            if grant in grants:
+                return Using(grants, grant, path, after)
+        return locks.hold_at(offset, key)
 
     def _current(self, path: str) -> ETagValue | ItemNotAvailableFlag:
         data = read_file(path)
@@ -174,33 +250,54 @@ class FileBytes(ByteStore):
 
     def write(self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch) -> ETagValue:
         # docstring inherited
+        etag = content_etag(data)
+        self._write(key, data, if_match, etag)
+        return etag
+
+    def put(self, key: NonEmptySafeStrTuple, data: bytes) -> None:
+        """Store ``data`` unconditionally, computing no etag (a plain ``d[k] = v``).
+
+        The etag is a hash of the content: on 1 MiB it costs as much as the
+        write itself, and a plain set returns none.
+        """
+        self._write(key, data, None, None)
+
+    def _write(
+        self, key: NonEmptySafeStrTuple, data: bytes, if_match: IfMatch, etag: ETagValue | None
+    ) -> None:
+        """write() with the new etag given (None: not computed)."""
         path, locks, offset = self.where(key)
         try:
-            with locks.hold_at(offset, key):
-                self.refuse_link(self._linked(key, path), f"write key {key!r}", key)
+            with self._exclusive(locks, offset, key, path, etag) as known:
+                link = self._linked(key, path)
+                if link is not None:
+                    self.refuse_link(link, f"write key {key!r}", key)
                 if isinstance(if_match, ItemNotAvailableFlag):
-                    if _is_file(path):
+                    if _is_file(path) if known is None else known is not ABSENT:
                         raise PreconditionFailed
-                elif if_match is not None and self._current(path) != if_match:
+                elif if_match is not None and (
+                    self._current(path) if known is None else known
+                ) != if_match:
                     raise PreconditionFailed
                 write_atomic(path, data, durable=self.durable, tmp_dir=self.journal.directory)
         except OSError as exc:
             self._fail(exc, "write", key, path)
             raise
         self.journal.maybe_recover()
-        return content_etag(data)
 
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited
         path, locks, offset = self.where(key)
         directory = os.path.dirname(path)
         try:
-            with locks.hold_at(offset, key):
+            with self._exclusive(locks, offset, key, path, ABSENT) as known:
                 if if_match is None and not _is_file(path):
                     return False  # absent, or a symlink (not a key; `check` reports it)
                 if self._linked(key, path) is not None:
                     return False  # no key lives under a symlink; never unlink through one
-                if if_match is not None and self._current(path) != if_match:
+                if if_match is not None and (
+                    self._current(path) if known is None else known
+                ) != if_match:
                     raise PreconditionFailed
                 try:
                     os.unlink(path)
@@ -262,6 +359,15 @@ class FileBytes(ByteStore):
         return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
 
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
-        # docstring inherited
+        """Hold ``key``'s lock; this thread's writes and deletes of it then take none.
+
+        Re-entrant per thread (a nested lock(key) holds nothing more), so
+        code run under it may write the key (transform_item's commit then
+        sees the etag changed); other threads and processes wait.
+        """
         _, locks, offset = self.where(key)
-        return locks.hold_at(offset, key)
+        grants = held()
+        grant = grant_of(locks, offset)
+        if grant in grants:
+            return nullcontext()
+        return Holding(grants, grant, locks.hold_at(offset, key))

@@ -18,7 +18,7 @@ from ..engine.names import LAYOUTS
 from ..engine.persidict import PersiDict
 from ..engine.results import ValueType
 from ..engine.values import sorted_params
-from .file_bytes import FileBytes, content_etag
+from .file_bytes import MISSING, FileBytes, content_etag
 from .file_walk import planted_link
 
 __all__ = ["FileDirDict", "content_etag"]
@@ -189,13 +189,18 @@ class FileDirDict(PersiDict[ValueType]):
         # Keys without the (key, timestamp) pairs of a scan: a listing's floor.
         return self._bytes.keys()
 
-    def _load(self, key: NonEmptySafeStrTuple) -> ValueType:
-        data = self._bytes.read(key).data
-        if data is None:
+    def _load(self, key: NonEmptySafeStrTuple) -> Any:
+        # A plain get needs no etag; pickle decodes a big value from a view.
+        if self.serialization_format == "pkl":
+            value = self._bytes.decoded(key, lambda data: self._decode(key, data))
+        else:
+            data = self._bytes.read_data(key)
+            value = MISSING if data is None else self._decode(key, data)
+        if value is MISSING:
             # Built only on a miss, so a hit pays nothing for it.
             path = self._bytes.path(key)
             raise KeyError(key) from FileNotFoundError(errno.ENOENT, _ENOENT_TEXT, path)
-        return self._decode(key, data)
+        return value
 
     def check(self, fix: bool = False) -> CheckReport:
         """Report what crashes or outside hands left in this store's directory.

@@ -27,11 +27,14 @@ import platform
 import struct
 import sys
 from collections.abc import Callable
+from typing import overload
 
 from .journal import TEMP_PREFIX, temp_name
 
 __all__ = [
+    "SPARE_MAX",
     "TEMP_PREFIX",
+    "Spare",
     "fsync_dir",
     "make_dirs",
     "open_no_symlinks",
@@ -93,7 +96,62 @@ open_no_symlinks = _load_openat2()
 """Open for reading, refusing a symlink anywhere in the path (ELOOP); None if unsupported."""
 
 
-def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
+class Spare:
+    """A reusable read buffer: a big value read into it is decoded without a copy.
+
+    Decoding bytes read fresh makes two big allocations per read (the bytes,
+    then the decoded value); glibc hands both back to the kernel when freed,
+    so each read pays page faults on 2 MiB for a 1 MiB value (~10x the read).
+    One owner at a time (see FileBytes.decoded); at most SPARE_MAX bytes.
+    """
+
+    __slots__ = ("buf",)
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def sized(self, n: int, keep: int = 0) -> bytearray:
+        """The buffer, at least ``n`` bytes long, its first ``keep`` bytes kept."""
+        if len(self.buf) < n:
+            old, self.buf = self.buf, bytearray(-(-n // _READ_CHUNK) * _READ_CHUNK)
+            self.buf[:keep] = memoryview(old)[:keep]
+        return self.buf
+
+
+SPARE_MAX = 4 << 20
+
+
+def _read_spare(fd: int, spare: Spare, head: bytes) -> memoryview | None:
+    """The file, whose first bytes ``head`` were read, as a view of ``spare``.
+
+    None if it is SPARE_MAX or more. The rest is read into the buffer sized
+    by fstat (+1 to see EOF); a short read ends only at a read of 0 bytes.
+    """
+    size = os.fstat(fd).st_size
+    if size >= SPARE_MAX:
+        return None
+    n = len(head)
+    view = memoryview(spare.sized(max(size + 1, n + _READ_CHUNK)))
+    view[:n] = head
+    while True:
+        if n == len(view):  # grew since fstat
+            view.release()
+            view = memoryview(spare.sized(n + _READ_CHUNK, keep=n))
+        got = os.readv(fd, [view[n:]])
+        if not got:
+            return view[:n]
+        n += got
+
+
+@overload
+def read_file(path: str, *, no_symlinks: bool = False, spare: None = None) -> bytes | None: ...
+@overload
+def read_file(
+    path: str, *, no_symlinks: bool = False, spare: Spare
+) -> bytes | memoryview | None: ...
+def read_file(
+    path: str, *, no_symlinks: bool = False, spare: Spare | None = None
+) -> bytes | memoryview | None:
     """The whole file, or None if there is no such regular file.
 
     Lock-free: a file replaced by write_atomic is read whole, old or new,
@@ -101,6 +159,8 @@ def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
     (O_NOFOLLOW): it is not a value, wherever it points. ``no_symlinks``
     (only when ``open_no_symlinks`` is not None): a symlink anywhere in the
     path raises OSError(ELOOP), for the caller to judge where it is.
+    ``spare``: a file over 64 KiB (below SPARE_MAX) comes back as a
+    memoryview of it, valid until the buffer is reused.
 
     open/read/close by hand: FileIO.readall() adds two fstat calls and an
     lseek to every read, which is most of a small value's cost.
@@ -121,6 +181,10 @@ def read_file(path: str, *, no_symlinks: bool = False) -> bytes | None:
         # A short read means EOF on local files, but not on every mount: make
         # sure. Large files go to FileIO.readall, which reads into one buffer
         # sized by fstat (growing bytes by hand costs ~10x on 1 MiB).
+        if len(data) == _READ_CHUNK and spare is not None:
+            view = _read_spare(fd, spare, data)
+            if view is not None:
+                return view
         if len(data) == _READ_CHUNK or os.read(fd, _READ_CHUNK):
             os.lseek(fd, 0, os.SEEK_SET)
             with io.FileIO(fd, closefd=False) as f:
@@ -203,13 +267,12 @@ def _create_temp(directory: str, durable: bool) -> tuple[str, int]:
     raise FileNotFoundError(errno.ENOENT, "directory keeps disappearing", directory)
 
 
-def _commit(tmp: str, path: str, durable: bool) -> bool:
+def _commit(tmp: str, path: str, directory: str, durable: bool) -> bool:
     """rename(tmp, path); False if they are on different filesystems (EXDEV).
 
     A deleter may prune the target's directory at any moment before the
     rename; the rename then fails with ENOENT and we re-create it (bounded).
     """
-    directory = os.path.dirname(path)
     for _ in range(_MAX_DIR_RACES):
         try:
             os.replace(tmp, path)
@@ -247,7 +310,7 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
                 os.fsync(fd)
         finally:
             os.close(fd)
-        committed = _commit(tmp, path, durable)
+        committed = _commit(tmp, path, directory, durable)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

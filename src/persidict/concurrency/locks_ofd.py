@@ -9,8 +9,9 @@ default where the kernel has them. Why this mechanism:
 - The kernel drops them when the holder dies: no stale locks after SIGKILL.
 - One lock file per store: no pile of lock files, and nothing is ever
   unlinked, so nobody can lock an orphaned inode.
-- A caller never holds two key locks at once, so there is no deadlock; waits
-  are bounded by a timeout that raises LockTimeoutError (a TimeoutError).
+- persidict itself never holds two key locks at once (only a transform_item
+  transformer that writes other keys does: see its docstring); every wait is
+  bounded by a timeout that raises LockTimeoutError (a TimeoutError).
 
 Two keys whose hashes share a byte merely serialize; 2**62 offsets make
 that negligible. Which lock file guards a file is decided in ``marker.py``.

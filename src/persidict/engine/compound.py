@@ -37,14 +37,17 @@ class CompoundOps(ConditionalOps[ValueType]):
         key : str or sequence of str
             The key to transform.
         transformer : TransformingFunction[ValueType]
-            A callable, called with the current value (``ITEM_NOT_AVAILABLE``
-            for an absent key); returns the new value, ``KEEP_CURRENT``
-            (write nothing) or ``DELETE_CURRENT`` (delete the key). It runs
-            outside any lock and may be called again after a lost race, so
-            it must have no side effects.
+            Called with the current value (``ITEM_NOT_AVAILABLE`` for an
+            absent key); returns the new value, ``KEEP_CURRENT`` (write
+            nothing) or ``DELETE_CURRENT`` (delete the key). Where the
+            backend locks keys (FileDirDict) it runs under the key's lock,
+            so concurrent transforms of one key queue instead of racing;
+            elsewhere (S3, LocalDict) it runs outside any lock and may be
+            called again after a lost race. It must have no side effects.
         n_retries : int or None, default 6
-            How many lost races to retry before giving up; ``None`` retries
-            without limit.
+            How many lost commits to retry before giving up; ``None`` retries
+            without limit. Under a key lock a commit loses only to a write
+            that bypasses the lock (the transformer's own write of the key).
 
         Returns
         -------
@@ -55,7 +58,11 @@ class CompoundOps(ConditionalOps[ValueType]):
         Raises
         ------
         ConcurrencyConflictError
-            ``n_retries`` commits in a row lost to concurrent writers.
+            ``n_retries`` commits in a row lost to concurrent writers (never
+            to other transforms of the key where the backend locks keys).
+        LockTimeoutError
+            FileDirDict: the key's lock was not acquired within
+            ``lock_timeout`` (another holder's transformer ran that long).
         MutationPolicyError
             The store is append-only and the result would change or delete
             an existing value.
@@ -78,32 +85,56 @@ class CompoundOps(ConditionalOps[ValueType]):
         still holds the version the transformer saw, so no concurrent
         update is ever lost. Whatever ``transformer`` raises propagates and
         nothing is written.
+
+        Under a key lock (FileDirDict) other writers of the key wait while
+        the transformer runs: keep it short. It may read any key. Writing
+        the key it transforms (directly or by a nested transform_item of
+        it) does not deadlock (the lock is re-entrant within a thread) but
+        makes this commit lose, as on every store. Writing *other* keys
+        takes their locks while this one is held: two such transformers
+        taking two keys' locks in opposite orders wait on each other until
+        ``lock_timeout`` raises LockTimeoutError; write other keys after
+        transform_item returns instead.
         """
         check_n_retries(n_retries)
         if not callable(transformer):
             raise TypeError(f"transformer must be callable, got {transformer!r}")
         k = to_key(key)
-        if self._bytes.capabilities.discards_writes:
+        capabilities = self._bytes.capabilities
+        if capabilities.discards_writes:
             return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)  # nothing to transform
         attempt = 0
         while True:
-            version = self._get(k, retrieve=True)
-            new_value = transformer(version.value)
-            if new_value is KEEP_CURRENT:
-                return OperationResult(version.etag, version.value)
-            try:
-                if new_value is DELETE_CURRENT:
-                    if absent(version.etag):
-                        return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-                    self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
+            if capabilities.locks_keys:
+                with self._bytes.lock(k):
+                    result = self._transform_once(k, transformer)
+            else:
+                result = self._transform_once(k, transformer)
+            if result is not None:
+                return result
+            attempt += 1
+            if n_retries is not None and attempt > n_retries:
+                raise ConcurrencyConflictError(k, attempt)
+            backoff(attempt + 1)
+
+    def _transform_once(
+        self, k: NonEmptySafeStrTuple, transformer: Any
+    ) -> OperationResult[Any] | None:
+        """Snapshot, transform, commit on the snapshot's etag; None if the commit lost."""
+        version = self._get(k, retrieve=True)
+        new_value = transformer(version.value)
+        if new_value is KEEP_CURRENT:
+            return OperationResult(version.etag, version.value)
+        try:
+            if new_value is DELETE_CURRENT:
+                if absent(version.etag):
                     return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-                etag = self._put(k, new_value, if_match=version.etag)
-                return OperationResult(etag, kept(etag, new_value))
-            except PreconditionFailed:
-                attempt += 1
-                if n_retries is not None and attempt > n_retries:
-                    raise ConcurrencyConflictError(k, attempt) from None
-                backoff(attempt + 1)
+                self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
+                return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
+            etag = self._put(k, new_value, if_match=version.etag)
+            return OperationResult(etag, kept(etag, new_value))
+        except PreconditionFailed:
+            return None
 
     @overload
     def setdefault(self, key: Any, default: None = None) -> ValueType | None: ...
@@ -355,20 +386,3 @@ class CompoundOps(ConditionalOps[ValueType]):
             The storage failed (an I/O or S3 error); the store is unchanged.
         """
         return self.discard(key)
-
-    def clear(self) -> None:
-        """Remove every item of this store's serialization format.
-
-        Not atomic as a whole: each key is deleted on its own, so keys
-        written meanwhile may survive.
-
-        Raises
-        ------
-        MutationPolicyError
-            The store is append-only.
-        BackendError
-            The storage failed (an I/O or S3 error).
-        """
-        self._forbid_if_append_only()
-        for k, _ in list(self._iter_keys()):
-            self._remove(k, if_match=None)

@@ -25,7 +25,8 @@ It declares ``capabilities`` rather than letting callers guess: ``subdicts``
 and ``discards_writes`` (writes succeed and vanish: the null store).
 ``name`` names the backend in errors; ``location(key)`` says where a key
 lives, for messages. ``contains``, ``count`` and ``keys`` have defaults built
-on the five operations; a backend overrides them only to be faster.
+on the five operations, and ``put`` (a write whose etag nobody needs) on
+``write``; a backend overrides them only to be faster.
 
 Everything above bytes -- codecs, ``base_class_for_values``, append-only and
 write-once rules, jokers, the ``*_if`` operations, transform_item -- is the
@@ -224,6 +225,27 @@ class ByteStore(ABC):
             Each key once.
         """
         return (k for k, _ in self.scan())
+
+    def put(self, key: NonEmptySafeStrTuple, data: bytes) -> None:
+        """Store ``data`` unconditionally when nobody needs the new etag.
+
+        A plain ``d[k] = v``. The default is ``write(key, data,
+        if_match=None)``; a backend whose etag is costly (a content hash)
+        overrides it to skip computing one.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+        data : bytes
+            The encoded value.
+
+        Raises
+        ------
+        BackendError
+            The storage failed.
+        """
+        self.write(key, data, if_match=None)
 
     def contains(self, key: NonEmptySafeStrTuple) -> bool:
         """Return whether ``key`` is present.

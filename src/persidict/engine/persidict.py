@@ -163,7 +163,7 @@ class PersiDict(SamplingOps[ValueType], MutableMapping[NonEmptySafeStrTuple, Val
         if value is DELETE_CURRENT:
             self.discard(k)
             return
-        self._put(k, value, if_match=None)
+        self._set(k, value)
 
     def __delitem__(self, key: Any) -> None:
         """Delete ``key`` (``del d[key]``).

@@ -172,6 +172,23 @@ class SamplingOps(CompoundOps[ValueType]):
                 chosen = k
         return chosen
 
+    def clear(self) -> None:
+        """Remove every item of this store's serialization format.
+
+        Not atomic as a whole: each key is deleted on its own, so keys
+        written meanwhile may survive.
+
+        Raises
+        ------
+        MutationPolicyError
+            The store is append-only.
+        BackendError
+            The storage failed (an I/O or S3 error).
+        """
+        self._forbid_if_append_only()
+        for k, _ in list(self._iter_keys()):
+            self._remove(k, if_match=None)
+
     def evict(
         self, *, older_than: float | None = None, max_items: int | None = None
     ) -> EvictReport:

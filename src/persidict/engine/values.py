@@ -233,6 +233,15 @@ class StoreCore(Store, ABC, Generic[ValueType]):
                 raise self._policy_error() from None
         return self._bytes.write(key, self._encode(key, value), if_match=if_match)
 
+    def _set(self, key: NonEmptySafeStrTuple, value: Any) -> None:
+        """``d[k] = v``: ``_put(if_match=None)`` without the etag, which may cost a hash."""
+        if self._append_only:  # the policy of a plain write is _put's
+            self._put(key, value, if_match=None)
+            return
+        self._check_value(key, value)
+        self._bytes.put(key, self._encode(key, value))
+
+
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         """Atomically delete ``key``; return whether it existed.
 

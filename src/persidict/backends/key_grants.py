@@ -1,0 +1,98 @@
+"""The key locks a thread holds through ``FileBytes.lock``, and what it saw there.
+
+Inside ``lock(key)`` (transform_item's read, transformer and commit) this
+thread's writes and deletes of the key take no second lock: the key locks
+are not re-entrant, and a second take would raise. And the etag this thread
+last read or wrote there is the file's: every writer of the key takes its
+lock, so nobody else can change the file meanwhile, and a conditional
+commit compares with that etag instead of reading the file again.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager
+from types import TracebackType
+
+from ..concurrency.locks import KeyLocks
+from ..concurrency.locks_common import fork_generation
+from ..engine.flags import ETagValue, ItemNotAvailableFlag
+
+__all__ = ["Grant", "Holding", "Using", "grant_of", "held", "note"]
+
+Grant = tuple[str, int, int]
+"""(lock file, lock offset, fork generation): a forked child holds no parent lock."""
+Seen = tuple[str, ETagValue | ItemNotAvailableFlag] | None
+"""(path, etag) this thread last read or wrote under the grant; None: not known."""
+
+_local = threading.local()
+
+
+def held() -> dict[Grant, Seen]:
+    """This thread's grants (empty when it holds no lock through lock())."""
+    grants: dict[Grant, Seen] | None = getattr(_local, "grants", None)
+    if grants is None:
+        grants = _local.grants = {}
+    return grants
+
+
+def grant_of(locks: KeyLocks, offset: int) -> Grant:
+    """The grant that stands for the lock at ``offset`` of ``locks``."""
+    return (locks.lock_path, offset, fork_generation())
+
+
+def note(grants: dict[Grant, Seen], grant: Grant, path: str,
+         etag: ETagValue | ItemNotAvailableFlag) -> None:
+    """Record what a read under ``grant`` found at ``path`` (nothing if not held)."""
+    if grant in grants:
+        grants[grant] = (path, etag)
+
+
+class Using:
+    """One write or delete under a held grant: no lock to take.
+
+    ``with`` gives the etag known for ``path`` (None: read it). While the
+    mutation runs the grant is withdrawn, so a re-entry then (a signal
+    handler's write) goes to ``hold_at``, which refuses it as before. On
+    success the grant records ``after`` (None: not known); on failure what it
+    had.
+    """
+
+    __slots__ = ("after", "grant", "grants", "path", "seen")
+
+    def __init__(self, grants: dict[Grant, Seen], grant: Grant, path: str,
+                 after: ETagValue | ItemNotAvailableFlag | None) -> None:
+        self.grants, self.grant, self.path, self.after = grants, grant, path, after
+        self.seen: Seen = None
+
+    def __enter__(self) -> ETagValue | ItemNotAvailableFlag | None:
+        self.seen = self.grants.pop(self.grant)
+        if self.seen is not None and self.seen[0] == self.path:
+            return self.seen[1]
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.grants[self.grant] = self.seen
+        else:
+            self.grants[self.grant] = None if self.after is None else (self.path, self.after)
+
+
+class Holding:
+    """``lock(key)``: the key's lock (``hold``, a hold_at context) and its grant."""
+
+    __slots__ = ("grant", "grants", "hold")
+
+    def __init__(self, grants: dict[Grant, Seen], grant: Grant,
+                 hold: AbstractContextManager[None]) -> None:
+        self.grants, self.grant, self.hold = grants, grant, hold
+
+    def __enter__(self) -> None:
+        self.hold.__enter__()
+        self.grants[self.grant] = None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None:
+        self.grants.pop(self.grant, None)
+        return self.hold.__exit__(exc_type, exc, tb)
