@@ -1,9 +1,9 @@
 """``persidict.testing`` catches broken stores: both kits fail on them.
 
-Two LocalDict subclasses, each with one bug a backend author could make:
+LocalDict subclasses, each with one bug a backend author could make:
 a conditional put that writes even when the etag does not match (while
 reporting the condition as failed), and a pop that returns the value but
-forgets to delete it. The conformance class runs in a child pytest and
+forgets to delete it, reads that hand out one shared object. The conformance class runs in a child pytest and
 must fail on them (and pass on a plain LocalDict, so the failures are the
 bugs and not the harness); the state machine must raise on them.
 """
@@ -48,6 +48,16 @@ class PopKeeps(LocalDict):
         raise KeyError(key)
 
 
+class SharesObjects(LocalDict):
+    """Reads hand out one object per key (as LocalDict did before issue 10.4)."""
+
+    def __getitem__(self, key: Any) -> Any:
+        held = self.__dict__.setdefault("_held", {})
+        if key not in held or not self.__contains__(key):
+            held[key] = super().__getitem__(key)
+        return held[key]
+
+
 # The child pytest imports the stores above from this file.
 CONFORMANCE_MODULE = f"""
 import sys
@@ -55,7 +65,7 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 
 from persidict import LocalDict
 from persidict.testing import PersiDictConformance
-from test_conformance_broken import IgnoresEtag, PopKeeps
+from test_conformance_broken import IgnoresEtag, PopKeeps, SharesObjects
 
 
 def _kit(store_type):
@@ -71,6 +81,7 @@ def _kit(store_type):
 TestHealthy = _kit(LocalDict)
 TestIgnoresEtag = _kit(IgnoresEtag)
 TestPopKeeps = _kit(PopKeeps)
+TestSharesObjects = _kit(SharesObjects)
 """
 
 
@@ -121,6 +132,14 @@ def test_conformance_fails_a_store_whose_pop_forgets_to_delete(
     failed = _failed(outcomes["TestPopKeeps"])
     assert "test_pop" in failed
     assert "test_set_item_if" not in failed and "test_get" not in failed
+
+
+def test_conformance_fails_a_store_whose_reads_alias_the_stored_value(
+    outcomes: dict[str, dict[str, str]],
+) -> None:
+    failed = _failed(outcomes["TestSharesObjects"])
+    assert "test_mutating_a_read_value_changes_nothing_stored" in failed
+    assert "test_set_item_if" not in failed and "test_pop" not in failed
 
 
 def _machine(store_type: type[LocalDict]) -> type[PersiDictStateMachine]:

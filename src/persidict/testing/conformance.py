@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ._base import ConformanceBase, StoreMaker
 from ._conditional import ConditionalTests
+from ._isolation import IsolationTests
 from ._mapping import MappingTests
 from ._ordering import OrderingTests
 from ._policy import PolicyTests
@@ -24,7 +25,9 @@ from ._policy import PolicyTests
 __all__ = ["ConformanceBase", "PersiDictConformance", "StoreMaker"]
 
 
-class PersiDictConformance(MappingTests, OrderingTests, ConditionalTests, PolicyTests):
+class PersiDictConformance(
+    MappingTests, OrderingTests, ConditionalTests, PolicyTests, IsolationTests
+):
     """Every conformance test; see the module docstring and ``ConformanceBase``.
 
     A store whose ``make_store()`` is append-only or write-once skips the
