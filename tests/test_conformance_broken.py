@@ -5,7 +5,8 @@ a conditional put that writes even when the etag does not match (while
 reporting the condition as failed), a pop that returns the value but
 forgets to delete it, and reads that hand out one shared object. The
 conformance class runs in a child pytest and must fail on them (and pass
-on a plain LocalDict, so the failures are the bugs and not the harness); the state machine must raise on them.
+on a plain LocalDict, so the failures are the bugs and not the harness);
+the state machine must raise on them.
 """
 
 from __future__ import annotations
