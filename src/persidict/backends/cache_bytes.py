@@ -6,10 +6,12 @@ atomic write. An etag can therefore never sit next to another version's
 bytes, whatever crashes or races happen between caches and main. Mirroring
 copies the bytes main sent or was sent; nothing is ever re-encoded.
 
-Record layout: ``MAGIC``, the etag's length in decimal ASCII and a newline,
-the etag (UTF-8), then main's bytes. Anything else found in the cache (an
-older layout, a torn or foreign file) is a miss, overwritten by the next
-mirror.
+Record layout: ``MAGIC``; a header line in ASCII of the etag's length and
+the bytes' length in decimal and the bytes' CRC-32 in 8 hex digits,
+separated by spaces; the etag (UTF-8); then main's bytes. Main's "not
+modified" vouches only for the etag, so the record vouches for its bytes: a
+record cut short, extended or flipped on disk, an older layout or a foreign
+file is a miss, overwritten by the next mirror.
 
 Cache failures never fail a call: a read falls back to main, a mirror or a
 purge after main committed is logged. Only a key the cache cannot hold
@@ -20,6 +22,7 @@ before main is touched.
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import NamedTuple
 
 from ..engine.contract import ABSENT, Blob, ByteStore, IfMatch, Listed
@@ -29,7 +32,8 @@ from ..engine.keys import NonEmptySafeStrTuple
 
 _log = logging.getLogger("persidict")
 
-MAGIC = b"\x00persidict-cache-record-1\n"
+MAGIC = b"\x00persidict-cache-record-2\n"
+_HEADER_MAX = 48  # "etag-length bytes-length crc32\n", far more than it needs
 _BAD_KEY = (ValueError, TypeError)
 
 
@@ -43,25 +47,30 @@ class Record(NamedTuple):
 def make_record(etag: str, data: bytes) -> bytes:
     """The cache entry for main's version ``etag`` holding ``data``."""
     tag = etag.encode("utf-8")
-    return b"".join((MAGIC, str(len(tag)).encode("ascii"), b"\n", tag, data))
+    header = f"{len(tag)} {len(data)} {zlib.crc32(data):08x}\n".encode("ascii")
+    return b"".join((MAGIC, header, tag, data))
 
 
 def parse_record(raw: bytes | None) -> Record | None:
-    """The record in ``raw``, or None if it is not one (absent, older layout, torn)."""
+    """The record in ``raw``, or None if it is not a whole one (absent, older layout, damaged)."""
     if raw is None or not raw.startswith(MAGIC):
         return None
     start = len(MAGIC)
-    newline = raw.find(b"\n", start, start + 8)
-    if newline < 0 or not raw[start:newline].isdigit():
+    newline = raw.find(b"\n", start, start + _HEADER_MAX)
+    fields = raw[start:newline].split(b" ") if newline > 0 else []
+    if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
         return None
-    end = newline + 1 + int(raw[start:newline])
-    if end > len(raw):
+    tag_end = newline + 1 + int(fields[0])
+    if tag_end + int(fields[1]) != len(raw):
+        return None
+    data = raw[tag_end:]
+    if fields[2] != b"%08x" % zlib.crc32(data):
         return None
     try:
-        etag = raw[newline + 1 : end].decode("utf-8")
+        etag = raw[newline + 1 : tag_end].decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return Record(ETagValue(etag), raw[end:])
+    return Record(ETagValue(etag), data)
 
 
 def cache_failed(what: str, key: NonEmptySafeStrTuple, exc: Exception) -> None:
