@@ -92,6 +92,8 @@ class _CacheBytes(ByteStore):
         self.main = main
         self.cache = cache
         self.name = main.name
+        self.doubted: set[NonEmptySafeStrTuple] = set()
+        """Keys whose entry may be older than this wrapper's last write or delete."""
 
     def _cached(self, key: NonEmptySafeStrTuple) -> _Cached:
         """The cache's entry for ``key``; a failing cache is a miss, a key it refuses raises."""
@@ -107,24 +109,27 @@ class _CacheBytes(ByteStore):
     def _mirror(
         self, key: NonEmptySafeStrTuple, seen: ETagValue | ItemNotAvailableFlag | None,
         etag: ETagValue | ItemNotAvailableFlag, data: bytes,
-    ) -> None:
-        """Cache main's (etag, data), unless the cache moved since ``seen``.
+    ) -> bool:
+        """Cache main's (etag, data), unless the cache moved since ``seen``; True if cached.
 
-        A cache that moved holds a record written after ``seen`` was read:
-        as new as ours or newer, so it is left. One write, never raises.
+        A cache that moved holds a record mirrored after ``seen`` was read,
+        from a read or write of main that may predate ours: it is left, and
+        a writer then doubts it. One write, never raises.
         """
         if seen is None:
-            return  # the cache could not be read: leave it alone
+            return False  # the cache could not be read: leave it alone
         if not isinstance(etag, str):
             self._purge(key)  # main kept nothing (a null store)
-            return
+            return False
         try:
             self.cache.write(key, make_record(etag, data), if_match=seen)
         except PreconditionFailed:
-            pass
+            return False
         except Exception as exc:  # main already answered or committed
             cache_failed("mirror", key, exc)
             self._purge(key)
+            return False
+        return True
 
     def _purge(self, key: NonEmptySafeStrTuple) -> None:
         """Drop the cache entry of ``key``; a failure is logged, not raised."""
@@ -132,10 +137,12 @@ class _CacheBytes(ByteStore):
             if self.cache.contains(key):
                 self.cache.delete(key, if_match=None)
         except Exception as exc:
+            self.doubted.add(key)
             cache_failed("forget", key, exc)
 
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited; main first, then the entry goes (also if main's outcome is unknown)
+        self.doubted.add(key)  # a reader's older mirror may land after the entry goes
         try:
             existed = self.main.delete(key, if_match=if_match)
         except PreconditionFailed:
@@ -167,7 +174,9 @@ class _CacheBytes(ByteStore):
         return self.main.location(key)
 
     def cached_etag(self, key: NonEmptySafeStrTuple) -> ETagValue | None:
-        """Main's etag as the cache last saw it (None: nothing cached)."""
+        """Main's etag as the cache last saw it (None: nothing cached, or doubted)."""
+        if key in self.doubted:
+            return None
         record = self._cached(key).record
         return None if record is None else record.etag
 
@@ -212,9 +221,13 @@ class ValidatedCacheBytes(_CacheBytes):
         try:
             etag = self.main.write(key, data, if_match=if_match)
         except OutcomeUnknownError:
+            self.doubted.add(key)
             self._purge(key)  # main may hold the new bytes: the entry speaks for the old
             raise
-        self._mirror(key, seen, etag, data)
+        if self._mirror(key, seen, etag, data):
+            self.doubted.discard(key)  # the entry is this write's: nothing mirrored since is older
+        else:
+            self.doubted.add(key)
         return etag
 
     def _seen(self, key: NonEmptySafeStrTuple) -> ETagValue | ItemNotAvailableFlag | None:
