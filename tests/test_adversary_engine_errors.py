@@ -8,11 +8,18 @@ store holds exactly what it held (a failed call changes nothing).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
+
+import pytest
+
+from persidict import ETAG_IS_THE_SAME, FileDirDict
+from persidict.engine.errors import StorageOSError
 
 CHILD = r"""
 import errno, json, os, pickle, resource, sys
@@ -50,8 +57,6 @@ print(json.dumps(report))
 
 
 def test_out_of_file_descriptors(tmp_path: pathlib.Path) -> None:
-    from persidict import FileDirDict
-
     d: FileDirDict = FileDirDict(base_dir=str(tmp_path))
     for i in range(5):
         d[f"k{i}", "sub"] = i
@@ -67,3 +72,35 @@ def test_out_of_file_descriptors(tmp_path: pathlib.Path) -> None:
         assert (rooted, backend, oserror, code, pickles) == (True, True, True, 24, True), (
             name, kind)  # fmt: skip
     assert {k: d[k] for k in d} == before
+
+
+def test_a_full_disk_changes_nothing(tmp_path: pathlib.Path) -> None:
+    """ENOSPC on a 256 KiB tmpfs: every failing write is a StorageOSError with errno 28 that
+    pickles, and the store (values, etags, files: no temp file, no new directory) is as it was."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                             capture_output=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        d: FileDirDict = FileDirDict(base_dir=str(small / "d"))
+        d["a"] = 1
+        d["b", "c"] = [1]
+        etag = d.etag("a")
+        files = sorted(p.relative_to(small) for p in small.rglob("*"))
+        big = b"x" * 400_000
+        for call in (lambda: d.__setitem__("a", big), lambda: d.__setitem__("z", big),
+                     lambda: d.__setitem__(("n", "m"), big),
+                     lambda: d.set_item_if("a", value=big, condition=ETAG_IS_THE_SAME,
+                                           expected_etag=etag),
+                     lambda: d.transform_item("a", transformer=lambda v: big)):  # fmt: skip
+            with pytest.raises(StorageOSError) as failed:
+                call()
+            assert failed.value.errno == errno.ENOSPC
+            assert type(pickle.loads(pickle.dumps(failed.value))) is type(failed.value)
+        assert {tuple(k): d[k] for k in d} == {("a",): 1, ("b", "c"): [1]}
+        assert d.etag("a") == etag
+        assert sorted(p.relative_to(small) for p in small.rglob("*")) == files
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
