@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from conftest import path_for_key
-from persidict import FileDirDict, MutableDictCached
+from persidict import AppendOnlyDictCached, FileDirDict, LocalDict, MutableDictCached
 
 
 def _triple(tmp_path: pathlib.Path) -> tuple[MutableDictCached[int], FileDirDict]:
@@ -49,3 +49,33 @@ def test_a_damaged_record_is_a_miss(
     assert d.get("k") == 1234567890
     assert list(d.values()) == [1234567890]
     assert d["k"] == 1234567890  # healed: the next mirror replaced the damaged file
+
+
+def test_append_only_key_the_cache_refuses_never_reaches_main(tmp_path: pathlib.Path) -> None:
+    """A 250-character component fits main (RAM) but not the cache's file name (+ digest)."""
+    main: LocalDict = LocalDict(append_only=True)
+    cache: FileDirDict = FileDirDict(base_dir=str(tmp_path / "c"), append_only=True)
+    d = AppendOnlyDictCached(main_dict=main, data_cache=cache)
+    with pytest.raises(ValueError):
+        d["x" * 250] = 1
+    with pytest.raises(ValueError):
+        d.setdefault("x" * 250, 1)
+    assert len(main) == 0
+    d["ok"] = 1
+    assert d["ok"] == 1 and list(main.keys()) == [("ok",)]
+
+
+def test_a_cache_file_replaced_by_a_symlink_is_neither_served_nor_followed(
+    tmp_path: pathlib.Path,
+) -> None:
+    d, cache = _triple(tmp_path)
+    d["k"] = 1234567890
+    assert d["k"] == 1234567890
+    foreign = tmp_path / "foreign"
+    foreign.write_bytes(path_for_key(cache, "k").read_bytes().replace(b"1234567890", b"666"))
+    path = path_for_key(cache, "k")
+    path.unlink()
+    path.symlink_to(foreign)
+    assert d["k"] == 1234567890
+    d["k"] = 5
+    assert d["k"] == 5 and b"666" in foreign.read_bytes()  # the link's target is left alone
