@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pathlib
 import pickle
+import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,16 +29,25 @@ from persidict.engine.contract import Blob, ByteStore, IfMatch, Listed
 from persidict.engine.flags import ETagValue, ItemNotAvailableFlag
 from persidict.engine.keys import NonEmptySafeStrTuple, to_key
 
-MAGIC = b"\x00persidict-cache-record-1\n"
+MAGIC = b"\x00persidict-cache-record-2\n"
+OLD_MAGIC = b"\x00persidict-cache-record-1\n"
+
+
+def header(tag: bytes, payload: bytes) -> bytes:
+    """The record's header line: etag length, bytes length, CRC-32 of the bytes."""
+    return b"%d %d %08x\n" % (len(tag), len(payload), zlib.crc32(payload))
 
 
 def parse(raw: bytes) -> tuple[str, bytes] | None:
-    """(etag, main's bytes) of a record, None if ``raw`` is not one."""
+    """(etag, main's bytes) of a whole record, None if ``raw`` is not one."""
     if not raw.startswith(MAGIC):
         return None
-    length, _, rest = raw[len(MAGIC):].partition(b"\n")
-    n = int(length)
-    return rest[:n].decode("utf-8"), rest[n:]
+    line, _, rest = raw[len(MAGIC):].partition(b"\n")
+    n, size, crc = line.split(b" ")
+    payload = rest[int(n):]
+    if len(payload) != int(size) or int(crc, 16) != zlib.crc32(payload):
+        return None
+    return rest[:int(n)].decode("utf-8"), payload
 
 
 def cached_entry(cache: PersiDict, key: Any, fmt: str = "pkl") -> tuple[str, Any] | None:
@@ -65,7 +75,7 @@ def record(etag: str, value: Any, fmt: str = "pkl") -> bytes:
         import jsonpickle
 
         payload = jsonpickle.encode(value).encode("utf-8")
-    return MAGIC + str(len(tag)).encode() + b"\n" + tag + payload
+    return MAGIC + header(tag, payload) + tag + payload
 
 
 def plant(cache: PersiDict, key: Any, etag: str, value: Any, fmt: str = "pkl") -> None:
@@ -171,14 +181,18 @@ def test_a_cached_value_is_one_file_holding_mains_etag_and_mains_bytes(
     d = MutableDictCached(main_dict=main, data_cache=data, etag_cache=etags)
     d["k"] = {"x": [1, 2]}
     raw = path_for_key(data, "k").read_bytes()
-    assert raw == MAGIC + b"32\n" + main.etag("k").encode() + path_for_key(main, "k").read_bytes()
+    stored = path_for_key(main, "k").read_bytes()
+    tag = main.etag("k").encode()
+    assert raw == MAGIC + header(tag, stored) + tag + stored
     assert cached_entry(data, "k") == (main.etag("k"), {"x": [1, 2]})
     assert list(etags.keys()) == []  # nothing else is written
     assert not (tmp_path / "etags").exists() or not any((tmp_path / "etags").rglob("*.pkl"))
 
 
-@pytest.mark.parametrize("junk", [b"", b"\x80\x05K\x01.", MAGIC, MAGIC + b"99\nshort",
-                                  MAGIC + b"x\nabc", MAGIC + b"2\n\xff\xfeabc"])
+@pytest.mark.parametrize("junk", [b"", b"\x80\x05K\x01.", MAGIC, OLD_MAGIC + b"2\nabc",
+                                  MAGIC + b"99 5 00000000\nshort", MAGIC + b"x 3 0\nabc",
+                                  MAGIC + b"2 1 " + b"%08x" % zlib.crc32(b"c") + b"\n\xff\xfec",
+                                  MAGIC + b"1 2 00000000\nabc", MAGIC + b"1 2\nabc"])
 def test_an_entry_that_is_no_record_is_a_miss_and_is_replaced(junk: bytes) -> None:
     """An older layout (a pickled value), a torn or foreign file: main answers, then the
     next mirror replaces it with a record."""

@@ -6,10 +6,12 @@ atomic write. An etag can therefore never sit next to another version's
 bytes, whatever crashes or races happen between caches and main. Mirroring
 copies the bytes main sent or was sent; nothing is ever re-encoded.
 
-Record layout: ``MAGIC``, the etag's length in decimal ASCII and a newline,
-the etag (UTF-8), then main's bytes. Anything else found in the cache (an
-older layout, a torn or foreign file) is a miss, overwritten by the next
-mirror.
+Record layout: ``MAGIC``; a header line in ASCII of the etag's length and
+the bytes' length in decimal and the bytes' CRC-32 in 8 hex digits,
+separated by spaces; the etag (UTF-8); then main's bytes. Main's "not
+modified" vouches only for the etag, so the record vouches for its bytes: a
+record cut short, extended or flipped on disk, an older layout or a foreign
+file is a miss, overwritten by the next mirror.
 
 Cache failures never fail a call: a read falls back to main, a mirror or a
 purge after main committed is logged. Only a key the cache cannot hold
@@ -20,6 +22,7 @@ before main is touched.
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import NamedTuple
 
 from ..engine.contract import ABSENT, Blob, ByteStore, IfMatch, Listed
@@ -29,7 +32,8 @@ from ..engine.keys import NonEmptySafeStrTuple
 
 _log = logging.getLogger("persidict")
 
-MAGIC = b"\x00persidict-cache-record-1\n"
+MAGIC = b"\x00persidict-cache-record-2\n"
+_HEADER_MAX = 48  # "etag-length bytes-length crc32\n", far more than it needs
 _BAD_KEY = (ValueError, TypeError)
 
 
@@ -43,25 +47,30 @@ class Record(NamedTuple):
 def make_record(etag: str, data: bytes) -> bytes:
     """The cache entry for main's version ``etag`` holding ``data``."""
     tag = etag.encode("utf-8")
-    return b"".join((MAGIC, str(len(tag)).encode("ascii"), b"\n", tag, data))
+    header = f"{len(tag)} {len(data)} {zlib.crc32(data):08x}\n".encode("ascii")
+    return b"".join((MAGIC, header, tag, data))
 
 
 def parse_record(raw: bytes | None) -> Record | None:
-    """The record in ``raw``, or None if it is not one (absent, older layout, torn)."""
+    """The record in ``raw``, or None if it is not a whole one (absent, older layout, damaged)."""
     if raw is None or not raw.startswith(MAGIC):
         return None
     start = len(MAGIC)
-    newline = raw.find(b"\n", start, start + 8)
-    if newline < 0 or not raw[start:newline].isdigit():
+    newline = raw.find(b"\n", start, start + _HEADER_MAX)
+    fields = raw[start:newline].split(b" ") if newline > 0 else []
+    if len(fields) != 3 or not (fields[0].isdigit() and fields[1].isdigit()):
         return None
-    end = newline + 1 + int(raw[start:newline])
-    if end > len(raw):
+    tag_end = newline + 1 + int(fields[0])
+    if tag_end + int(fields[1]) != len(raw):
+        return None
+    data = raw[tag_end:]
+    if fields[2] != b"%08x" % zlib.crc32(data):
         return None
     try:
-        etag = raw[newline + 1 : end].decode("utf-8")
+        etag = raw[newline + 1 : tag_end].decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return Record(ETagValue(etag), raw[end:])
+    return Record(ETagValue(etag), data)
 
 
 def cache_failed(what: str, key: NonEmptySafeStrTuple, exc: Exception) -> None:
@@ -83,6 +92,8 @@ class _CacheBytes(ByteStore):
         self.main = main
         self.cache = cache
         self.name = main.name
+        self.doubted: set[NonEmptySafeStrTuple] = set()
+        """Keys whose entry may be older than this wrapper's last write or delete."""
 
     def _cached(self, key: NonEmptySafeStrTuple) -> _Cached:
         """The cache's entry for ``key``; a failing cache is a miss, a key it refuses raises."""
@@ -98,24 +109,27 @@ class _CacheBytes(ByteStore):
     def _mirror(
         self, key: NonEmptySafeStrTuple, seen: ETagValue | ItemNotAvailableFlag | None,
         etag: ETagValue | ItemNotAvailableFlag, data: bytes,
-    ) -> None:
-        """Cache main's (etag, data), unless the cache moved since ``seen``.
+    ) -> bool:
+        """Cache main's (etag, data), unless the cache moved since ``seen``; True if cached.
 
-        A cache that moved holds a record written after ``seen`` was read:
-        as new as ours or newer, so it is left. One write, never raises.
+        A cache that moved holds a record mirrored after ``seen`` was read,
+        from a read or write of main that may predate ours: it is left, and
+        a writer then doubts it. One write, never raises.
         """
         if seen is None:
-            return  # the cache could not be read: leave it alone
+            return False  # the cache could not be read: leave it alone
         if not isinstance(etag, str):
             self._purge(key)  # main kept nothing (a null store)
-            return
+            return False
         try:
             self.cache.write(key, make_record(etag, data), if_match=seen)
         except PreconditionFailed:
-            pass
+            return False
         except Exception as exc:  # main already answered or committed
             cache_failed("mirror", key, exc)
             self._purge(key)
+            return False
+        return True
 
     def _purge(self, key: NonEmptySafeStrTuple) -> None:
         """Drop the cache entry of ``key``; a failure is logged, not raised."""
@@ -123,10 +137,12 @@ class _CacheBytes(ByteStore):
             if self.cache.contains(key):
                 self.cache.delete(key, if_match=None)
         except Exception as exc:
+            self.doubted.add(key)
             cache_failed("forget", key, exc)
 
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited; main first, then the entry goes (also if main's outcome is unknown)
+        self.doubted.add(key)  # a reader's older mirror may land after the entry goes
         try:
             existed = self.main.delete(key, if_match=if_match)
         except PreconditionFailed:
@@ -158,7 +174,9 @@ class _CacheBytes(ByteStore):
         return self.main.location(key)
 
     def cached_etag(self, key: NonEmptySafeStrTuple) -> ETagValue | None:
-        """Main's etag as the cache last saw it (None: nothing cached)."""
+        """Main's etag as the cache last saw it (None: nothing cached, or doubted)."""
+        if key in self.doubted:
+            return None
         record = self._cached(key).record
         return None if record is None else record.etag
 
@@ -203,9 +221,13 @@ class ValidatedCacheBytes(_CacheBytes):
         try:
             etag = self.main.write(key, data, if_match=if_match)
         except OutcomeUnknownError:
+            self.doubted.add(key)
             self._purge(key)  # main may hold the new bytes: the entry speaks for the old
             raise
-        self._mirror(key, seen, etag, data)
+        if self._mirror(key, seen, etag, data):
+            self.doubted.discard(key)  # the entry is this write's: nothing mirrored since is older
+        else:
+            self.doubted.add(key)
         return etag
 
     def _seen(self, key: NonEmptySafeStrTuple) -> ETagValue | ItemNotAvailableFlag | None:

@@ -173,7 +173,10 @@ class MutableDictCached(PersiDict[ValueType]):
     returned and mirrored (self-healing). Reads without a value, writes and
     deletes go to main first, atomically as main provides; the cache
     follows. ``etag()`` answers from the record when there is one (it may be
-    stale if main was changed behind this wrapper's back).
+    stale if main was changed behind this wrapper's back); a key whose record
+    this wrapper could not bring up to its own last write or delete (a
+    failing cache, a reader's older mirror overtaking the write) is asked of
+    main until a write of it is mirrored again.
 
     Atomic as main: every answer and every decision is main's; the cache
     only saves bodies. A record is mirrored by one compare-and-swap on the
@@ -249,7 +252,7 @@ class MutableDictCached(PersiDict[ValueType]):
         -------
         ETagValue
             The etag (it may be stale if main was changed behind this
-            wrapper's back).
+            wrapper's back, never after this wrapper's own write or delete).
 
         Raises
         ------

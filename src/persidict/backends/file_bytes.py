@@ -344,19 +344,40 @@ class FileBytes(ByteStore):
             raise KeyError(key)
         return st.st_mtime
 
+    def _listing_failed(self, exc: OSError) -> None:
+        """Raise ``exc`` mapped like a key's (a listing has no key) if it is a builtin OSError."""
+        if type(exc).__module__ != "builtins":
+            return
+        raise StorageOSError.mapping(type(exc))(
+            f"listing of {self.base} failed: {exc.strerror or exc} (errno {exc.errno})",
+            backend=self.name, operation="list", path=self.base, errno=exc.errno,
+        ) from exc
+
+    def _listed(self, listing: Iterator[Any]) -> Iterator[Any]:
+        """``listing`` with its OSErrors mapped, as they surface while it is consumed."""
+        try:
+            yield from listing
+        except OSError as exc:
+            self._listing_failed(exc)
+            raise
+
     def scan(self, *, with_timestamps: bool = False) -> Listed:
         # docstring inherited; each directory is read as one snapshot (file_walk.py)
-        return walk_keys(
+        return self._listed(walk_keys(
             self.base, (), self.suffix, self.digest_len, self.hashed, with_timestamps
-        )
+        ))
 
     def keys(self) -> Iterator[NonEmptySafeStrTuple]:
         """Every key, without timestamps: a listing's floor."""
-        return iter_keys(self.base, (), self.suffix, self.digest_len, self.hashed)
+        return self._listed(iter_keys(self.base, (), self.suffix, self.digest_len, self.hashed))
 
     def count(self) -> int:
         # docstring inherited; counts valid names without building a key per file
-        return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
+        try:
+            return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
+        except OSError as exc:
+            self._listing_failed(exc)
+            raise
 
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
         """Hold ``key``'s lock; this thread's writes and deletes of it then take none.
