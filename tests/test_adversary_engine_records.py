@@ -81,3 +81,20 @@ def test_a_cache_file_replaced_by_a_symlink_is_neither_served_nor_followed(
     assert d["k"] == 1234567890
     d["k"] = 5
     assert d["k"] == 5 and foreign.read_bytes() == record(main_etag, 666, "json")  # left alone
+
+
+def test_append_only_junk_cache_file_is_no_key(tmp_path: pathlib.Path) -> None:
+    """``in`` agrees with reads: a cache file that is no whole record is a miss for both."""
+    main: FileDirDict = FileDirDict(base_dir=str(tmp_path / "m"), append_only=True)
+    cache: FileDirDict = FileDirDict(base_dir=str(tmp_path / "c"), append_only=True)
+    d = AppendOnlyDictCached(main_dict=main, data_cache=cache)
+    d["real"] = 1
+    assert d["real"] == 1  # cached now
+    path_for_key(cache, "real").write_bytes(b"junk")  # damaged: main still holds the key
+    junk = path_for_key(cache, "ghost")
+    junk.parent.mkdir(parents=True, exist_ok=True)
+    junk.write_bytes(b"junk")  # no record, and main has no such key
+    assert "ghost" not in d
+    with pytest.raises(KeyError):
+        d["ghost"]
+    assert "real" in d and d["real"] == 1

@@ -264,15 +264,8 @@ class AppendOnlyCacheBytes(_CacheBytes):
         return blob
 
     def contains(self, key: NonEmptySafeStrTuple) -> bool:
-        # docstring inherited
-        try:
-            if self.cache.contains(key):
-                return True
-        except _BAD_KEY:
-            raise
-        except Exception as exc:
-            cache_failed("read", key, exc)
-        return self.main.contains(key)
+        # docstring inherited; only a whole record counts (a junk file is a miss, as for read)
+        return self._cached(key).record is not None or self.main.contains(key)
 
     def write(
         self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch
