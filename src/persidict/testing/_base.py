@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ..engine.persidict import PersiDict
+from ..engine.sampling import SamplingOps
 from ._support import Key, policy_of, snapshot
 
 StoreMaker = Callable[..., PersiDict[Any]]
@@ -25,6 +26,9 @@ class ConformanceBase:
 
     pickle_shares_data: ClassVar[bool] = True
     """A pickled copy reads and writes the same data (False for in-RAM stores)."""
+
+    pickles: ClassVar[bool] = True
+    """The store can be pickled (False skips the pickling tests, saying so)."""
 
     _counter = itertools.count()
 
@@ -76,3 +80,25 @@ class ConformanceBase:
         if policy != "mutable":
             pytest.skip(f"overwrites or deletes, which {policy} stores refuse "
                         "(test_append_only* checks the refusals)")
+
+    @staticmethod
+    def has_subdicts(store: PersiDict[Any]) -> bool:
+        """Whether the store has a hierarchical key space (``get_subdict`` works).
+
+        Decided without calling it (a subdict may create a directory): the
+        store's class defines its own, or its ByteStore declares
+        ``capabilities.subdicts``; otherwise get_subdict raises
+        NotImplementedError (e.g. a ByteStore with only the five operations).
+        """
+        own = type(store).get_subdict is not SamplingOps.get_subdict  # e.g. FileDirDict's
+        return own or store.byte_store.capabilities.subdicts
+
+    def require_subdicts(self, store: PersiDict[Any]) -> None:
+        """Skip a test of prefixes when the store has no hierarchical key space."""
+        if not self.has_subdicts(store):
+            pytest.skip(f"no subdicts: {type(store).__name__}.get_subdict is not implemented")
+
+    def require_pickling(self) -> None:
+        """Skip a pickling test when the subclass says its store does not pickle."""
+        if not self.pickles:
+            pytest.skip("the store does not pickle (pickles = False)")

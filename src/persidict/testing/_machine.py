@@ -264,7 +264,10 @@ class MappingMachine(RuleBasedStateMachine):
     @rule(p=payloads)
     def through_subdict(self, p: int) -> None:
         """get_subdict("a") sees the keys under ("a",) and writes land there."""
-        sub = self.store.get_subdict("a")
+        try:
+            sub = self.store.get_subdict("a")
+        except NotImplementedError:  # no hierarchical key space: nothing to check
+            return
         under = {k[1:]: v for k, v in self.model.items() if k[0] == "a" and len(k) > 1}
         assert {tuple(k): v for k, v in sub.items()} == under
         k, v = ("a", "b"), self.fresh(p)

@@ -29,6 +29,7 @@ class OrderingTests(ConformanceBase):
 
     def test_get_subdict(self, store: PersiDict[Any]) -> None:
         self.require_mutable(store)
+        self.require_subdicts(store)
         store["a", "x"] = 1
         store["a", "y", "z"] = 2
         store["b", "x"] = 3
@@ -53,12 +54,14 @@ class OrderingTests(ConformanceBase):
         })
 
     def test_subdict_shares_params(self, store: PersiDict[Any]) -> None:
+        self.require_subdicts(store)
         sub = store.get_subdict(("p", "q"))
         assert sub.serialization_format == store.serialization_format
         assert sub.append_only == store.append_only
         assert sub.base_class_for_values == store.base_class_for_values
 
     def test_subdicts(self, store: PersiDict[Any]) -> None:
+        self.require_subdicts(store)
         store["a", "x"] = 1
         store["a", "y"] = 2
         store["b", "c", "d"] = 3
@@ -88,6 +91,7 @@ class OrderingTests(ConformanceBase):
 
     def test_subdict_clear_only_clears_prefix(self, store: PersiDict[Any]) -> None:
         self.require_mutable(store)
+        self.require_subdicts(store)
         store["a", "x"] = 1
         store["a", "y", "z"] = 2
         store["a"] = 3
@@ -98,12 +102,15 @@ class OrderingTests(ConformanceBase):
 
     def test_subdicts_follow_deletions(self, store: PersiDict[Any]) -> None:
         self.require_mutable(store)
+        self.require_subdicts(store)
         store["a", "x"] = 1
         store["c", "d"] = 2
         del store["a", "x"]
         assert set(store.subdicts()) == {"c"}
 
     def test_subdict_rebuild_and_pickle(self, store: PersiDict[Any]) -> None:
+        self.require_subdicts(store)
+        self.require_pickling()
         store["s", "t", "u"] = 1
         sub = store.get_subdict("s")
         params = sub.get_params()
