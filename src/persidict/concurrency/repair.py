@@ -26,12 +26,11 @@ live opener's temp directory) is left alone too. A stray is moved under the
 root's MARKERS_LOCK, after making sure that no store marker appeared on its
 path or below it meanwhile: an opener makes a sub marker under that lock.
 
-Temp files of live writers are counted but never touched. Values are
-checked structurally (pickle opcodes via pickletools, JSON syntax, UTF-8)
-without constructing objects: a value whose class cannot be imported by
-the checking process is not corrupt, and must not be quarantined.
-Unreadable values are moved under their key's lock after re-reading them,
-so a value a writer just replaced is never moved.
+Temp files of live writers are counted but never touched. Values are checked
+structurally (pickle opcodes via pickletools, JSON syntax, UTF-8) without
+constructing objects: a value whose class the checking process cannot import
+is not corrupt, and must not be quarantined. Unreadable values are moved under
+their key's lock after re-reading them, so a value just replaced is never moved.
 """
 
 from __future__ import annotations
