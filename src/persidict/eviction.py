@@ -25,6 +25,7 @@ from .engine.errors import MutationPolicyError
 from .engine.flags import ANY_ETAG, ETAG_IS_THE_SAME, ITEM_NOT_AVAILABLE, NEVER_RETRIEVE
 from .engine.keys import NonEmptySafeStrTuple
 from .engine.persidict import PersiDict
+from .engine.races import check_non_negative
 from .memoize_claims import LEASE_PREFIX, lease_timeout_of
 
 
@@ -41,16 +42,6 @@ class EvictReport:
             f"examined {self.examined}, removed {len(self.removed)}, "
             f"kept {len(self.kept)} (rewritten or removed meanwhile)"
         )
-
-
-def _seconds(label: str, value: Any, *, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if value is None:
-        return
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        raise TypeError(f"{label} must be {'an int' if integer else 'a number'}, got {value!r}")
-    if not value >= 0:  # NaN too: it compares false, and would evict nothing silently
-        raise ValueError(f"{label} must be >= 0, got {value!r}")
 
 
 def evict(
@@ -96,9 +87,9 @@ def evict(
     MutationPolicyError
         If the store is append-only.
     """
-    _seconds("older_than", older_than)
-    _seconds("max_items", max_items, integer=True)
-    _seconds("now", now)
+    check_non_negative("older_than", older_than)  # NaN refused too: it would evict nothing
+    check_non_negative("max_items", max_items, integer=True)
+    check_non_negative("now", now)
     if store.append_only:  # refused whatever the ages, not only when something is old
         raise MutationPolicyError("append-only")
     listed_at = time.time()

@@ -57,13 +57,18 @@ def kept(etag: ETagValue | ItemNotAvailableFlag, value: Any) -> Any:
     return ITEM_NOT_AVAILABLE if absent(etag) else value
 
 
+def check_non_negative(label: str, value: object, *, integer: bool = False) -> None:
+    """TypeError unless ``value`` is None or a number (an int if ``integer``); ValueError if < 0."""
+    if value is None:
+        return
+    kinds = (int,) if integer else (int, float)
+    if not isinstance(value, kinds) or isinstance(value, bool):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{label} must be {kind} or None, got {value!r}")
+    if not value >= 0:  # NaN too: it compares false
+        raise ValueError(f"{label} must be >= 0 or None, got {value!r}")
+
+
 def check_n_retries(n_retries: object) -> None:
     """TypeError unless ``n_retries`` is an int or None; ValueError if negative."""
-    if n_retries is None:
-        return
-    if not isinstance(n_retries, int) or isinstance(n_retries, bool):
-        raise TypeError(f"n_retries must be an int or None, got {type(n_retries).__name__}")
-    if n_retries < 0:
-        raise ValueError(f"n_retries must be >= 0 or None, got {n_retries}")
-
-
+    check_non_negative("n_retries", n_retries, integer=True)
