@@ -19,10 +19,6 @@ from typing import Literal
 
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 _B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> 2 base32 characters
-# Every name of a directory joined by NULs: one regex pass tells whether all are safe.
-_SAFE_NAMES_RE = re.compile(r"[A-Za-z0-9()_\-~.=\0]*")
-_B32_RE = re.compile(r"[a-z2-7]+")
-_B32_NAMES_RE = re.compile(r"[a-z2-7\0]*")
 # base32 digits -> the digits int(x, 32) reads, so a suffix decodes in C.
 _B32_TO_INT_DIGITS = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
 try:  # CPython's builtin MD5: about half the cost of OpenSSL's per short name
