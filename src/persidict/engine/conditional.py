@@ -127,9 +127,7 @@ class ConditionalOps(ReadOps[ValueType]):
             version = self._snapshot(k, retrieve_value, expected_etag, need_value)
             actual = version.etag
             if not condition_holds(condition, expected_etag, actual) or value is KEEP_CURRENT:
-                reported = self._reported(version, retrieve_value, expected_etag)
-                satisfied = condition_holds(condition, expected_etag, actual)
-                return ConditionalOperationResult(satisfied, actual, actual, reported)
+                return self._as_read(version, condition, expected_etag, retrieve_value)
             try:
                 if value is DELETE_CURRENT:
                     if not absent(actual):
@@ -220,12 +218,7 @@ class ConditionalOps(ReadOps[ValueType]):
             version = self._snapshot(k, retrieve_value, expected_etag)
             if absent(version.etag) and inserts_if_absent:
                 continue  # deleted since our insert attempt: try again
-            return ConditionalOperationResult(
-                condition_holds(condition, expected_etag, version.etag),
-                version.etag,
-                version.etag,
-                self._reported(version, retrieve_value, expected_etag),
-            )
+            return self._as_read(version, condition, expected_etag, retrieve_value)
         raise ConcurrencyConflictError(k, MAX_RACES)
 
     def discard_if(

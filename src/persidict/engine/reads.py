@@ -40,16 +40,21 @@ class ReadOps(StoreCore[ValueType]):
         return self._get(key, retrieve=True)
 
     @staticmethod
-    def _reported(
+    def _as_read(
         version: Version,
-        retrieve_value: RetrieveValueFlag,
+        condition: ETagConditionFlag,
         expected: ETagValue | ItemNotAvailableFlag,
-    ) -> Any:
+        retrieve_value: RetrieveValueFlag,
+    ) -> ConditionalOperationResult[Any]:
+        """The result of an operation that wrote nothing: ``condition`` on the snapshot read."""
         if absent(version.etag):
-            return ITEM_NOT_AVAILABLE
-        if wants_value(retrieve_value, expected, version.etag):
-            return version.value
-        return VALUE_NOT_RETRIEVED
+            reported = ITEM_NOT_AVAILABLE
+        elif wants_value(retrieve_value, expected, version.etag):
+            reported = version.value
+        else:
+            reported = VALUE_NOT_RETRIEVED
+        satisfied = condition_holds(condition, expected, version.etag)
+        return ConditionalOperationResult(satisfied, version.etag, version.etag, reported)
 
     def get_item_if(
         self,
@@ -106,12 +111,7 @@ class ReadOps(StoreCore[ValueType]):
         check_condition_args(condition, expected_etag, retrieve_value)
         k = to_key(key)
         version = self._snapshot(k, retrieve_value, expected_etag)
-        return ConditionalOperationResult(
-            condition_holds(condition, expected_etag, version.etag),
-            version.etag,
-            version.etag,
-            self._reported(version, retrieve_value, expected_etag),
-        )
+        return self._as_read(version, condition, expected_etag, retrieve_value)
 
     def get_with_etag(self, key: Any) -> ConditionalOperationResult[ValueType]:
         """Return the value of a key together with its etag, from one snapshot.
