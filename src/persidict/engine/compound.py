@@ -127,9 +127,8 @@ class CompoundOps(ConditionalOps[ValueType]):
             return OperationResult(version.etag, version.value)
         try:
             if new_value is DELETE_CURRENT:
-                if absent(version.etag):
-                    return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-                self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
+                if not absent(version.etag):
+                    self._remove(k, if_match=version.etag)  # type: ignore[arg-type]
                 return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
             etag = self._put(k, new_value, if_match=version.etag)
             return OperationResult(etag, kept(etag, new_value))
