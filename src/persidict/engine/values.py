@@ -1,12 +1,13 @@
 """The value layer: configuration, codecs and policy over a ByteStore.
 
-Values become bytes in exactly two places, the commit points ``_put`` and
-``_remove``: there jokers and stores are refused, ``base_class_for_values``
-is checked, the append-only and write-once rules are applied, and the value
-is encoded before the backend is called. Reads decode in ``_decode``, which
-checks ``base_class_for_values`` again (another handle without the
-constraint may have written the key). The engine (``conditional.py``,
-``persidict.py``) builds the whole API on these and never touches bytes.
+Every mutation goes through the commit points ``_put``, ``_set`` (a plain
+``d[k] = v``) and ``_remove``: there jokers and stores are refused,
+``base_class_for_values`` is checked, the append-only and write-once rules
+are applied, and a value is encoded before the backend is called. Reads
+decode in ``_decode``, which checks ``base_class_for_values`` again (another
+handle without the constraint may have written the key). The engine modules
+above this one (``reads.py`` to ``persidict.py``) build the whole API on
+these and never encode or decode a value themselves.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ class StoreCore(Store, ABC, Generic[ValueType]):
     ) -> Iterator[tuple[NonEmptySafeStrTuple, float | None]]:
         return self._bytes.scan(with_timestamps=with_timestamps)
 
-    # -- the two commit points ------------------------------------------------
+    # -- the commit points ---------------------------------------------------
 
     def _put(
         self, key: NonEmptySafeStrTuple, value: Any, *, if_match: IfMatch
@@ -240,7 +241,6 @@ class StoreCore(Store, ABC, Generic[ValueType]):
             return
         self._check_value(key, value)
         self._bytes.put(key, self._encode(key, value))
-
 
     def _remove(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         """Atomically delete ``key``; return whether it existed.
