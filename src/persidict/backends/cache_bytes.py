@@ -95,10 +95,13 @@ class _CacheBytes(ByteStore):
         self.doubted: set[NonEmptySafeStrTuple] = set()
         """Keys whose entry may be older than this wrapper's last write or delete."""
 
-    def _cached(self, key: NonEmptySafeStrTuple) -> _Cached:
-        """The cache's entry for ``key``; a failing cache is a miss, a key it refuses raises."""
+    def _cached(self, key: NonEmptySafeStrTuple, *, body: bool = True) -> _Cached:
+        """The cache's entry for ``key`` (without ``body``: its etag only).
+
+        A failing cache is a miss, a key it refuses raises.
+        """
         try:
-            blob = self.cache.read(key)
+            blob = self.cache.read(key, body=body)
         except _BAD_KEY:
             raise
         except Exception as exc:
@@ -217,7 +220,7 @@ class ValidatedCacheBytes(_CacheBytes):
         self, key: NonEmptySafeStrTuple, data: bytes, *, if_match: IfMatch
     ) -> ETagValue | ItemNotAvailableFlag:
         # docstring inherited
-        seen = self._seen(key)
+        seen = self._cached(key, body=False).seen  # the cache's own etag before main is written
         try:
             etag = self.main.write(key, data, if_match=if_match)
         except OutcomeUnknownError:
@@ -229,16 +232,6 @@ class ValidatedCacheBytes(_CacheBytes):
         else:
             self.doubted.add(key)
         return etag
-
-    def _seen(self, key: NonEmptySafeStrTuple) -> ETagValue | ItemNotAvailableFlag | None:
-        """The cache's own etag of ``key`` before main is written (None: unreadable)."""
-        try:
-            return self.cache.read(key, body=False).etag
-        except _BAD_KEY:
-            raise
-        except Exception as exc:
-            cache_failed("read", key, exc)
-            return None
 
 
 class AppendOnlyCacheBytes(_CacheBytes):
