@@ -111,7 +111,7 @@ class S3Dict_FileDirCached(ForwardingStore[ValueType]):
         self._main = main
         self._base_dir = os.path.abspath(os.fspath(base_dir))
         self._digest_len = digest_len
-        data = self._cache("data", serialization_format, base_class_for_values, append_only)
+        data = self._cache(serialization_format, base_class_for_values, append_only)
         wrapped: PersiDict[ValueType]
         if append_only:
             wrapped = AppendOnlyDictCached(main_dict=main, data_cache=data)
@@ -120,13 +120,11 @@ class S3Dict_FileDirCached(ForwardingStore[ValueType]):
             wrapped = MutableDictCached(main_dict=main, data_cache=data, etag_cache=EmptyDict())
         self._init_forwarding(wrapped, append_only=append_only)
 
-    def _cache(
-        self, kind: str, fmt: str, base_class: type | None, append_only: bool
-    ) -> FileDirDict:
-        """The local cache ``kind`` for this store's bucket and root prefix."""
+    def _cache(self, fmt: str, base_class: type | None, append_only: bool) -> FileDirDict:
+        """The local data cache for this store's bucket and root prefix."""
         main = self._main
         root = FileDirDict(
-            base_dir=os.path.join(self._base_dir, kind, main.bucket_name),
+            base_dir=os.path.join(self._base_dir, "data", main.bucket_name),
             serialization_format=fmt,
             digest_len=self._digest_len,
             append_only=append_only,
@@ -180,7 +178,7 @@ class S3Dict_FileDirCached(ForwardingStore[ValueType]):
         return sorted_params(params)
 
     def etag(self, key: Any) -> ETagValue:
-        # docstring inherited: MutableDictCached answers from its etag cache.
+        # docstring inherited; MutableDictCached answers from the cached record when it can
         return self._inner.etag(key)
 
     def transform_item(
