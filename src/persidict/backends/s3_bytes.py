@@ -126,22 +126,24 @@ class S3Bytes(ByteStore):
     ) -> Blob:
         # docstring inherited
         ok = self.object_key(key)
-        call = self.transport.call
         try:
             if not body:
-                head = call("head_object", self.client.head_object, key=key, object_key=ok,
-                            Bucket=self.bucket_name, Key=ok)
-                return Blob(ETagValue(head["ETag"]), None)
+                return Blob(ETagValue(self._head(key, ok)["ETag"]), None)
             kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Key": ok}
             if if_none_match is not None:
                 kwargs["IfNoneMatch"] = if_none_match
-            response, data = call("get_object", self._get_object, key=key, object_key=ok,
-                                  **kwargs)
+            response, data = self.transport.call("get_object", self._get_object, key=key,
+                                                 object_key=ok, **kwargs)
         except NotFound:
             return Blob(ABSENT, None)
         except NotModified as nm:
             return Blob(ETagValue(nm.etag or if_none_match or ""), None)
         return Blob(ETagValue(response["ETag"]), data)
+
+    def _head(self, key: NonEmptySafeStrTuple, ok: str) -> Any:
+        """HEAD the object ``ok`` of ``key``: its metadata, or NotFound."""
+        return self.transport.call("head_object", self.client.head_object, key=key,
+                                   object_key=ok, Bucket=self.bucket_name, Key=ok)
 
     def _get_object(self, **kwargs: Any) -> tuple[Any, bytes]:
         """GET and read the whole body: one retried unit (a broken stream re-GETs)."""
@@ -182,8 +184,7 @@ class S3Bytes(ByteStore):
         (it may have been overwritten, or still be in flight).
         """
         try:
-            head = self.transport.call("head_object", self.client.head_object, key=key,
-                                        object_key=ok, Bucket=self.bucket_name, Key=ok)
+            head = self._head(key, ok)
         except (NotFound, BackendError):
             head = None
         if head is not None and head.get("Metadata", {}).get(WRITE_TOKEN) == token:
@@ -238,8 +239,7 @@ class S3Bytes(ByteStore):
         # docstring inherited
         ok = self.object_key(key)
         try:
-            head = self.transport.call("head_object", self.client.head_object, key=key,
-                                        object_key=ok, Bucket=self.bucket_name, Key=ok)
+            head = self._head(key, ok)
         except NotFound:
             raise KeyError(key) from None
         return float(head["LastModified"].timestamp())
