@@ -30,9 +30,10 @@ on the five operations, and ``put`` (a write whose etag nobody needs) on
 
 Everything above bytes -- codecs, ``base_class_for_values``, append-only and
 write-once rules, jokers, the ``*_if`` operations, transform_item -- is the
-value layer's (``values.py``, ``conditional.py``, ``persidict.py``), written
-once. Every store exposes its backend as ``PersiDict.byte_store``; a wrapper
-talks to what it wraps through that object and the public API only.
+value layer's (``values.py`` and the engine modules built on it, up to
+``persidict.py``), written once. Every store exposes its backend as
+``PersiDict.byte_store``; a wrapper talks to what it wraps through that
+object and the public API only.
 """
 
 from __future__ import annotations
