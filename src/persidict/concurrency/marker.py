@@ -218,16 +218,6 @@ def find_markers(directory: str) -> tuple[str | None, str | None, bool]:
     return root, store, settled
 
 
-def find_root(directory: str) -> str | None:
-    """The nearest root at or above ``directory`` (a real path), if any."""
-    return find_markers(directory)[0]
-
-
-def find_store(directory: str) -> str | None:
-    """The nearest store marker (root or sub) at or above ``directory``."""
-    return find_markers(directory)[1]
-
-
 def open_root(directory: str, params: dict[str, Any], durable: bool = True) -> str | None:
     """The root of a store opened at ``directory``, made there if none is found.
 
