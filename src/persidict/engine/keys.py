@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from itertools import repeat
 from typing import Any, TypeAlias, TypeVar, overload
 
+from .names import SAFE_PATTERN
+
 _SAFE_CHARS: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
 SAFE_CHARS_SET: set[str] = set(_SAFE_CHARS)
 """The characters allowed in key components; a public copy (validation reads
@@ -17,7 +19,7 @@ SAFE_STRING_MAX_LENGTH = 254
 """Key components are shorter than this."""
 MAX_DIGEST_LEN = 26
 """Characters in the unpadded base32 of an MD5 digest."""
-_SAFE_RE = re.compile(r"[A-Za-z0-9()_\-~.=]+")
+_SAFE_RE = re.compile(SAFE_PATTERN)
 
 
 def get_safe_chars() -> set[str]:

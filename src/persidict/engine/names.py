@@ -17,6 +17,8 @@ from itertools import compress, repeat
 from operator import and_, eq, lshift, rshift
 from typing import Literal
 
+SAFE_PATTERN = r"[A-Za-z0-9()_\-~.=]+"
+"""A regex of one safe key component (the characters of keys.SAFE_CHARS_SET)."""
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 _B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> 2 base32 characters
 # base32 digits -> the digits int(x, 32) reads, so a suffix decodes in C.
@@ -81,7 +83,7 @@ def is_bucket(name: str) -> bool:
 @lru_cache(maxsize=64)
 def _name_res(digest_len: int, suffix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     """(one name, names joined by NULs) of what sign_component + ``suffix`` makes."""
-    one = r"[A-Za-z0-9()_\-~.=]+"
+    one = SAFE_PATTERN
     if digest_len > 0:
         one += f"_[a-z2-7]{{{digest_len}}}"
     one += re.escape(suffix)
