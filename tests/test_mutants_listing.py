@@ -204,3 +204,25 @@ def test_len_counts_what_keys_yields(tmp_path: Path) -> None:
     (stray / "k.pkl").write_bytes(b"")
     assert [k.strings for k in d] == [("a", "k")]
     assert len(d) == 1
+
+
+def test_a_reused_buffer_smaller_than_the_first_size_is_never_overrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-thread spare buffer may be smaller than _MIN_BUF (made while it
+    was patched smaller, as above): getdents64 is never told it holds more."""
+    names = _filled(tmp_path / "d")
+    small = (ctypes.create_string_buffer(1024), ctypes.create_string_buffer(listing._MAX_RECLEN))
+    monkeypatch.setattr(listing._spare, "pair", small, raising=False)
+    overruns: list[tuple[int, int]] = []
+
+    def checked(real: Any, fd: int, buf: ctypes.Array[Any], size: int) -> int:
+        if size > len(buf):
+            overruns.append((size, len(buf)))
+            return -1  # the real call would write past the buffer
+        return int(real(fd, buf, size))
+
+    _fake(monkeypatch, checked)
+    listed = listing.list_dir(str(tmp_path / "d"))
+    assert overruns == []
+    assert listed is not None and sorted(listed[0]) == sorted(names)

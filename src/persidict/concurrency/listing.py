@@ -128,10 +128,10 @@ def _read_whole(fd: int) -> bytes | None:
 def _read_into(
     fd: int, buf: ctypes.Array[ctypes.c_char], probe: ctypes.Array[ctypes.c_char]
 ) -> bytes | None:
-    """_read_whole with the buffers to use: ``buf`` of _MIN_BUF (a bigger one is
-    made, sized from ``st_size``, when a directory does not fit)."""
+    """_read_whole with the buffers to use: ``buf`` first, up to _MIN_BUF of it (a
+    bigger one is made, sized from ``st_size``, when a directory does not fit)."""
     assert _getdents is not None
-    size, short = _MIN_BUF, 0
+    size, short = min(_MIN_BUF, len(buf)), 0  # never more than buf holds: the kernel writes it
     while True:
         n = _getdents(fd, buf, size)
         if n < 0:
