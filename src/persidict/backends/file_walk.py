@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from ..concurrency.listing import list_dir
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
@@ -125,18 +125,31 @@ def walk_keys(
         return
     trusted = trusted_key
     for path, bucket, files, dirs in _levels(directory, hashed):
-        for name in files:
-            found = unsign_names([name], digest_len, bucket, suffix)
-            if not found:
-                continue
-            try:
-                ts = os.lstat(f"{path}/{name}").st_mtime
-            except FileNotFoundError:
-                continue  # deleted since the listing
-            yield trusted((*prefix, found[0])), ts
+        for i in range(0, len(files), _CHUNK):
+            for name, component in _named(files[i : i + _CHUNK], digest_len, bucket, suffix):
+                try:
+                    ts = os.lstat(f"{path}/{name}").st_mtime
+                except FileNotFoundError:
+                    continue  # deleted since the listing
+                yield trusted((*prefix, component)), ts
         del files
         for sub, component in _subdirs(path, dirs, digest_len, bucket):
             yield from walk_keys(sub, (*prefix, component), suffix, digest_len, hashed, True)
+
+
+def _named(
+    names: list[str], digest_len: int, bucket: str | None, suffix: str
+) -> Iterable[tuple[str, str]]:
+    """(name, component) of each of ``names`` that is a key's file, in order.
+
+    One check of all the names when every one is a key's (the usual case);
+    otherwise each name on its own, to tell which ones are.
+    """
+    found = unsign_names(names, digest_len, bucket, suffix)
+    if len(found) == len(names):
+        return zip(names, found, strict=True)
+    one = [(name, unsign_names([name], digest_len, bucket, suffix)) for name in names]
+    return [(name, found[0]) for name, found in one if found]
 
 
 def planted_link(base: str, path: str) -> str | None:
