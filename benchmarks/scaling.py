@@ -3,20 +3,30 @@
 One store per (filesystem, layout), grown in place from the smallest size
 to the largest; at each size, interleaved with its floor:
 
-- ``get``: ``d[k]`` of random keys; floor: open + read + close + unpickle
-  of the same kind of path (another random sample, same directory shape);
+- ``get``: ``d[k]`` of random keys; ``floor``: open + read + close +
+  unpickle of the same kind of path (another random sample, same directory
+  shape) with Python's ``open``; ``os floor``: the same with ``os.open``,
+  ``os.read``, ``os.close`` (the calls a get makes: what is left is ours);
 - ``overwrite``: ``d[k] = v`` of random existing keys (``durable=False``);
 - ``len`` and ``iterate keys``: per key; floor: a bare ``os.scandir`` walk
   of the same tree (``listing.scandir_walk``);
 - peak traced memory (tracemalloc) during one full iteration.
 
-Then how each figure grows from the smallest size to the largest. One-component
-keys ``key<i>``, ~100-byte pickled values, ``durable=False``.
+Then how each figure grows from the smallest size to the largest (wall and
+CPU time). One-component keys ``key<i>``, ~100-byte pickled values,
+``durable=False``. On a disk, the dirty pages the fill left are written out
+(``os.sync``) before timing: else the overwrites measure the kernel's
+writeback throttling of the fill, not the store (see REPORT-scaling.md).
+
+Environment, to run a part (also through ``benchmarks.ab``):
+``PERSIDICT_SCALING_SIZES=10000,100000`` (instead of 10k,100k,1M) and
+``PERSIDICT_SCALING_RUNS=tmpfs/hashed,disk/direct`` (filesystem/layout pairs).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import random
 import shutil
@@ -74,6 +84,15 @@ def peak_iteration_bytes(d: FileDirDict) -> tuple[int, int]:
         tracemalloc.stop()
 
 
+def _chosen(cfg: Config) -> tuple[list[int], set[str] | None]:
+    """(sizes, filesystem/layout runs or None for all), from the environment if set."""
+    sizes = os.environ.get("PERSIDICT_SCALING_SIZES", "")
+    runs = os.environ.get("PERSIDICT_SCALING_RUNS", "")
+    default = list(SMOKE_SIZES if cfg.smoke else SIZES)
+    return ([int(n) for n in sizes.split(",")] if sizes.strip() else default,
+            {r.strip() for r in runs.split(",")} if runs.strip() else None)
+
+
 def _cases(d: FileDirDict, n: int, rng: random.Random) -> dict[str, list[Case]]:
     base = d.base_dir
 
@@ -94,6 +113,18 @@ def _cases(d: FileDirDict, n: int, rng: random.Random) -> dict[str, list[Case]]:
                     loads(f.read())
         return body
 
+    def get_os_floor(rep: int) -> Body:
+        paths = [d.byte_store.path(to_key(k)) for k in sample(SAMPLE)]
+        loads, o, r, c = pickle.loads, os.open, os.read, os.close
+        flags = os.O_RDONLY | os.O_CLOEXEC
+
+        def body() -> None:
+            for p in paths:
+                fd = o(p, flags)
+                loads(r(fd, 1 << 16))
+                c(fd)
+        return body
+
     def put_ours(rep: int) -> Body:
         keys = sample(WRITES)
         return lambda: [d.__setitem__(k, SMALL_VALUE) for k in keys]
@@ -103,7 +134,8 @@ def _cases(d: FileDirDict, n: int, rng: random.Random) -> dict[str, list[Case]]:
 
     walk = fixed(lambda: scandir_walk(base))
     return {
-        "get (random key)": [Case("ours", get_ours, SAMPLE), Case("floor", get_floor, SAMPLE)],
+        "get (random key)": [Case("ours", get_ours, SAMPLE), Case("floor", get_floor, SAMPLE),
+                             Case("os floor", get_os_floor, SAMPLE)],
         "overwrite (random key)": [Case("ours", put_ours, WRITES)],
         "len": [Case("ours", fixed(d.__len__), n), Case("floor", walk, n)],
         "iterate keys": [Case("ours", fixed(lambda: sum(1 for _ in d)), n),
@@ -114,10 +146,12 @@ def _cases(d: FileDirDict, n: int, rng: random.Random) -> dict[str, list[Case]]:
 def run_scaling(cfg: Config, places: dict[str, str], scratch: Scratch, results: Results,
                 log: Callable[[str], None]) -> None:
     """Every size of SIZES (SMOKE_SIZES), per filesystem and layout; growth in facts."""
-    sizes = list(SMOKE_SIZES if cfg.smoke else SIZES)
+    sizes, runs = _chosen(cfg)
     facts: dict[str, Any] = {"sizes": sizes, "runs": {}}
     for place, parent in places.items():
         for layout in LAYOUTS:
+            if runs is not None and f"{place}/{layout}" not in runs:
+                continue
             base = scratch.make(parent, f"scaling-{layout}")
             d = FileDirDict(base_dir=base, durable=False, layout=layout)
             rng = random.Random(17)
@@ -127,6 +161,8 @@ def run_scaling(cfg: Config, places: dict[str, str], scratch: Scratch, results: 
                 log(f"scaling: {place}/{layout}: growing to {n} keys")
                 grow(base, layout, have, n)
                 have = n
+                if place != "tmpfs":
+                    os.sync()  # the fill's dirty pages: written out, not timed (see above)
                 section = f"scaling/{place}/{layout}/n={_label(n)}"
                 reps = cfg.reps if n < 1_000_000 else max(3, cfg.reps // 2)
                 for op, cases in _cases(d, n, rng).items():
@@ -147,8 +183,10 @@ def run_scaling(cfg: Config, places: dict[str, str], scratch: Scratch, results: 
 def _figures(results: Results, section: str) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for row in (r for r in results.rows if r.section == section):
-        out[row.op] = row.us("ours")
-        out[f"{row.op} floor"] = row.us("floor") if "floor" in row.timings else None
+        for label in row.timings:
+            name = row.op if label == "ours" else f"{row.op} {label}"
+            out[name] = row.us(label)
+            out[f"{name} cpu"] = row.cpu(label)
     return out
 
 
@@ -173,7 +211,10 @@ def scaling_lines(facts: Any) -> list[str]:
              f"| filesystem/layout | figure | {head} | growth |",
              "|---|---|" + "---:|" * (len(sizes) + 1)]
     figures = [("get (random key)", "us", 1), ("get (random key) floor", "us", 1),
-               ("overwrite (random key)", "us", 1), ("len", "us/key", 1),
+               ("get (random key) os floor", "us", 1), ("get (random key) cpu", "us", 1),
+               ("get (random key) os floor cpu", "us", 1),
+               ("overwrite (random key)", "us", 1), ("overwrite (random key) cpu", "us", 1),
+               ("len", "us/key", 1),
                ("len floor", "us/key (scandir)", 1), ("iterate keys", "us/key", 1),
                ("peak_iter_bytes", "KiB", 1 / 1024)]
     for run, per_size in facts["runs"].items():

@@ -35,8 +35,9 @@ from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
 from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
 from .key_grants import Holding, Using, grant_of, held, note
+from .recent import Recent
 
-_PATH_CACHE_MAX = 4096
+_PATH_CACHE_MAX = 4096  # paths (and lock places) of this many recent keys, twice at most
 
 MISSING = object()
 """What FileBytes.decoded returns for an absent key."""
@@ -62,6 +63,19 @@ def _is_file(path: str) -> bool:
         return False
 
 
+def _path_of(base: str, suffix: str, digest_len: int, hashed: bool,
+             strings: tuple[str, ...]) -> str:
+    return f"{base}/{'/'.join(path_parts(strings, digest_len, suffix, hashed))}"
+
+
+def _where_of(paths: Recent[tuple[str, ...], str], lock_tree: LockTree, base: str,
+              strings: tuple[str, ...]) -> tuple[str, KeyLocks, int]:
+    path = paths[strings]
+    rel = path[len(base) + 1 :]
+    locks, name = lock_tree.locate(tuple(rel.split("/")[:-1]), rel)
+    return path, locks, lock_offset(name)
+
+
 class FileBytes(ByteStore):
     """Keys as files under ``base``: ``a_<d>/b_<d><suffix>``, or hashed (see FileDirDict)."""
 
@@ -80,7 +94,11 @@ class FileBytes(ByteStore):
         self.durable = durable
         self.journal = journal
         self.lock_tree = lock_tree
-        self._paths: dict[tuple[str, ...], tuple[str, KeyLocks, int]] = {}
+        # The makers hold no reference to self: a cycle would keep the lock file open.
+        self._paths = Recent(functools.partial(_path_of, base, suffix, digest_len, hashed),
+                             _PATH_CACHE_MAX)
+        self._wheres = Recent(functools.partial(_where_of, self._paths, lock_tree, base),
+                              _PATH_CACHE_MAX)
 
     # -- paths --------------------------------------------------------------
 
@@ -90,26 +108,13 @@ class FileBytes(ByteStore):
 
     def path(self, key: NonEmptySafeStrTuple) -> str:
         """The absolute file path of ``key`` (ValueError if it cannot have one)."""
-        return self.where(key)[0]
+        return self._paths[key.strings]
 
-    def location(self, key: NonEmptySafeStrTuple) -> str:
-        # docstring inherited
-        return self.path(key)
+    location = path  # the contract's name of it
 
     def where(self, key: NonEmptySafeStrTuple) -> tuple[str, KeyLocks, int]:
-        """(path, lock file, lock offset) of ``key``, from a bounded cache."""
-        strings = key.strings
-        hit = self._paths.get(strings)
-        if hit is not None:
-            return hit
-        signed = self.signed(strings, with_suffix=True)
-        rel = "/".join(signed)
-        locks, name = self.lock_tree.locate(tuple(signed[:-1]), rel)
-        hit = (f"{self.base}/{rel}", locks, lock_offset(name))
-        if len(self._paths) >= _PATH_CACHE_MAX:
-            self._paths.clear()
-        self._paths[strings] = hit
-        return hit
+        """(path, lock file, lock offset) of ``key``: what a mutation needs (a read: path)."""
+        return self._wheres[key.strings]
 
     def _linked(self, key: NonEmptySafeStrTuple, path: str) -> str | None:
         """A symlink among ``path``'s directories (see file_walk.planted_link)."""
@@ -177,7 +182,7 @@ class FileBytes(ByteStore):
         self, key: NonEmptySafeStrTuple, *, body: bool = True, if_none_match: str | None = None
     ) -> Blob:
         # docstring inherited; a file is read whole: its etag is its content's
-        path, locks, offset = self.where(key)
+        path = self._paths[key.strings]
         try:
             data = self._read(key, path)
         except OSError as exc:
@@ -186,6 +191,7 @@ class FileBytes(ByteStore):
         etag = ABSENT if data is None else content_etag(data)
         grants = held()
         if grants:
+            _, locks, offset = self._wheres[key.strings]
             note(grants, grant_of(locks, offset), path, etag)
         if data is None:
             return Blob(ABSENT, None)
@@ -195,7 +201,7 @@ class FileBytes(ByteStore):
 
     def read_data(self, key: NonEmptySafeStrTuple) -> bytes | None:
         """The bytes of ``key`` or None: a plain get needs no etag (no hash)."""
-        path = self.where(key)[0]
+        path = self._paths[key.strings]
         try:
             return self._read(key, path)
         except OSError as exc:
@@ -210,7 +216,7 @@ class FileBytes(ByteStore):
         copies what it keeps): one big allocation per read, not two. The
         buffer is lent out meanwhile, so a read inside ``decode`` uses its own.
         """
-        path = self.where(key)[0]
+        path = self._paths[key.strings]
         spare: Spare = getattr(_spares, "spare", None) or Spare()
         _spares.spare = None
         data: bytes | memoryview | None = None
@@ -327,12 +333,12 @@ class FileBytes(ByteStore):
 
     def contains(self, key: NonEmptySafeStrTuple) -> bool:
         # docstring inherited
-        path = self.where(key)[0]
+        path = self._paths[key.strings]
         return _is_file(path) and self._linked(key, path) is None
 
     def timestamp(self, key: NonEmptySafeStrTuple) -> float:
         # docstring inherited
-        path = self.where(key)[0]
+        path = self._paths[key.strings]
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 
 from ..concurrency.listing import list_dir
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
-from ..engine.names import bucket_of, is_bucket, sign_component, unsign_names
+from ..engine.names import bucket_and_name, is_bucket, sign_component, unsign_names
 
 __all__ = ["count_keys", "iter_keys", "path_parts", "planted_link", "walk_keys"]
 
@@ -39,18 +39,22 @@ def path_parts(strings: tuple[str, ...], digest_len: int, suffix: str, hashed: b
     """The directory and file names of the key (or prefix) ``strings``, in order.
 
     ``suffix`` ends the last name ('' for a prefix); ValueError if a name
-    would exceed the filesystems' 255 bytes.
+    would exceed the filesystems' 255 bytes. One MD5 per component gives
+    both its digest suffix and (hashed layout) its bucket.
     """
-    parts = [sign_component(s, digest_len) for s in strings]
-    parts[-1] += suffix
-    for original, part in zip(strings, parts, strict=True):
-        if len(part.encode("utf-8")) > _NAME_MAX:
-            raise ValueError(
-                f"key component {original[:40]!r}... is too long: its file name "
-                f"{part[:40]!r}... exceeds {_NAME_MAX} bytes"
-            )
     if hashed:
-        return [x for s, part in zip(strings, parts, strict=True) for x in (bucket_of(s), part)]
+        parts = [x for s in strings for x in bucket_and_name(s, digest_len)]
+    else:
+        parts = [sign_component(s, digest_len) for s in strings]
+    parts[-1] += suffix
+    if max(map(len, parts)) > _NAME_MAX // 4:  # else no name can reach 256 UTF-8 bytes
+        for i, part in enumerate(parts):
+            if len(part.encode("utf-8")) > _NAME_MAX:
+                original = strings[i // 2 if hashed else i]
+                raise ValueError(
+                    f"key component {original[:40]!r}... is too long: its file name "
+                    f"{part[:40]!r}... exceeds {_NAME_MAX} bytes"
+                )
     return parts
 
 

@@ -40,36 +40,58 @@ BUCKET_PREFIX = "+"
 
 def _b32(x: int, n: int) -> str:
     """``x`` (5n bits) as ``n`` base32 characters, two per table lookup."""
+    if n == 4:  # the default digest_len: straight-line
+        return _B32_PAIRS[x >> 10] + _B32_PAIRS[x & 1023]
     text = "".join([_B32_PAIRS[(x >> (5 * i)) & 1023] for i in range((n // 2 - 1) * 2, -1, -2)])
     return _B32[x >> (5 * n - 5)] + text if n % 2 else text
 
 
-def _digest(component: str, digest_len: int) -> str:
-    """Uncached component_digest (base64.b32encode is a Python loop).
+def _md5_bits(component: str) -> int:
+    """The 128-bit MD5 of ``component`` (UTF-8) as an int."""
+    return int.from_bytes(_MD5_DIGEST(_md5(component.encode("utf-8"))), _BIG)
 
-    The base32 characters of the 128-bit MD5 are its 5-bit groups; the 26th
-    is padded with two zero bits, as b32encode does. ``digest_len`` <= 26.
+
+def _head(md5: int, digest_len: int) -> str:
+    """The first ``digest_len`` (<= 26) lower-cased base32 characters of ``md5``.
+
+    They are its 5-bit groups; the 26th is padded with two zero bits, as
+    base64.b32encode does (a Python loop, several times slower).
     """
-    md5 = _md5(component.encode("utf-8")).digest()
-    return _b32((int.from_bytes(md5, "big") << 2) >> (130 - 5 * digest_len), digest_len)
+    return _b32((md5 << 2) >> (130 - 5 * digest_len), digest_len)
 
 
-@lru_cache(maxsize=65536)
 def component_digest(component: str, digest_len: int) -> str:
-    """First ``digest_len`` chars of the lower-cased base32 MD5 of ``component``."""
-    return _digest(component, digest_len)
+    """First ``digest_len`` chars of the lower-cased base32 MD5 of ``component``.
+
+    Not cached: one MD5 of a short name costs little more than a cache
+    lookup, and a cache big enough for a large store's keys would be big
+    (FileBytes caches whole paths of recently used keys instead).
+    """
+    return _head(_md5_bits(component), digest_len)
 
 
 def sign_component(component: str, digest_len: int) -> str:
     """Append ``_<digest>`` so keys differing only by case never collide on disk."""
     if digest_len <= 0:
         return component
-    return f"{component}_{component_digest(component, digest_len)}"
+    return f"{component}_{_head(_md5_bits(component), digest_len)}"
 
 
 def bucket_of(component: str) -> str:
     """The hashed layout's bucket directory of ``component``: '+' and 2 digest chars."""
-    return BUCKET_PREFIX + component_digest(component, 2)
+    return BUCKET_PREFIX + _B32_PAIRS[_md5_bits(component) >> 118]
+
+
+def bucket_and_name(component: str, digest_len: int) -> tuple[str, str]:
+    """(bucket_of, sign_component) of ``component`` from one MD5.
+
+    The bucket is the first 2 digest characters, so one hash gives both.
+    """
+    md5 = _md5_bits(component)
+    bucket = BUCKET_PREFIX + _B32_PAIRS[md5 >> 118]
+    if digest_len <= 0:
+        return bucket, component
+    return bucket, f"{component}_{_head(md5, digest_len)}"
 
 
 _BUCKETS = {BUCKET_PREFIX + p: i for i, p in enumerate(_B32_PAIRS)}  # name -> its 10 bits
