@@ -24,7 +24,7 @@ import pytest
 
 from persidict import FileDirDict
 from persidict.backends import file_bytes
-from persidict.concurrency import lock_tree
+from persidict.concurrency import lock_tree, marker
 from persidict.engine import names
 from persidict.engine.keys import MAX_DIGEST_LEN, NonEmptySafeStrTuple
 
@@ -167,20 +167,40 @@ def test_threads_share_caches_whose_generations_turn_over(
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    def writer() -> None:
+    def writer(me: int) -> None:
         try:
             for i in range(300):
-                d[("w", str(i % 40))] = i
-                assert d[("w", str(i % 40))] == i
+                d[("w", f"{me}-{i % 40}")] = i
+                assert d[("w", f"{me}-{i % 40}")] == i
                 d.transform_item(("w", "n"), transformer=_increment)
         except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
-    threads += [threading.Thread(target=writer) for _ in range(2)]
+    threads += [threading.Thread(target=writer, args=(w,)) for w in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
     assert not errors, errors
     assert d[("w", "n")] == 600  # no update lost: each write found the key's one lock
+
+
+def test_a_hot_directory_is_not_settled_again_while_many_pass(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = FileDirDict(base_dir=tmp_path / "s", durable=False)
+    tree = d._lock_tree
+    settled: Counter[str] = Counter()
+
+    def settle(directory: str) -> str:
+        settled[directory] += 1
+        return marker.ABSENT  # no marker: the lock root is the one above
+
+    monkeypatch.setattr(lock_tree, "settle", settle)
+    for i in range(3 * lock_tree.LockTree._CACHE_MAX):
+        assert tree.locate((f"d{i}",), f"d{i}/k")[1] == f"d{i}/k"
+        assert tree.locate(("hot",), "hot/k")[1] == "hot/k"
+    assert settled[f"{tree.real_base}/hot"] == 1  # before: again after each clearing
+    assert settled[f"{tree.real_base}/d5"] == 1
+    assert len(tree._roots) + len(tree._old_roots) <= 2 * lock_tree.LockTree._CACHE_MAX

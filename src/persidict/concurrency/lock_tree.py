@@ -57,7 +57,10 @@ class LockTree:
     ``home_root`` is the root of ``real_base`` (found by open_root; None: no
     root could be made, so no write can lock). Answers for directories below
     it follow the module's rule and are cached: by the argument above they
-    never change. Unsettled answers are not cached.
+    never change. Unsettled answers are not cached. The cache has two
+    generations of at most _CACHE_MAX directories each: when the new one is
+    full it becomes the old one, and an old answer used again moves back, so
+    the directories in use are not settled again however many others pass.
     """
 
     _CACHE_MAX = 4096
@@ -67,6 +70,7 @@ class LockTree:
         self.home_root = home_root
         self._timeout = DEFAULT_LOCK_TIMEOUT
         self._roots: dict[tuple[str, ...], str] = {}
+        self._old_roots: dict[tuple[str, ...], str] = {}
         self._files: dict[str, KeyLocks] = {}
 
     @property
@@ -85,16 +89,18 @@ class LockTree:
             return self.home_root
         root = self._roots.get(dirs)
         if root is None:
-            parent = self._root_of(dirs[:-1])  # read first: top-down
-            if parent is None:
-                return None
-            level = "/".join((self.real_base, *dirs))
-            state = settle(level)
-            if state == PENDING:
-                return None
-            root = level if state == ROOT else parent
+            root = self._old_roots.get(dirs)
+            if root is None:
+                parent = self._root_of(dirs[:-1])  # read first: top-down
+                if parent is None:
+                    return None
+                level = "/".join((self.real_base, *dirs))
+                state = settle(level)
+                if state == PENDING:
+                    return None
+                root = level if state == ROOT else parent
             if len(self._roots) >= self._CACHE_MAX:
-                self._roots.clear()
+                self._old_roots, self._roots = self._roots, {}
             self._roots[dirs] = root
         return root
 
