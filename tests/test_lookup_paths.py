@@ -24,6 +24,7 @@ import pytest
 
 from persidict import FileDirDict
 from persidict.backends import file_bytes
+from persidict.backends.recent import Recent
 from persidict.concurrency import lock_tree, marker
 from persidict.engine import names
 from persidict.engine.keys import MAX_DIGEST_LEN, NonEmptySafeStrTuple
@@ -204,3 +205,31 @@ def test_a_hot_directory_is_not_settled_again_while_many_pass(
     assert settled[f"{tree.real_base}/hot"] == 1  # before: again after each clearing
     assert settled[f"{tree.real_base}/d5"] == 1
     assert len(tree._roots) + len(tree._old_roots) <= 2 * lock_tree.LockTree._CACHE_MAX
+
+
+class _Turning:
+    """A key whose ``turn_at``-th hashing turns the cache's generations over first.
+
+    That is what another thread can do between two steps of a lookup (on a
+    free-threaded build, or wherever a key's hash runs Python code).
+    """
+
+    def __init__(self, cache: Recent[Any, int]) -> None:
+        self.cache, self.turn_at = cache, 0
+
+    def __hash__(self) -> int:
+        self.turn_at -= 1
+        if self.turn_at == 0:
+            for i in range(3):  # fills the new generation: it becomes the old one
+                self.cache[("other", i)]
+        return 1
+
+
+def test_a_cache_turning_over_during_a_lookup_still_answers() -> None:
+    cache: Recent[Any, int] = Recent(lambda k: 7, 2)
+    key = _Turning(cache)
+    cache[key]
+    cache[("a",)], cache[("b",)]  # key moves to the old generation
+    assert key in cache._old
+    key.turn_at = 2  # 1: the new generation misses; 2: the old one is asked
+    assert cache[key] == 7  # before: KeyError, the old generation read twice

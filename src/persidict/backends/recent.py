@@ -26,7 +26,8 @@ class Recent(dict[K, V], Generic[K, V]):
         self._old: dict[K, V] = {}
 
     def __missing__(self, key: K) -> V:
-        value = self._old[key] if key in self._old else self._make(key)
+        old = self._old  # read once: another thread may turn the generations over meanwhile
+        value = old[key] if key in old else self._make(key)
         if len(self) >= self._size:
             self._old = dict(self)
             self.clear()
