@@ -43,7 +43,9 @@ def path_parts(strings: tuple[str, ...], digest_len: int, suffix: str, hashed: b
     both its digest suffix and (hashed layout) its bucket.
     """
     if hashed:
-        parts = [x for s in strings for x in bucket_and_name(s, digest_len)]
+        parts: list[str] = []
+        for s in strings:
+            parts += bucket_and_name(s, digest_len)
     else:
         parts = [sign_component(s, digest_len) for s in strings]
     parts[-1] += suffix
