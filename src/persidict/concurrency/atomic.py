@@ -77,9 +77,12 @@ def _load_openat2() -> Callable[[str], int] | None:
     syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_size_t]
     how = struct.pack("=QQQ", os.O_RDONLY | os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS)
+    size = len(how)
+    # What os.fsencode does for a str, without its Python-level checks (a get's hot path).
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
     def openat2(path: str) -> int:
-        fd = int(syscall(number, _AT_FDCWD, os.fsencode(path), how, len(how)))
+        fd: int = syscall(number, _AT_FDCWD, path.encode(encoding, errors), how, size)
         if fd < 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code), path)
