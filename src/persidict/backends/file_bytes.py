@@ -37,7 +37,7 @@ from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_key
 from .key_grants import Holding, Using, grant_of, held, note
 from .recent import Recent
 
-_PATH_CACHE_MAX = 4096  # paths (and lock places) of this many recent keys, twice at most
+_PATH_CACHE_MAX = 2048  # recent keys' paths and lock places, twice at most: ~1.2 MB a store
 
 MISSING = object()
 """What FileBytes.decoded returns for an absent key."""
