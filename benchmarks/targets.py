@@ -1,4 +1,4 @@
-"""The speed targets of issue #6, judged from one run's figures.
+"""The speed targets of issues 6, 13 and 17, judged from one run's figures.
 
 Each target is a figure, a limit and a verdict (MET / NOT MET). A target
 whose inputs did not run (e.g. no disk filesystem) is SKIPPED.
@@ -6,11 +6,12 @@ whose inputs did not run (e.g. no disk filesystem) is SKIPPED.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .files import OPS_BY_KIND, READ_OPS, WRITE_OPS
-from .harness import Results
+from .harness import Results, Row
 from .memory import OPS as MEMORY_OPS
 
 # FileDirDict operation -> the diskcache operation it must be at least as fast as.
@@ -95,6 +96,74 @@ def judge(results: Results) -> list[Verdict]:
         out.append(_ratio_target(results, "memory/LocalDict", op, "ours", "floor", 3.0,
                                  f"LocalDict {op} <= 3x dict+Lock"))
     out.extend(_scaling_targets(results))
+    out.extend(_speed_targets(results))
+    return out
+
+
+# Issue 13: FileDirDict operation -> (section, our op, diskcache's op) at equal guarantees
+# (tmpfs, neither fsyncs). "delete" is our etag-checked discard_if (a plain delete does less).
+COMMON_OPS = {
+    "set new": ("tmpfs/fast/pkl100", "set new", "set"),
+    "overwrite": ("tmpfs/fast/pkl100", "overwrite", "set"),
+    "get": ("tmpfs/fast/pkl100", "get", "get"),
+    "in": ("tmpfs/fast/pkl100", "in", "in"),
+    "delete": ("tmpfs/fast/pkl100", "discard_if", "delete"),
+    "add": ("tmpfs/fast/pkl100", "setdefault_if insert", "add"),
+    "incr": ("tmpfs/fast/pkl100", "transform_item +1", "incr"),
+    "1 MiB set": ("tmpfs/fast/pkl1MiB", "set new", "set"),
+    "1 MiB get": ("tmpfs/fast/pkl1MiB", "get", "get"),
+    "iteration": ("tmpfs/fast/* keys", "iterate keys", "iter"),
+}
+
+
+def _speedups(results: Results, label: str) -> dict[str, float]:
+    """diskcache time / ``label``'s time (> 1: faster) of each common op measured."""
+    out = {}
+    for name, (section, op, _) in COMMON_OPS.items():
+        row = _find_row(results, section, op)
+        ratio = None if row is None else row.ratio("diskcache", label)
+        if ratio is not None:
+            out[name] = ratio
+    return out
+
+
+def _find_row(results: Results, section: str, op: str) -> Row | None:
+    """The row of ``op`` in ``section``, where a '*' in it matches any size."""
+    head, star, tail = section.partition("*")
+    if not star:
+        return results.row(section, op)
+    return next((r for r in results.rows if r.op == op and r.section.startswith(head)
+                 and r.section.endswith(tail)), None)
+
+
+def _speed_targets(results: Results) -> list[Verdict]:
+    """Issue 13's targets that one run can judge (the rest are issue 6's rows above)."""
+    ours, floor = _speedups(results, "ours"), _speedups(results, "floor")
+    if not ours:
+        return [Verdict("issue 13: vs diskcache at equal guarantees", "not measured", "", None)]
+    mean = math.prod(ours.values()) ** (1 / len(ours))
+    bound = math.prod(floor.values()) ** (1 / len(floor)) if floor else None
+    figure = f"{mean:.2f}x over {len(ours)} ops" + (
+        f" (the bare-os floor's own: {bound:.2f}x)" if bound else "")
+    out = [Verdict("issue 13: geomean speed-up vs diskcache, tmpfs, equal guarantees",
+                   figure, ">= 1.20x", mean >= 1.2 if len(ours) == len(COMMON_OPS) else None)]
+    for name, (section, op, peer_op) in COMMON_OPS.items():
+        r, f = ours.get(name), floor.get(name)
+        row = _find_row(results, section, op)
+        cpu = None if row is None else row.cpu_ratio("diskcache", "ours")
+        extra = "" if cpu is None else f"; cpu {cpu:.2f}x"
+        extra += "" if f is None else f"; the floor's {f:.2f}x"
+        out.append(Verdict(f"issue 13: {name} ({op} vs diskcache {peer_op}) >= 0.8x diskcache",
+                           "not measured" if r is None else f"{r:.2f}x{extra}", ">= 0.80x",
+                           None if r is None else r >= 0.8, None if cpu is None else cpu >= 0.8))
+    for section in ("disk/durable/pkl100", "disk/durable/pkl1MiB"):
+        for row in (r for r in results.rows if r.section == section):
+            out.append(_ratio_target(results, section, row.op, "ours", "floor", 1.1,
+                                     f"issue 13: disk durable {section.rsplit('/', 1)[1]} "
+                                     f"{row.op} <= 1.1x fsync floor", cpu=False))
+    out.append(Verdict("issue 13: >= 5x the original persidict at defaults",
+                       "not measurable here: the original is not installed (and may not be)",
+                       ">= 5.00x", None))
     return out
 
 

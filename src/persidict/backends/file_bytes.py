@@ -22,6 +22,7 @@ from typing import Any, overload
 from ..concurrency.atomic import (
     Spare,
     open_no_symlinks,
+    parent_dir,
     read_file,
     sync_after_commit,
     write_atomic,
@@ -294,7 +295,7 @@ class FileBytes(ByteStore):
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited
         path, locks, offset = self.where(key)
-        directory = os.path.dirname(path)
+        directory = parent_dir(path)
         try:
             with self._exclusive(locks, offset, key, path, ABSENT) as known:
                 if if_match is None and not _is_file(path):

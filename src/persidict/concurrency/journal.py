@@ -144,9 +144,10 @@ def me() -> Owner:
 
 
 def _after_fork() -> None:
-    global _me, _salt
+    global _me, _salt, _prefix
     _me = None
     _salt = secrets.token_hex(3)
+    _prefix = ("", -1)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
@@ -155,6 +156,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 _seq = itertools.count()
 _salt = secrets.token_hex(3)
+_prefix = ("", -1)  # (the name up to the counter, the pid it was made for)
 
 
 def temp_name() -> str:
@@ -162,9 +164,15 @@ def temp_name() -> str:
 
     The owner tag is unique per process incarnation; a per-process salt and
     a counter (atomic under the GIL) make the name unique within it without
-    a getrandom() system call per write.
+    a getrandom() system call per write. The prefix is formatted once per
+    process: the pid check still catches a fork that ran no at-fork hooks.
     """
-    return f"{TEMP_PREFIX}{me().tag}-{_salt}{next(_seq):x}"
+    global _prefix
+    prefix, pid = _prefix
+    if pid != os.getpid():
+        prefix = f"{TEMP_PREFIX}{me().tag}-{_salt}"
+        _prefix = (prefix, os.getpid())
+    return f"{prefix}{next(_seq):x}"
 
 
 def parse_temp_name(name: str) -> Owner | None:

@@ -130,7 +130,7 @@ class KeyLocks(KeyLocksBase):
         Call it inside ``try`` with release() in ``finally``.
         """
         d = self._stripes.descriptor(offset)
-        self._not_held(offset, key)
+        self.refuse_reentry(offset, key)
         # Marked before the take, cleared by release() only; ``locked`` is set
         # only once the flock is ours, so a handler that runs in between
         # takes it itself (a flock taken twice through one descriptor is one).

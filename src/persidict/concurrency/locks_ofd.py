@@ -99,7 +99,8 @@ class KeyLocks(KeyLocksBase):
         may raise after the lock was taken but before this returns.
         """
         d = self._file.descriptor()
-        self._not_held(offset, key)
+        if offset in d.held:
+            self.refuse_reentry(offset, key)
         # Marked before the take, cleared by release() only: a handler that
         # runs anywhere in between is refused.
         d.held.add(offset)

@@ -51,6 +51,17 @@ class Store:
 _NOT_VALUES = (Joker, ItemNotAvailableFlag, ValueNotRetrievedFlag, Store)
 
 
+# What decoding corrupt or foreign bytes raises (pickle, json, jsonpickle, whose
+# fallbacks may warn: an error under -W error);
+# anything else (a signal handler's exception; a MemoryError, also when a corrupt
+# length asked for too much) goes through
+# unchanged, not disguised as a corrupt value.
+_DECODE_ERRORS = (
+    pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+    IndexError, KeyError, OverflowError, RecursionError, SystemError, Warning,
+)
+
+
 class StoreCore(Store, ABC, Generic[ValueType]):
     """Configuration, value checks, codecs and the two commit points.
 
@@ -147,7 +158,7 @@ class StoreCore(Store, ABC, Generic[ValueType]):
         """Deserialize stored bytes; a corrupt or wrong-class value names the key and where."""
         try:
             value: ValueType = self._decoder(data)
-        except Exception as exc:  # a corrupt payload can make any decoder raise anything
+        except _DECODE_ERRORS as exc:
             raise BackendError(
                 f"key {key.strings!r}: stored value at {self._bytes.location(key)} cannot be "
                 f"decoded as {self.serialization_format!r}: {type(exc).__name__}: {exc}",
