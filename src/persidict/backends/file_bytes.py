@@ -64,9 +64,8 @@ def _is_file(path: str) -> bool:
         return False
 
 
-def _path_of(base: str, suffix: str, digest_len: int, hashed: bool,
-             strings: tuple[str, ...]) -> str:
-    return f"{base}/{'/'.join(path_parts(strings, digest_len, suffix, hashed))}"
+def _path_of(base: str, suffix: str, digest_len: int, hashed: bool, key: tuple[str, ...]) -> str:
+    return f"{base}/{'/'.join(path_parts(key, digest_len, suffix, hashed))}"
 
 
 def _where_of(paths: Recent[tuple[str, ...], str], lock_tree: LockTree, base: str,
