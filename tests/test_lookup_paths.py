@@ -24,10 +24,10 @@ import pytest
 
 from persidict import FileDirDict
 from persidict.backends import file_bytes
-from persidict.backends.recent import Recent
 from persidict.concurrency import lock_tree, marker
 from persidict.engine import names
 from persidict.engine.keys import MAX_DIGEST_LEN, NonEmptySafeStrTuple
+from persidict.engine.recent import Recent
 
 
 def _b32(component: str) -> str:

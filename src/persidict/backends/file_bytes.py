@@ -34,9 +34,9 @@ from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Li
 from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
+from ..engine.recent import Recent
 from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
 from .key_grants import Holding, Using, grant_of, held, note
-from .recent import Recent
 
 _PATH_CACHE_MAX = 2048  # recent keys' paths and lock places, twice at most: ~1.2 MB a store
 

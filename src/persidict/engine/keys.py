@@ -10,6 +10,7 @@ from itertools import repeat
 from typing import Any, TypeAlias, TypeVar, overload
 
 from .names import SAFE_PATTERN
+from .recent import Recent
 
 _SAFE_CHARS: frozenset[str] = frozenset(string.ascii_letters + string.digits + "()_-~.=")
 SAFE_CHARS_SET: set[str] = set(_SAFE_CHARS)
@@ -285,21 +286,19 @@ PersiDictKey: TypeAlias = SafeStrTuple | Sequence[str] | str
 NonEmptyPersiDictKey: TypeAlias = NonEmptySafeStrTuple | Sequence[str] | str
 """What a key may be given as."""
 
-# Validated one-component keys, so hot loops over str keys skip the regex.
-_STR_KEYS: dict[str, NonEmptySafeStrTuple] = {}
-_STR_KEYS_MAX = 8192
+def _str_key(key: str) -> NonEmptySafeStrTuple:
+    return _unchecked(NonEmptySafeStrTuple, (_check_component(key),))
+
+
+# Validated one-component keys, so hot loops over str keys skip the regex; keys
+# in use stay cached however many others pass through (see Recent).
+_STR_KEYS: Recent[str, NonEmptySafeStrTuple] = Recent(_str_key, 4096)
 
 
 def to_key(key: Any) -> NonEmptySafeStrTuple:
     """Normalize a user-supplied key once, at the API boundary."""
     if type(key) is str:
-        cached = _STR_KEYS.get(key)
-        if cached is None:
-            cached = _unchecked(NonEmptySafeStrTuple, (_check_component(key),))
-            if len(_STR_KEYS) >= _STR_KEYS_MAX:
-                _STR_KEYS.clear()
-            _STR_KEYS[key] = cached
-        return cached
+        return _STR_KEYS[key]
     if type(key) is NonEmptySafeStrTuple:
         return key
     return NonEmptySafeStrTuple(key)
