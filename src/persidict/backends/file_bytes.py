@@ -17,6 +17,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from itertools import chain
 from typing import Any, overload
 
 from ..concurrency.atomic import (
@@ -33,7 +34,7 @@ from ..engine.contract import ABSENT, Blob, ByteStore, Capabilities, IfMatch, Li
 from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
-from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
+from .file_walk import count_keys, key_chunks, path_parts, planted_link, walk_keys
 from .key_grants import Holding, Using, grant_of, held, note
 
 _PATH_CACHE_MAX = 4096
@@ -368,8 +369,9 @@ class FileBytes(ByteStore):
         ))
 
     def keys(self) -> Iterator[NonEmptySafeStrTuple]:
-        """Every key, without timestamps: a listing's floor."""
-        return self._listed(iter_keys(self.base, (), self.suffix, self.digest_len, self.hashed))
+        """Every key, without timestamps: a listing's floor (chained in C, a chunk at a time)."""
+        chunks = key_chunks(self.base, (), self.suffix, self.digest_len, self.hashed)
+        return chain.from_iterable(self._listed(chunks))
 
     def count(self) -> int:
         # docstring inherited; counts valid names without building a key per file

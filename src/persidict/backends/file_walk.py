@@ -23,12 +23,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from itertools import chain, repeat
 
 from ..concurrency.listing import list_dir
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
-from ..engine.names import bucket_of, is_bucket, sign_component, unsign_names
+from ..engine.names import bucket_of, is_bucket, sign_component, unsign_names, unsign_runs
 
-__all__ = ["count_keys", "iter_keys", "path_parts", "planted_link", "walk_keys"]
+__all__ = ["count_keys", "iter_keys", "key_chunks", "path_parts", "planted_link", "walk_keys"]
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
 _NAME_MAX = 255
@@ -85,29 +86,55 @@ def _levels(directory: str, hashed: bool) -> Iterator[tuple[str, str | None, lis
             yield path, bucket, *inner
 
 
-def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
-    """The number of keys stored under ``directory``."""
-    n = 0
+def _batches(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[tuple[tuple[str, ...], list[str]]]:
+    """(prefix, components) of the keys under ``directory``, up to _CHUNK a batch.
+
+    The names of one key level are checked together, also across the small
+    bucket directories of the hashed layout (``unsign_runs``); pending names
+    are checked before descending, so scratch memory stays one chunk a level.
+    """
+    names: list[str] = []
+    runs: list[tuple[str | None, int]] = []
     for path, bucket, files, dirs in _levels(directory, hashed):
-        for i in range(0, len(files), _CHUNK):
-            n += len(unsign_names(files[i : i + _CHUNK], digest_len, bucket, suffix))
+        start, total = 0, len(files)
+        while start < total:
+            take = min(total - start, _CHUNK - len(names))
+            names += files[start : start + take]
+            runs.append((bucket, take))
+            start += take
+            if len(names) >= _CHUNK:
+                yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                names, runs = [], []
         del files
-        for sub, _ in _subdirs(path, dirs, digest_len, bucket):
-            n += count_keys(sub, suffix, digest_len, hashed)
-    return n
+        for sub, component in _subdirs(path, dirs, digest_len, bucket):
+            if names:
+                yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                names, runs = [], []
+            yield from _batches(sub, (*prefix, component), suffix, digest_len, hashed)
+    if names:
+        yield prefix, unsign_runs(names, runs, digest_len, suffix)
+
+
+def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
+    """The number of keys stored under ``directory`` (no key objects are built)."""
+    return sum(len(found) for _, found in _batches(directory, (), suffix, digest_len, hashed))
+
+
+def key_chunks(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[list[NonEmptySafeStrTuple]]:
+    """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time."""
+    for strings, found in _batches(directory, prefix, suffix, digest_len, hashed):
+        yield trusted_keys(strings, found)
 
 
 def iter_keys(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
 ) -> Iterator[NonEmptySafeStrTuple]:
     """Every key under ``directory``, keys prefixed by ``prefix``."""
-    for path, bucket, files, dirs in _levels(directory, hashed):
-        for i in range(0, len(files), _CHUNK):
-            chunk = unsign_names(files[i : i + _CHUNK], digest_len, bucket, suffix)
-            yield from trusted_keys(prefix, chunk)
-        del files
-        for sub, component in _subdirs(path, dirs, digest_len, bucket):
-            yield from iter_keys(sub, (*prefix, component), suffix, digest_len, hashed)
+    return chain.from_iterable(key_chunks(directory, prefix, suffix, digest_len, hashed))
 
 
 def walk_keys(
@@ -120,9 +147,14 @@ def walk_keys(
 ) -> Listed:
     """(key, mtime or None) of every key under ``directory``, keys prefixed by ``prefix``."""
     if not with_timestamps:
-        for key in iter_keys(directory, prefix, suffix, digest_len, hashed):
-            yield key, None
-        return
+        return zip(iter_keys(directory, prefix, suffix, digest_len, hashed), repeat(None))
+    return _stamped(directory, prefix, suffix, digest_len, hashed)
+
+
+def _stamped(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[tuple[NonEmptySafeStrTuple, float]]:
+    """(key, mtime) of every key under ``directory``, keys prefixed by ``prefix``."""
     trusted = trusted_key
     for path, bucket, files, dirs in _levels(directory, hashed):
         for i in range(0, len(files), _CHUNK):
@@ -134,7 +166,7 @@ def walk_keys(
                 yield trusted((*prefix, component)), ts
         del files
         for sub, component in _subdirs(path, dirs, digest_len, bucket):
-            yield from walk_keys(sub, (*prefix, component), suffix, digest_len, hashed, True)
+            yield from _stamped(sub, (*prefix, component), suffix, digest_len, hashed)
 
 
 def _named(

@@ -94,9 +94,8 @@ def list_dir(path: str) -> tuple[list[str], list[str]] | None:
         raw = _read_whole(fd) if _getdents is not None else None
     finally:
         os.close(fd)
-    if raw is None:
-        return _list_scandir(path)
-    return _parse(raw, path)
+    listing = None if raw is None else _parse(raw, path)
+    return _list_scandir(path) if listing is None else listing
 
 
 # Per thread: a _MIN_BUF buffer and a probe buffer, reused by every small
@@ -174,27 +173,39 @@ def _read_rest(
         chunks.append(ctypes.string_at(buf, n))
 
 
-def _parse(data: bytes, path: str) -> tuple[list[str], list[str]]:
-    """Split linux_dirent64 records into file and directory names.
+def _parse(data: bytes, path: str) -> tuple[list[str], list[str]] | None:
+    """Split linux_dirent64 records into file and directory names; None if malformed.
 
-    d_reclen (little-endian, at 16) and d_type (at 18) read by indexing: cheaper
-    per record than a struct call, and this loop runs once per listed name.
+    A record is 19 header bytes (d_type at 18), the name and its NUL, padded
+    to 8 bytes (d_reclen = ALIGN(19 + len + 1, 8), fs/readdir.c filldir64,
+    the same for every filesystem): the next record starts at the 8-aligned
+    position after the NUL, so d_reclen need not be read. This loop runs once
+    per listed name; a listing that does not end on a record boundary is
+    not one the kernel made (None: the caller falls back to scandir).
     """
     files: list[bytes] = []
     dirs: list[bytes] = []
-    add_file, find = files.append, data.find
+    add_file, add_dir, index = files.append, dirs.append, data.index
     pos, end = 0, len(data)
-    while pos < end:
-        kind = data[pos + 18]
-        if kind == _DT_REG:
-            add_file(data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)])
-        elif kind == _DT_DIR:
-            dirs.append(data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)])
-        elif kind == _DT_UNKNOWN:
-            name = data[pos + _NAME_AT : find(b"\0", pos + _NAME_AT)]
-            _classify(path, name, files, dirs)
-        pos += data[pos + 16] | data[pos + 17] << 8
-    return _names(files), [n for n in _names(dirs) if n != "." and n != ".."]
+    try:
+        while pos < end:
+            nul = index(b"\0", pos + _NAME_AT)
+            kind = data[pos + 18]
+            if kind == _DT_REG:
+                add_file(data[pos + _NAME_AT : nul])
+            elif kind == _DT_DIR:
+                add_dir(data[pos + _NAME_AT : nul])
+            elif kind == _DT_UNKNOWN:
+                _classify(path, data[pos + _NAME_AT : nul], files, dirs)
+            pos = (nul + 8) & -8
+    except ValueError:  # no NUL after a record's header
+        return None
+    if pos != end:
+        return None
+    for dot in (b".", b".."):
+        if dot in dirs:
+            dirs.remove(dot)
+    return _names(files), _names(dirs)
 
 
 def _names(raw: list[bytes]) -> list[str]:
