@@ -156,7 +156,7 @@ def test_parse_records_of_every_type(tmp_path: Any) -> None:
         _record("é".encode(), 8), _record(b"a.pkl", 8),
     ])
     files, dirs = listing._parse(data, str(tmp_path))
-    assert files == ["a.pkl", "f", "é"]
+    assert files == [b"a.pkl", b"f", "é".encode()]  # file names stay bytes (list_raw)
     assert dirs == ["dir", "sub"]
 
 

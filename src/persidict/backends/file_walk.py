@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
+from typing import TypeVar
 
-from ..concurrency.listing import list_dir
+from ..concurrency.listing import list_dir, list_raw
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
 from ..engine.names import bucket_of, is_bucket, sign_component, unsign_names, unsign_runs
 
@@ -33,6 +34,7 @@ __all__ = ["count_keys", "iter_keys", "key_chunks", "path_parts", "planted_link"
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
 _NAME_MAX = 255
+_N = TypeVar("_N", str, bytes)  # a file name as listed: decoded or not
 _CHUNK = 4096  # names checked and keys built at a time: bounded scratch memory per directory
 
 
@@ -65,25 +67,28 @@ def _subdirs(directory: str, dirs: list[str], digest_len: int, bucket: str | Non
                 yield f"{directory}/{name}", found[0]
 
 
-def _levels(directory: str, hashed: bool) -> Iterator[tuple[str, str | None, list[str], list[str]]]:
+def _levels(
+    directory: str, hashed: bool, lister: Callable[[str], tuple[list[_N], list[str]] | None]
+) -> Iterator[tuple[str, str | None, list[_N], list[str]]]:
     """(path, bucket, files, dirs) of each directory holding the entries of one key level.
 
     One directory in the direct layout; each bucket directory in the hashed one
-    (a file at the level itself is no key there, and is skipped).
+    (a file at the level itself is no key there, and is skipped). ``lister``:
+    list_dir, or list_raw for the file names as bytes.
     """
-    listing = list_dir(directory)
+    listing = lister(directory)
     if listing is None:
         return
     if not hashed:
-        yield directory, None, *listing
+        yield directory, None, listing[0], listing[1]
         return
     buckets = [name for name in listing[1] if is_bucket(name)]
     del listing
     for bucket in buckets:
         path = f"{directory}/{bucket}"
-        inner = list_dir(path)
+        inner = lister(path)
         if inner is not None:
-            yield path, bucket, *inner
+            yield path, bucket, inner[0], inner[1]
 
 
 def _batches(
@@ -95,9 +100,9 @@ def _batches(
     bucket directories of the hashed layout (``unsign_runs``); pending names
     are checked before descending, so scratch memory stays one chunk a level.
     """
-    names: list[str] = []
+    names: list[bytes] = []
     runs: list[tuple[str | None, int]] = []
-    for path, bucket, files, dirs in _levels(directory, hashed):
+    for path, bucket, files, dirs in _levels(directory, hashed, list_raw):
         start, total = 0, len(files)
         while start < total:
             take = min(total - start, _CHUNK - len(names))
@@ -108,7 +113,7 @@ def _batches(
                 yield prefix, unsign_runs(names, runs, digest_len, suffix)
                 names, runs = [], []
         del files
-        for sub, component in _subdirs(path, dirs, digest_len, bucket):
+        for sub, component in _subdirs(path, dirs, digest_len, bucket) if dirs else ():
             if names:
                 yield prefix, unsign_runs(names, runs, digest_len, suffix)
                 names, runs = [], []
@@ -156,7 +161,7 @@ def _stamped(
 ) -> Iterator[tuple[NonEmptySafeStrTuple, float]]:
     """(key, mtime) of every key under ``directory``, keys prefixed by ``prefix``."""
     trusted = trusted_key
-    for path, bucket, files, dirs in _levels(directory, hashed):
+    for path, bucket, files, dirs in _levels(directory, hashed, list_dir):
         for i in range(0, len(files), _CHUNK):
             for name, component in _named(files[i : i + _CHUNK], digest_len, bucket, suffix):
                 try:

@@ -32,7 +32,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-__all__ = ["SNAPSHOTS", "list_dir"]
+__all__ = ["SNAPSHOTS", "list_dir", "list_raw"]
 
 _DT_DIR = 4
 _DT_REG = 8
@@ -43,6 +43,8 @@ _MAX_RECLEN = 280  # 19 header bytes + 255 name bytes + NUL, 8-aligned
 _SHORT_TRIES = 4
 _FS_ENCODING = sys.getfilesystemencoding()
 _MAX_BUF = 1 << 30
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_DOTS = [b".", b".."]
 # Syscall numbers of getdents64 where glibc < 2.30 lacks the wrapper.
 _SYSCALL_NR = {"x86_64": 217, "aarch64": 61, "riscv64": 61, "ppc64le": 202, "s390x": 220}
 
@@ -86,8 +88,15 @@ def list_dir(path: str) -> tuple[list[str], list[str]] | None:
     once. With ``SNAPSHOTS`` the lists are the directory's content at one
     instant; otherwise see the module docstring.
     """
+    listing = list_raw(path)
+    return None if listing is None else (_decoded(listing[0]), listing[1])
+
+
+def list_raw(path: str) -> tuple[list[bytes], list[str]] | None:
+    """list_dir with the file names as the filesystem holds them (bytes, undecoded):
+    a listing that checks them as bytes saves decoding every name."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_DIR)
     except (FileNotFoundError, NotADirectoryError):
         return None
     try:
@@ -95,7 +104,10 @@ def list_dir(path: str) -> tuple[list[str], list[str]] | None:
     finally:
         os.close(fd)
     listing = None if raw is None else _parse(raw, path)
-    return _list_scandir(path) if listing is None else listing
+    if listing is not None:
+        return listing
+    fallback = _list_scandir(path)
+    return None if fallback is None else (_encoded(fallback[0]), fallback[1])
 
 
 # Per thread: a _MIN_BUF buffer and a probe buffer, reused by every small
@@ -173,7 +185,7 @@ def _read_rest(
         chunks.append(ctypes.string_at(buf, n))
 
 
-def _parse(data: bytes, path: str) -> tuple[list[str], list[str]] | None:
+def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
     """Split linux_dirent64 records into file and directory names; None if malformed.
 
     A record is 19 header bytes (d_type at 18), the name and its NUL, padded
@@ -202,19 +214,30 @@ def _parse(data: bytes, path: str) -> tuple[list[str], list[str]] | None:
         return None
     if pos != end:
         return None
-    for dot in (b".", b".."):
-        if dot in dirs:
-            dirs.remove(dot)
-    return _names(files), _names(dirs)
+    # A snapshot has no repeats (records of several calls may): cheap to make sure.
+    if len(set(files)) != len(files):
+        files = list(dict.fromkeys(files))
+    if len(set(dirs)) != len(dirs):
+        dirs = list(dict.fromkeys(dirs))
+    if dirs[:2] == _DOTS:  # where tmpfs and ext4 put them
+        del dirs[:2]
+    else:
+        dirs = [d for d in dirs if d != b"." and d != b".."]
+    return files, _decoded(dirs)
 
 
-def _names(raw: list[bytes]) -> list[str]:
-    """Decoded like os.fsdecode, in one pass; each name once."""
+def _decoded(raw: list[bytes]) -> list[str]:
+    """Decoded like os.fsdecode, in one pass."""
     if not raw:
         return []
-    names = b"\0".join(raw).decode(_FS_ENCODING, "surrogateescape").split("\0")
-    # A snapshot has no repeats: cheap to make sure.
-    return names if len(set(names)) == len(names) else list(dict.fromkeys(names))
+    return b"\0".join(raw).decode(_FS_ENCODING, "surrogateescape").split("\0")
+
+
+def _encoded(names: list[str]) -> list[bytes]:
+    """Encoded like os.fsencode, in one pass."""
+    if not names:
+        return []
+    return "\0".join(names).encode(_FS_ENCODING, "surrogateescape").split(b"\0")
 
 
 def _classify(path: str, name: bytes, files: list[bytes], dirs: list[bytes]) -> None:

@@ -10,7 +10,9 @@ own path.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import sys
 from functools import lru_cache
 from itertools import compress
 from operator import itemgetter
@@ -28,6 +30,7 @@ except ImportError:  # pragma: no cover - a Python built without it
     _md5 = hashlib.md5
 _MD5_DIGEST = type(_md5()).digest
 _BIG: Literal["big"] = "big"
+_FS_ENCODING = sys.getfilesystemencoding()
 
 LAYOUTS = ("direct", "hashed")
 """FileDirDict layouts: ``direct`` (the reference's: one directory per key
@@ -80,13 +83,13 @@ def is_bucket(name: str) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _name_res(digest_len: int, suffix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+def _name_res(digest_len: int, suffix: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     """(one name, names joined by NULs) of what sign_component + ``suffix`` makes."""
-    one = SAFE_PATTERN
+    one = SAFE_PATTERN.encode()
     if digest_len > 0:
-        one += f"_[a-z2-7]{{{digest_len}}}"
-    one += re.escape(suffix)
-    return re.compile(one), re.compile(f"{one}(?:\0{one})*")
+        one += b"_[a-z2-7]{%d}" % digest_len
+    one += re.escape(os.fsencode(suffix))
+    return re.compile(one), re.compile(one + b"(?:\0" + one + b")*")
 
 
 def unsign_names(
@@ -100,13 +103,16 @@ def unsign_names(
     listed name is a key only if that key maps back to the same path.
     No cache: memory must not grow with a listing.
     """
-    return unsign_runs(names, [(bucket, len(names))], digest_len, suffix)
+    if not names:
+        return []
+    raw = "\0".join(names).encode(_FS_ENCODING, "surrogateescape").split(b"\0")
+    return unsign_runs(raw, [(bucket, len(names))], digest_len, suffix)
 
 
 def unsign_runs(
-    names: list[str], runs: list[tuple[str | None, int]], digest_len: int, suffix: str
+    names: list[bytes], runs: list[tuple[str | None, int]], digest_len: int, suffix: str
 ) -> list[str]:
-    """unsign_names of consecutive runs of ``names``: (bucket, how many) each.
+    """unsign_names of file names as listed (bytes), in runs: (bucket, how many) each.
 
     So one call checks the names of many small bucket directories. Made for
     whole directories: one regex pass checks every name's form, then one MD5
@@ -115,24 +121,26 @@ def unsign_runs(
     if not names:
         return []
     one, joined = _name_res(digest_len, suffix)
-    if joined.fullmatch("\0".join(names)) is None:
+    if joined.fullmatch(b"\0".join(names)) is None:
         names, runs = _well_formed(names, runs, one)
-    n, cut = digest_len, len(suffix)
+    n, cut = digest_len, len(os.fsencode(suffix))
     end = -cut if cut else None
     components = list(map(itemgetter(slice(-n - 1 - cut if n else end)), names))
     if components and (n > 0 or any(b is not None for b, _ in runs)):
         digits = list(map(itemgetter(slice(-n - cut, end)), names)) if n else None
         components = _digests_match(components, digits, runs)
-    if "." in components or ".." in components:
-        components = [c for c in components if c != "." and c != ".."]
-    return components
+    if b"." in components or b".." in components:
+        components = [c for c in components if c != b"." and c != b".."]
+    if not components:
+        return []
+    return b"\0".join(components).decode("ascii").split("\0")  # safe characters only
 
 
 def _well_formed(
-    names: list[str], runs: list[tuple[str | None, int]], one: re.Pattern[str]
-) -> tuple[list[str], list[tuple[str | None, int]]]:
+    names: list[bytes], runs: list[tuple[str | None, int]], one: re.Pattern[bytes]
+) -> tuple[list[bytes], list[tuple[str | None, int]]]:
     """``names`` and ``runs`` without the names not of the signed form."""
-    kept: list[str] = []
+    kept: list[bytes] = []
     kept_runs: list[tuple[str | None, int]] = []
     start = 0
     for bucket, count in runs:
@@ -157,18 +165,18 @@ def _unit(bits: int, value: int) -> bytes:
 
 
 def _digests_match(
-    components: list[str], digits: list[str] | None, runs: list[tuple[str | None, int]]
-) -> list[str]:
+    components: list[bytes], digits: list[bytes] | None, runs: list[tuple[str | None, int]]
+) -> list[bytes]:
     """Those ``components`` whose digest starts with their ``digits`` (base32) and,
     for a run with a bucket, whose first 10 bits name that bucket."""
     count = len(components)
-    md5s = map(_MD5_DIGEST, map(_md5, "\0".join(components).encode("utf-8").split(b"\0")))
+    md5s = map(_MD5_DIGEST, map(_md5, components))
     heads = int.from_bytes(_FILL.join(md5s) + _FILL, _BIG)
     off = 0
     if digits is not None:
         n = len(digits[0])
-        pad = "0" * (8 * _WIDE // 5 - n)  # '0' is the zero digit of int(x, 32)
-        want = int((pad.join(digits) + pad).encode().translate(_B32_TO_INT_BYTES), 32)
+        pad = b"0" * (8 * _WIDE // 5 - n)  # '0' is the zero digit of int(x, 32)
+        want = int((pad.join(digits) + pad).translate(_B32_TO_INT_BYTES), 32)
         off |= (heads & int.from_bytes(_unit(5 * n, (1 << 5 * n) - 1) * count, _BIG)) ^ want
     if any(b is not None for b, _ in runs):
         masks = b"".join([(_ZERO if b is None else _TOP10) * k for b, k in runs])
