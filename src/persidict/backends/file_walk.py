@@ -28,7 +28,14 @@ from typing import TypeVar
 
 from ..concurrency.listing import list_dir, list_raw
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
-from ..engine.names import bucket_of, is_bucket, sign_component, unsign_names, unsign_runs
+from ..engine.names import (
+    bucket_of,
+    decoded,
+    is_bucket,
+    sign_component,
+    unsign_names,
+    unsign_runs,
+)
 
 __all__ = ["count_keys", "iter_keys", "key_chunks", "path_parts", "planted_link", "walk_keys"]
 
@@ -93,7 +100,7 @@ def _levels(
 
 def _batches(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
-) -> Iterator[tuple[tuple[str, ...], list[str]]]:
+) -> Iterator[tuple[tuple[str, ...], list[bytes]]]:
     """(prefix, components) of the keys under ``directory``, up to _CHUNK a batch.
 
     The names of one key level are checked together, also across the small
@@ -104,6 +111,10 @@ def _batches(
     runs: list[tuple[str | None, int]] = []
     for path, bucket, files, dirs in _levels(directory, hashed, list_raw):
         start, total = 0, len(files)
+        if len(names) + total < _CHUNK:  # the usual case: no need to split
+            names += files
+            runs.append((bucket, total))
+            start = total
         while start < total:
             take = min(total - start, _CHUNK - len(names))
             names += files[start : start + take]
@@ -132,7 +143,7 @@ def key_chunks(
 ) -> Iterator[list[NonEmptySafeStrTuple]]:
     """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time."""
     for strings, found in _batches(directory, prefix, suffix, digest_len, hashed):
-        yield trusted_keys(strings, found)
+        yield trusted_keys(strings, decoded(found))
 
 
 def iter_keys(

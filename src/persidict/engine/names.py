@@ -106,12 +106,17 @@ def unsign_names(
     if not names:
         return []
     raw = "\0".join(names).encode(_FS_ENCODING, "surrogateescape").split(b"\0")
-    return unsign_runs(raw, [(bucket, len(names))], digest_len, suffix)
+    return decoded(unsign_runs(raw, [(bucket, len(names))], digest_len, suffix))
+
+
+def decoded(components: list[bytes]) -> list[str]:
+    """Components as str, in one pass (they are ASCII: safe characters only)."""
+    return b"\0".join(components).decode("ascii").split("\0") if components else []
 
 
 def unsign_runs(
     names: list[bytes], runs: list[tuple[str | None, int]], digest_len: int, suffix: str
-) -> list[str]:
+) -> list[bytes]:
     """unsign_names of file names as listed (bytes), in runs: (bucket, how many) each.
 
     So one call checks the names of many small bucket directories. Made for
@@ -131,9 +136,7 @@ def unsign_runs(
         components = _digests_match(components, digits, runs)
     if b"." in components or b".." in components:
         components = [c for c in components if c != b"." and c != b".."]
-    if not components:
-        return []
-    return b"\0".join(components).decode("ascii").split("\0")  # safe characters only
+    return components
 
 
 def _well_formed(
@@ -180,7 +183,8 @@ def _digests_match(
         off |= (heads & int.from_bytes(_unit(5 * n, (1 << 5 * n) - 1) * count, _BIG)) ^ want
     if any(b is not None for b, _ in runs):
         masks = b"".join([(_ZERO if b is None else _TOP10) * k for b, k in runs])
-        want = int.from_bytes(b"".join([_bucket_unit(b) * k for b, k in runs]), _BIG)
+        units = _BUCKET_UNITS.get
+        want = int.from_bytes(b"".join([units(b, _NO_BUCKET) * k for b, k in runs]), _BIG)
         off |= (heads & int.from_bytes(masks, _BIG)) ^ want
     if not off:
         return components
@@ -190,14 +194,11 @@ def _digests_match(
 
 
 _TOP10 = _unit(10, 1023)
-
-
-def _bucket_unit(bucket: str | None) -> bytes:
-    """The bucket's 10 bits on top; a unit no name can match if it is no bucket."""
-    if bucket is None:
-        return _ZERO
-    bits = _BUCKETS.get(bucket)
-    return _unit(10, bits) if bits is not None else _ZERO[:-1] + b"\1"  # below the mask
+# Each bucket's 10 bits on top of a unit (None: not checked); a name that is
+# no bucket gets a bit below the mask, so no component matches it.
+_BUCKET_UNITS: dict[str | None, bytes] = {b: _unit(10, i) for b, i in _BUCKETS.items()}
+_BUCKET_UNITS[None] = _ZERO
+_NO_BUCKET = _ZERO[:-1] + b"\1"
 
 
 def unsign_component(name: str, digest_len: int) -> str | None:
