@@ -221,15 +221,17 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
         return None
     if pos != end:
         return None
-    # A snapshot has no repeats (records of several calls may): cheap to make sure.
-    if len(set(files)) != len(files):
-        files = list(dict.fromkeys(files))
-    if len(set(dirs)) != len(dirs):
-        dirs = list(dict.fromkeys(dirs))
     if dirs[:2] == _DOTS:  # where tmpfs and ext4 put them
         del dirs[:2]
     else:
         dirs = [d for d in dirs if d != b"." and d != b".."]
+    # A snapshot has no repeats (records of several calls may): cheap to make sure.
+    if len(set(files)) != len(files):
+        files = list(dict.fromkeys(files))
+    if not dirs:
+        return files, []
+    if len(set(dirs)) != len(dirs):
+        dirs = list(dict.fromkeys(dirs))
     return files, _decoded(dirs)
 
 
