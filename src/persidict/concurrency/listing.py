@@ -205,21 +205,21 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
     files: list[bytes] = []
     dirs: list[bytes] = []
     add_file, add_dir, index = files.append, dirs.append, data.index
-    pos, end = 0, len(data)
+    at, end = _NAME_AT, len(data) + _NAME_AT  # at: where the next record's name starts
     try:
-        while pos < end:
-            nul = index(b"\0", pos + _NAME_AT)
-            kind = data[pos + 18]
+        while at < end:
+            nul = index(0, at)
+            kind = data[at - 1]  # d_type
             if kind == _DT_REG:
-                add_file(data[pos + _NAME_AT : nul])
+                add_file(data[at:nul])
             elif kind == _DT_DIR:
-                add_dir(data[pos + _NAME_AT : nul])
+                add_dir(data[at:nul])
             elif kind == _DT_UNKNOWN:
-                _classify(path, data[pos + _NAME_AT : nul], files, dirs)
-            pos = (nul + 8) & -8
+                _classify(path, data[at:nul], files, dirs)
+            at = ((nul + 8) & -8) + _NAME_AT
     except ValueError:  # no NUL after a record's header
         return None
-    if pos != end:
+    if at != end:
         return None
     if dirs[:2] == _DOTS:  # where tmpfs and ext4 put them
         del dirs[:2]
