@@ -196,3 +196,12 @@ def test_a_filesystem_reporting_dt_unknown_still_lists_keys_only(
     assert {k.strings for k in d} == keys
     assert len(d) == len(keys)
     assert len(rewritten) > len(keys)
+
+
+def test_names_given_as_str_never_raise_and_only_ascii_ones_qualify() -> None:
+    """unsign_names takes any str: lone surrogates, non-ASCII and even a NUL are
+    simply no keys (they are checked as bytes)."""
+    good = sign_component("ab", 4)
+    odd = ["x\udcff", "\ud800y", "a\0b", good + "é", "é" + good, good.replace("a", "\u0430")]
+    assert unsign_names([*odd, good], 4) == ["ab"]
+    assert unsign_names(["a\0b", good, "\ud800"], 4, bucket_of("ab")) == ["ab"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 from functools import lru_cache
 from itertools import compress
 from operator import itemgetter
@@ -30,7 +29,6 @@ except ImportError:  # pragma: no cover - a Python built without it
     _md5 = hashlib.md5
 _MD5_DIGEST = type(_md5()).digest
 _BIG: Literal["big"] = "big"
-_FS_ENCODING = sys.getfilesystemencoding()
 
 LAYOUTS = ("direct", "hashed")
 """FileDirDict layouts: ``direct`` (the reference's: one directory per key
@@ -105,7 +103,10 @@ def unsign_names(
     """
     if not names:
         return []
-    raw = "\0".join(names).encode(_FS_ENCODING, "surrogateescape").split(b"\0")
+    # Only ASCII names can qualify: any other character becomes '?', no safe one.
+    raw = "\0".join(names).encode("ascii", "replace").split(b"\0")
+    if len(raw) != len(names):  # a NUL inside a name (no file name has one)
+        raw = [s.encode("ascii", "replace") for s in names]
     return decoded(unsign_runs(raw, [(bucket, len(names))], digest_len, suffix))
 
 
