@@ -105,13 +105,17 @@ def test_runs_check_each_name_against_its_own_bucket() -> None:
     assert len(unsign_runs(names, runs, 4, ".pkl")) == len(want) - 5
 
 
+@pytest.mark.parametrize("record_bytes", [128 * 1024, 200])
 @pytest.mark.parametrize("layout", ["direct", "hashed"])
 def test_store_with_junk_across_chunk_boundaries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, record_bytes: int
 ) -> None:
     """Chunks of 7 names: runs split across chunks and buckets; junk next to
-    keys in every directory; two-component keys flush a chunk before descending."""
+    keys in every directory; two-component keys flush a chunk before descending.
+    With 200 bytes of records parsed at a time, every directory is parsed in
+    chunks (list_chunks), the level of buckets too."""
     monkeypatch.setattr(file_walk, "_CHUNK", 7)
+    monkeypatch.setattr(listing, "_CHUNK_BYTES", record_bytes)
     d = FileDirDict(base_dir=str(tmp_path / "s"), layout=layout)
     keys = {(f"k{i}",) for i in range(120)} | {("sub", f"j{i}") for i in range(30)}
     for k in keys:
@@ -167,11 +171,14 @@ def test_records_that_do_not_end_on_a_boundary_fall_back_to_scandir(
 
 
 @pytest.mark.skipif(not listing.SNAPSHOTS, reason="getdents64 unavailable")
+@pytest.mark.parametrize("record_bytes", [128 * 1024, 64])
 def test_a_filesystem_reporting_dt_unknown_still_lists_keys_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_bytes: int
 ) -> None:
     """Every record's d_type rewritten to DT_UNKNOWN (as some filesystems report):
-    files and directories are told apart by lstat; symlinks stay no keys."""
+    files and directories are told apart by lstat; symlinks stay no keys. Whole
+    listings and ones parsed in chunks (64 bytes of records: every directory)."""
+    monkeypatch.setattr(listing, "_CHUNK_BYTES", record_bytes)
     d = FileDirDict(base_dir=str(tmp_path / "s"), layout="hashed")
     keys = {(f"k{i}",) for i in range(50)} | {("a", "b")}
     for k in keys:
@@ -205,3 +212,53 @@ def test_names_given_as_str_never_raise_and_only_ascii_ones_qualify() -> None:
     odd = ["x\udcff", "\ud800y", "a\0b", good + "é", "é" + good, good.replace("a", "\u0430")]
     assert unsign_names([*odd, good], 4) == ["ab"]
     assert unsign_names(["a\0b", good, "\ud800"], 4, bucket_of("ab")) == ["ab"]
+
+
+def test_chunked_records_that_turn_out_malformed_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big directory is parsed chunk by chunk: records found not to be the
+    kernel's once chunks are out raise an OSError (mapped: it names the store)."""
+    d = FileDirDict(base_dir=str(tmp_path / "s"))
+    for i in range(10, 70):  # names of 13 bytes: records with 7 bytes of padding
+        d[f"kk{i}"] = 0
+    monkeypatch.setattr(listing, "_CHUNK_BYTES", 256)
+    assert len(d) == 60 and len(list(d)) == 60
+    real = listing._read_whole
+
+    def cut_short(fd: int) -> bytes:
+        data = real(fd)
+        assert data is not None
+        return data[:-1]  # inside the last record's padding: its NUL is still there
+
+    monkeypatch.setattr(listing, "_read_whole", cut_short)
+    with pytest.raises(OSError, match="malformed"):
+        len(d)
+    with pytest.raises(OSError, match="malformed"):
+        list(d)
+
+
+def test_chunks_drop_a_name_repeated_across_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records of several calls may repeat a name: each chunk drops the names
+    seen before, and repeats inside it."""
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"f{i:02d}").touch()
+    monkeypatch.setattr(listing, "_CHUNK_BYTES", 100)
+    real = listing._read_whole
+
+    def doubled(fd: int) -> bytes:
+        data = real(fd)
+        assert data is not None
+        return data + data  # every record twice, as a non-snapshot read could
+
+    monkeypatch.setattr(listing, "_read_whole", doubled)
+    got = listing.list_chunks(str(folder))
+    assert got is not None
+    chunks, dirs = got
+    names = [n for chunk in chunks for n in chunk]
+    assert sorted(names) == sorted(f"f{i:02d}".encode() for i in range(30))
+    assert dirs == []

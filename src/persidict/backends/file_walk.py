@@ -1,6 +1,6 @@
 """Walking a FileDirDict tree: the keys, their count, planted symlinks.
 
-Each directory is read whole with ``concurrency.listing.list_raw`` (a
+Each directory is read whole with ``concurrency.listing.list_chunks`` (a
 snapshot on Linux), so a key present for the whole walk is found exactly
 once and a key added or removed during it at most once, also on tmpfs where
 a rename over a file moves its entry in readdir order. Memory: the listing
@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ..concurrency.listing import list_dir, list_raw
+from ..concurrency.listing import list_chunks, list_dir
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
 from ..engine.names import (
     bucket_of,
@@ -43,7 +44,7 @@ __all__ = ["count_keys", "iter_keys", "key_chunks", "path_parts", "planted_link"
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
 _NAME_MAX = 255
-_N = TypeVar("_N", str, bytes)  # a file name as listed: decoded or not
+_F = TypeVar("_F", bound=Iterable[Any])  # the file names of a listing: a list, or chunks of names
 _CHUNK = 4096  # names checked at a time: bounded scratch memory per directory
 # Keys built at a time: fewer than the cyclic GC's first threshold (700 new
 # objects; a key is two), so a streamed chunk is gone before a collection
@@ -81,13 +82,14 @@ def _subdirs(directory: str, dirs: list[str], digest_len: int, bucket: str | Non
 
 
 def _levels(
-    directory: str, hashed: bool, lister: Callable[[str], tuple[list[_N], list[str]] | None]
-) -> Iterator[tuple[str, str | None, list[_N], list[str]]]:
+    directory: str, hashed: bool, lister: Callable[[str], tuple[_F, list[str]] | None]
+) -> Iterator[tuple[str, str | None, _F, list[str]]]:
     """(path, bucket, files, dirs) of each directory holding the entries of one key level.
 
     One directory in the direct layout; each bucket directory in the hashed one
     (a file at the level itself is no key there, and is skipped). ``lister``:
-    list_dir, or list_raw for the file names as bytes.
+    list_dir, or list_chunks (the file names as bytes, in chunks; the dirs
+    are complete once they are consumed).
     """
     listing = lister(directory)
     if listing is None:
@@ -95,6 +97,7 @@ def _levels(
     if not hashed:
         yield directory, None, listing[0], listing[1]
         return
+    deque(listing[0], maxlen=0)  # files here are no keys; the dirs are complete after them
     buckets = [name for name in listing[1] if is_bucket(name)]
     del listing
     for bucket in buckets:
@@ -115,21 +118,22 @@ def _batches(
     """
     names: list[bytes] = []
     runs: list[tuple[str | None, int]] = []
-    for path, bucket, files, dirs in _levels(directory, hashed, list_raw):
-        start, total = 0, len(files)
-        if len(names) + total < _CHUNK:  # the usual case: no need to split
-            names += files
-            runs.append((bucket, total))
-            start = total
-        while start < total:
-            take = min(total - start, _CHUNK - len(names))
-            names += files[start : start + take]
-            runs.append((bucket, take))
-            start += take
-            if len(names) >= _CHUNK:
-                yield prefix, unsign_runs(names, runs, digest_len, suffix)
-                names, runs = [], []
-        del files
+    for path, bucket, chunks, dirs in _levels(directory, hashed, list_chunks):
+        for files in chunks:
+            start, total = 0, len(files)
+            if len(names) + total < _CHUNK:  # the usual case: no need to split
+                names += files
+                runs.append((bucket, total))
+                start = total
+            while start < total:
+                take = min(total - start, _CHUNK - len(names))
+                names += files[start : start + take]
+                runs.append((bucket, take))
+                start += take
+                if len(names) >= _CHUNK:
+                    yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                    names, runs = [], []
+        del chunks
         for sub, component in _subdirs(path, dirs, digest_len, bucket) if dirs else ():
             if names:
                 yield prefix, unsign_runs(names, runs, digest_len, suffix)

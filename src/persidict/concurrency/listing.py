@@ -30,15 +30,16 @@ import platform
 import stat
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-__all__ = ["SNAPSHOTS", "list_dir", "list_raw"]
+__all__ = ["SNAPSHOTS", "list_chunks", "list_dir", "list_raw"]
 
 _DT_DIR = 4
 _DT_REG = 8
 _DT_UNKNOWN = 0
 _NAME_AT = 19  # offset of d_name in struct linux_dirent64
 _MIN_BUF = 32 * 1024
+_CHUNK_BYTES = 128 * 1024  # records parsed at a time by list_chunks
 _MAX_RECLEN = 280  # 19 header bytes + 255 name bytes + NUL, 8-aligned
 _SHORT_TRIES = 4
 _FS_ENCODING = sys.getfilesystemencoding()
@@ -109,11 +110,75 @@ def list_raw(path: str) -> tuple[list[bytes], list[str]] | None:
         raw = _read_whole(fd) if _getdents is not None else None
     finally:
         os.close(fd)
+    return _parsed(raw, path)
+
+
+def _parsed(raw: bytes | None, path: str) -> tuple[list[bytes], list[str]] | None:
+    """The names in ``raw`` (records read from ``path``); the fallback's without them."""
     listing = None if raw is None else _parse(raw, path)
     if listing is not None:
         return listing
     fallback = _list_scandir(path)
     return None if fallback is None else (_encoded(fallback[0]), fallback[1])
+
+
+def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
+    """list_raw with the file names in chunks, parsed as they are wanted.
+
+    One snapshot as ever; a big directory's names are then split off
+    _CHUNK_BYTES of records at a time, so the caller checks each chunk while
+    it is still in the CPU's caches (1M names: 0.2 us/key less than parsing
+    them all first). The directory names are in the list once the chunks
+    are exhausted. A repeated name is dropped; records that turn out not to
+    be the kernel's raise OSError(EIO), as chunks are out by then.
+    """
+    try:
+        fd = os.open(path, _OPEN_DIR)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        raw = _read_whole(fd) if _getdents is not None else None
+    finally:
+        os.close(fd)
+    if raw is None or len(raw) <= _CHUNK_BYTES:
+        listing = _parsed(raw, path)
+        return None if listing is None else (iter((listing[0],)), listing[1])
+    dirs: list[str] = []
+    return _chunks(raw, path, dirs), dirs
+
+
+def _chunks(data: bytes, path: str, dirs_out: list[str]) -> Iterator[list[bytes]]:
+    """The file names of ``data`` a chunk at a time (see list_chunks); then its dirs."""
+    seen: set[bytes] = set()
+    dirs: list[bytes] = []
+    add_dir, index = dirs.append, data.index
+    at, end = _NAME_AT, len(data) + _NAME_AT
+    while at < end:
+        stop = min(end, at + _CHUNK_BYTES)
+        files: list[bytes] = []
+        add_file = files.append
+        try:  # the loop of _parse
+            while at < stop:
+                nul = index(0, at)
+                kind = data[at - 1]
+                if kind == _DT_REG:
+                    add_file(data[at:nul])
+                elif kind == _DT_DIR:
+                    add_dir(data[at:nul])
+                elif kind == _DT_UNKNOWN:
+                    _classify(path, data[at:nul], files, dirs)
+                at = ((nul + 8) & -8) + _NAME_AT
+        except ValueError:
+            at = -1
+        if at > end or at < 0:
+            raise OSError(errno.EIO, f"getdents64 records of {path} are malformed")
+        fresh = set(files)
+        if len(fresh) != len(files) or not seen.isdisjoint(fresh):
+            files = [f for f in dict.fromkeys(files) if f not in seen]
+        seen |= fresh
+        yield files
+    dirs = [d for d in dict.fromkeys(dirs) if d != b"." and d != b".."]
+    dirs_out += _decoded(dirs)
 
 
 # Per thread: a _MIN_BUF buffer and a probe buffer, reused by every small
