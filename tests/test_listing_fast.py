@@ -253,7 +253,7 @@ def test_chunks_drop_a_name_repeated_across_chunks(
     def doubled(fd: int) -> bytes:
         data = real(fd)
         assert data is not None
-        return data + data  # every record twice, as a non-snapshot read could
+        return listing._Pieced(data + data)  # every record twice, as several calls could
 
     monkeypatch.setattr(listing, "_read_whole", doubled)
     got = listing.list_chunks(str(folder))

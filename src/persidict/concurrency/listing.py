@@ -127,10 +127,10 @@ def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
 
     One snapshot as ever; a big directory's names are then split off
     _CHUNK_BYTES of records at a time, so the caller checks each chunk while
-    it is still in the CPU's caches (1M names: 0.2 us/key less than parsing
+    it is still in the CPU's caches (1M names: 0.1 us/key less than parsing
     them all first). The directory names are in the list once the chunks
-    are exhausted. A repeated name is dropped; records that turn out not to
-    be the kernel's raise OSError(EIO), as chunks are out by then.
+    are exhausted. Names repeated by several calls are dropped; records that
+    turn out not to be the kernel's raise OSError(EIO): chunks are out by then.
     """
     try:
         fd = os.open(path, _OPEN_DIR)
@@ -149,7 +149,7 @@ def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
 
 def _chunks(data: bytes, path: str, dirs_out: list[str]) -> Iterator[list[bytes]]:
     """The file names of ``data`` a chunk at a time (see list_chunks); then its dirs."""
-    seen: set[bytes] = set()
+    seen: set[bytes] | None = set() if isinstance(data, _Pieced) else None
     dirs: list[bytes] = []
     add_dir, index = dirs.append, data.index
     at, end = _NAME_AT, len(data) + _NAME_AT
@@ -172,10 +172,11 @@ def _chunks(data: bytes, path: str, dirs_out: list[str]) -> Iterator[list[bytes]
             at = -1
         if at > end or at < 0:
             raise OSError(errno.EIO, f"getdents64 records of {path} are malformed")
-        fresh = set(files)
-        if len(fresh) != len(files) or not seen.isdisjoint(fresh):
-            files = [f for f in dict.fromkeys(files) if f not in seen]
-        seen |= fresh
+        if seen is not None:  # records of several calls may repeat a name
+            fresh = set(files)
+            if len(fresh) != len(files) or not seen.isdisjoint(fresh):
+                files = [f for f in dict.fromkeys(files) if f not in seen]
+            seen |= fresh
         yield files
     dirs = [d for d in dict.fromkeys(dirs) if d != b"." and d != b".."]
     dirs_out += _decoded(dirs)
@@ -241,6 +242,14 @@ def _read_into(
         os.lseek(fd, 0, os.SEEK_SET)
 
 
+class _Pieced(bytes):
+    """Records of several getdents64 calls: no snapshot, so names may repeat.
+
+    One call lists each entry once (the kernel walks the directory once,
+    holding its lock); only these records are deduplicated.
+    """
+
+
 def _read_rest(
     fd: int, data: bytes, probe: ctypes.Array[ctypes.c_char], more: int,
     buf: ctypes.Array[ctypes.c_char], size: int,
@@ -253,7 +262,7 @@ def _read_rest(
         if n < 0:
             return None
         if n == 0:
-            return b"".join(chunks)
+            return _Pieced(b"".join(chunks))
         chunks.append(buf[:n])  # type: ignore[arg-type]
 
 
@@ -290,13 +299,8 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
         del dirs[:2]
     else:
         dirs = [d for d in dirs if d != b"." and d != b".."]
-    # A snapshot has no repeats (records of several calls may): cheap to make sure.
-    if len(set(files)) != len(files):
-        files = list(dict.fromkeys(files))
-    if not dirs:
-        return files, []
-    if len(set(dirs)) != len(dirs):
-        dirs = list(dict.fromkeys(dirs))
+    if isinstance(data, _Pieced):  # records of several calls may repeat a name
+        files, dirs = list(dict.fromkeys(files)), list(dict.fromkeys(dirs))
     return files, _decoded(dirs)
 
 
