@@ -10,7 +10,7 @@ replaces files between two chunks.
 On Linux one ``getdents64`` call holds the directory's inode lock shared
 for its whole length (``iterate_dir``), while rename and unlink hold it
 exclusively: a directory read in ONE call is an atomic snapshot. So
-``list_dir`` reads the directory into a 32 KiB buffer (then one sized from ``st_size``) and,
+``list_dir`` reads the directory into a 128 KiB buffer (then one sized from ``st_size``) and,
 until a call returns all of it (the next call returns 0), retries from
 offset 0 with twice the buffer. Memory: one directory's entries.
 
@@ -38,7 +38,9 @@ _DT_DIR = 4
 _DT_REG = 8
 _DT_UNKNOWN = 0
 _NAME_AT = 19  # offset of d_name in struct linux_dirent64
-_MIN_BUF = 32 * 1024
+# 128 KiB: ~3000 names, so each bucket of a hashed store of a few million keys
+# is read once (a first call that fills the buffer is wasted: read again, bigger).
+_MIN_BUF = 128 * 1024
 _CHUNK_BYTES = 128 * 1024  # records parsed at a time by list_chunks
 _MAX_RECLEN = 280  # 19 header bytes + 255 name bytes + NUL, 8-aligned
 _SHORT_TRIES = 4
