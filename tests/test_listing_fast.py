@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,57 @@ def test_chunks_drop_a_name_repeated_across_chunks(
     names = [n for chunk in chunks for n in chunk]
     assert sorted(names) == sorted(f"f{i:02d}".encode() for i in range(30))
     assert dirs == []
+
+
+@pytest.mark.skipif(not listing.SNAPSHOTS, reason="getdents64 unavailable")
+def test_the_first_read_fits_the_last_directory_up_to_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory too big for the first read is read again, bigger; the next
+    like-sized one is then read in one call. After one bigger than _MIN_BUF
+    the first read is small again (a big directory wastes little)."""
+    def filled(name: str, n: int) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(n):
+            (folder / f"{name}-{i:05d}-padding").touch()
+        return str(folder)
+
+    mid1, mid2, big = filled("m1", 1500), filled("m2", 1500), filled("big", 6000)
+    real = listing._getdents
+    assert real is not None
+    sizes: list[int] = []
+
+    def counted(fd: int, buf: ctypes.Array[ctypes.c_char], size: int) -> int:
+        if size != listing._MAX_RECLEN:  # not the probe
+            sizes.append(size)
+        return real(fd, buf, size)
+
+    monkeypatch.setattr(listing, "_getdents", counted)
+
+    def reads(path: str, n: int) -> list[int]:
+        sizes.clear()
+        got = listing.list_dir(path)
+        assert got is not None and len(got[0]) == n
+        return list(sizes)
+
+    def in_a_thread() -> None:
+        first = reads(mid1, 1500)
+        assert first[0] == listing._FIRST_READ and len(first) > 1  # too small: read again
+        assert len(reads(mid1, 1500)) == 1
+        assert len(reads(mid2, 1500)) == 1  # fits what mid1 needed
+        assert len(reads(big, 6000)) == 2
+        assert reads(mid1, 1500)[0] == listing._FIRST_READ  # small again after a big one
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            in_a_thread()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)  # a fresh thread: fresh buffers
+    thread.start()
+    thread.join(timeout=60)
+    assert errors == []

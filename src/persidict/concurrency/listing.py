@@ -10,9 +10,10 @@ replaces files between two chunks.
 On Linux one ``getdents64`` call holds the directory's inode lock shared
 for its whole length (``iterate_dir``), while rename and unlink hold it
 exclusively: a directory read in ONE call is an atomic snapshot. So
-``list_dir`` reads the directory into a 128 KiB buffer (then one sized from ``st_size``) and,
-until a call returns all of it (the next call returns 0), retries from
-offset 0 with twice the buffer. Memory: one directory's entries.
+``list_dir`` reads the directory into a buffer of 32 to 128 KiB (then one
+sized from ``st_size``) and, until a call returns all of it (the next call
+returns 0), retries from offset 0 with twice the buffer. Memory: one
+directory's entries.
 
 Fallback (not Linux, no ``getdents64`` in libc and no known syscall
 number, or the call fails): ``os.scandir`` into a list, names deduplicated.
@@ -38,9 +39,13 @@ _DT_DIR = 4
 _DT_REG = 8
 _DT_UNKNOWN = 0
 _NAME_AT = 19  # offset of d_name in struct linux_dirent64
-# 128 KiB: ~3000 names, so each bucket of a hashed store of a few million keys
-# is read once (a first call that fills the buffer is wasted: read again, bigger).
+# A first call that fills the buffer is wasted (read again, bigger): it reads
+# _FIRST_READ, or as much as the thread's last directory needed if that was
+# more and at most _MIN_BUF (128 KiB, ~3000 names), so the like-sized buckets
+# of a hashed store of millions of keys are read once, and a big directory
+# wastes only _FIRST_READ.
 _MIN_BUF = 128 * 1024
+_FIRST_READ = 32 * 1024
 _CHUNK_BYTES = 128 * 1024  # records parsed at a time by list_chunks
 _MAX_RECLEN = 280  # 19 header bytes + 255 name bytes + NUL, 8-aligned
 _SHORT_TRIES = 4
@@ -205,18 +210,24 @@ def _read_whole(fd: int) -> bytes | None:
     if pair is None:
         pair = (ctypes.create_string_buffer(_MIN_BUF), ctypes.create_string_buffer(_MAX_RECLEN))
     try:
-        return _read_into(fd, *pair)
+        data = _read_into(fd, pair[0], pair[1], getattr(_spare, "first", _FIRST_READ))
     finally:
         _spare.pair = pair
+    if data is not None:
+        want = len(data) + len(data) // 4 + _MAX_RECLEN  # room to grow a little
+        _spare.first = max(_FIRST_READ, want) if want <= _MIN_BUF else _FIRST_READ
+    return data
 
 
 def _read_into(
-    fd: int, buf: ctypes.Array[ctypes.c_char], probe: ctypes.Array[ctypes.c_char]
+    fd: int, buf: ctypes.Array[ctypes.c_char], probe: ctypes.Array[ctypes.c_char],
+    first: int = _FIRST_READ,
 ) -> bytes | None:
-    """_read_whole with the buffers to use: ``buf`` first, up to _MIN_BUF of it (a
+    """_read_whole with the buffers to use: ``buf`` first, ``first`` bytes of it (a
     bigger one is made, sized from ``st_size``, when a directory does not fit)."""
     assert _getdents is not None
-    size, short = min(_MIN_BUF, len(buf)), 0  # never more than buf holds: the kernel writes it
+    # Never more than buf holds: the kernel writes it.
+    size, short = min(first, _MIN_BUF, len(buf)), 0
     while True:
         n = _getdents(fd, buf, size)
         if n < 0:
