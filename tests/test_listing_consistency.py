@@ -155,8 +155,8 @@ def test_parse_records_of_every_type(tmp_path: Any) -> None:
         _record(b"link", 10), _record(b"f", 0), _record(b"sub", 0), _record(b"gone", 0),
         _record("é".encode(), 8), _record(b"a.pkl", 8),
     ])
-    files, dirs = listing._parse(data, str(tmp_path))
-    assert files == ["a.pkl", "f", "é"]
+    files, dirs = listing._parse(listing._Pieced(data), str(tmp_path))  # several calls
+    assert files == [b"a.pkl", b"f", "é".encode()]  # file names stay bytes (list_raw)
     assert dirs == ["dir", "sub"]
 
 

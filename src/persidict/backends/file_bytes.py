@@ -17,6 +17,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from itertools import chain
 from typing import Any, overload
 
 from ..concurrency.atomic import (
@@ -35,7 +36,7 @@ from ..engine.errors import BackendError, PreconditionFailed, StorageOSError
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 from ..engine.keys import NonEmptySafeStrTuple
 from ..engine.recent import Recent
-from .file_walk import count_keys, iter_keys, path_parts, planted_link, walk_keys
+from .file_walk import count_keys, key_chunks, path_parts, planted_link, walk_keys
 from .key_grants import Holding, Using, grant_of, held, note
 
 _PATH_CACHE_MAX = 2048  # recent keys' paths and lock places, twice at most: ~1.2 MB a store
@@ -137,14 +138,20 @@ class FileBytes(ByteStore):
                 key=key,
             )
 
-    def _fail(self, exc: OSError, operation: str, key: NonEmptySafeStrTuple, path: str) -> None:
-        """Raise ``exc`` mapped (key, path, operation) if it is a builtin OSError."""
+    def _fail(self, exc: OSError, operation: str, key: NonEmptySafeStrTuple | None = None,
+              path: str | None = None) -> None:
+        """Raise ``exc`` mapped (key, path, operation) if it is a builtin OSError.
+
+        Without ``key`` it is a listing's error, of the whole store.
+        """
         if type(exc).__module__ != "builtins":  # ours (lock errors): already clear
             return
+        what = (f"listing of {self.base}" if key is None
+                else f"key {key.strings!r}: {operation} of {path}")
         raise StorageOSError.mapping(type(exc))(
-            f"key {key.strings!r}: {operation} of {path} failed: "
-            f"{exc.strerror or exc} (errno {exc.errno})",
-            backend=self.name, operation=operation, key=key, path=path, errno=exc.errno,
+            f"{what} failed: {exc.strerror or exc} (errno {exc.errno})", backend=self.name,
+            operation=operation, key=key, path=self.base if path is None else path,
+            errno=exc.errno,
         ) from exc
 
     # -- the contract -------------------------------------------------------
@@ -350,39 +357,30 @@ class FileBytes(ByteStore):
             raise KeyError(key)
         return st.st_mtime
 
-    def _listing_failed(self, exc: OSError) -> None:
-        """Raise ``exc`` mapped like a key's (a listing has no key) if it is a builtin OSError."""
-        if type(exc).__module__ != "builtins":
-            return
-        raise StorageOSError.mapping(type(exc))(
-            f"listing of {self.base} failed: {exc.strerror or exc} (errno {exc.errno})",
-            backend=self.name, operation="list", path=self.base, errno=exc.errno,
-        ) from exc
-
     def _listed(self, listing: Iterator[Any]) -> Iterator[Any]:
         """``listing`` with its OSErrors mapped, as they surface while it is consumed."""
         try:
             yield from listing
         except OSError as exc:
-            self._listing_failed(exc)
+            self._fail(exc, "list")
             raise
 
     def scan(self, *, with_timestamps: bool = False) -> Listed:
         # docstring inherited; each directory is read as one snapshot (file_walk.py)
-        return self._listed(walk_keys(
-            self.base, (), self.suffix, self.digest_len, self.hashed, with_timestamps
-        ))
+        walk = walk_keys(self.base, (), self.suffix, self.digest_len, self.hashed, with_timestamps)
+        return self._listed(walk)
 
     def keys(self) -> Iterator[NonEmptySafeStrTuple]:
-        """Every key, without timestamps: a listing's floor."""
-        return self._listed(iter_keys(self.base, (), self.suffix, self.digest_len, self.hashed))
+        """Every key, without timestamps: a listing's floor (chained in C, a chunk at a time)."""
+        chunks = key_chunks(self.base, (), self.suffix, self.digest_len, self.hashed)
+        return chain.from_iterable(self._listed(chunks))
 
     def count(self) -> int:
         # docstring inherited; counts valid names without building a key per file
         try:
             return count_keys(self.base, self.suffix, self.digest_len, self.hashed)
         except OSError as exc:
-            self._listing_failed(exc)
+            self._fail(exc, "list")
             raise
 
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:

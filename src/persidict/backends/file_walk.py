@@ -1,16 +1,18 @@
 """Walking a FileDirDict tree: the keys, their count, planted symlinks.
 
-Each directory is read whole with ``concurrency.listing.list_dir`` (a
+Each directory is read whole with ``concurrency.listing.list_chunks`` (a
 snapshot on Linux), so a key present for the whole walk is found exactly
 once and a key added or removed during it at most once, also on tmpfs where
 a rename over a file moves its entry in readdir order. Memory: the listing
-of each directory on the path from the base to the current one.
+of each directory on the path from the base to the current one, and up to
+_CHUNK pending names per level.
 
-Names are checked a whole directory at a time (``unsign_names``): a name is
-a key only if its key maps back to that very path (safe characters, the
-digest suffix, and in the hashed layout the bucket). Names starting with
-'@' are ours (temp files, metadata); other names are junk left by others;
-symlinks are never keys and never followed.
+Names are checked up to _CHUNK at a time, as the bytes the filesystem holds
+(``unsign_runs``; in the hashed layout across the bucket directories of a
+level): a name is a key only if its key maps back to that very path (safe
+characters, the digest suffix, and in the hashed layout the bucket). Names
+starting with '@' are ours (temp files, metadata); other names are junk left
+by others; symlinks are never keys and never followed.
 
 Layouts: ``direct`` puts key ``(a, b)`` at ``a_<d>/b_<d>.<fmt>``; ``hashed``
 at ``+xy/a_<d>/+zw/b_<d>.<fmt>``, where ``+xy`` is the bucket of the
@@ -22,17 +24,32 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, repeat
+from typing import Any, TypeVar
 
-from ..concurrency.listing import list_dir
+from ..concurrency.listing import list_chunks, list_dir
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
-from ..engine.names import bucket_and_name, is_bucket, sign_component, unsign_names
+from ..engine.names import (
+    bucket_and_name,
+    decoded,
+    is_bucket,
+    sign_component,
+    unsign_names,
+    unsign_runs,
+)
 
-__all__ = ["count_keys", "iter_keys", "path_parts", "planted_link", "walk_keys"]
+__all__ = ["count_keys", "iter_keys", "key_chunks", "path_parts", "planted_link", "walk_keys"]
 
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
 _NAME_MAX = 255
-_CHUNK = 4096  # names checked and keys built at a time: bounded scratch memory per directory
+_F = TypeVar("_F", bound=Iterable[Any])  # the file names of a listing: a list, or chunks of names
+_CHUNK = 4096  # names checked at a time: bounded scratch memory per directory
+# Keys built at a time: fewer than the cyclic GC's first threshold (700 new
+# objects; a key is two), so a streamed chunk is gone before a collection
+# would move it to an older generation (4096 at once cost 0.1 us/key more).
+_KEYS_AT_ONCE = 256
 
 
 def path_parts(strings: tuple[str, ...], digest_len: int, suffix: str, hashed: bool) -> list[str]:
@@ -70,50 +87,87 @@ def _subdirs(directory: str, dirs: list[str], digest_len: int, bucket: str | Non
                 yield f"{directory}/{name}", found[0]
 
 
-def _levels(directory: str, hashed: bool) -> Iterator[tuple[str, str | None, list[str], list[str]]]:
+def _levels(
+    directory: str, hashed: bool, lister: Callable[[str], tuple[_F, list[str]] | None]
+) -> Iterator[tuple[str, str | None, _F, list[str]]]:
     """(path, bucket, files, dirs) of each directory holding the entries of one key level.
 
     One directory in the direct layout; each bucket directory in the hashed one
-    (a file at the level itself is no key there, and is skipped).
+    (a file at the level itself is no key there, and is skipped). ``lister``:
+    list_dir, or list_chunks (the file names as bytes, in chunks; the dirs
+    are complete once they are consumed).
     """
-    listing = list_dir(directory)
+    listing = lister(directory)
     if listing is None:
         return
     if not hashed:
-        yield directory, None, *listing
+        yield directory, None, listing[0], listing[1]
         return
+    deque(listing[0], maxlen=0)  # files here are no keys; the dirs are complete after them
     buckets = [name for name in listing[1] if is_bucket(name)]
     del listing
     for bucket in buckets:
         path = f"{directory}/{bucket}"
-        inner = list_dir(path)
+        inner = lister(path)
         if inner is not None:
-            yield path, bucket, *inner
+            yield path, bucket, inner[0], inner[1]
+
+
+def _batches(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[tuple[tuple[str, ...], list[bytes]]]:
+    """(prefix, components) of the keys under ``directory``, up to _CHUNK a batch.
+
+    The names of one key level are checked together, also across the small
+    bucket directories of the hashed layout (``unsign_runs``); pending names
+    are checked before descending, so scratch memory stays one chunk a level.
+    """
+    names: list[bytes] = []
+    runs: list[tuple[str | None, int]] = []
+    for path, bucket, chunks, dirs in _levels(directory, hashed, list_chunks):
+        for files in chunks:
+            start, total = 0, len(files)
+            if len(names) + total < _CHUNK:  # the usual case: no need to split
+                names += files
+                runs.append((bucket, total))
+                start = total
+            while start < total:
+                take = min(total - start, _CHUNK - len(names))
+                names += files[start : start + take]
+                runs.append((bucket, take))
+                start += take
+                if len(names) >= _CHUNK:
+                    yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                    names, runs = [], []
+        del chunks
+        for sub, component in _subdirs(path, dirs, digest_len, bucket) if dirs else ():
+            if names:
+                yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                names, runs = [], []
+            yield from _batches(sub, (*prefix, component), suffix, digest_len, hashed)
+    if names:
+        yield prefix, unsign_runs(names, runs, digest_len, suffix)
 
 
 def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
-    """The number of keys stored under ``directory``."""
-    n = 0
-    for path, bucket, files, dirs in _levels(directory, hashed):
-        for i in range(0, len(files), _CHUNK):
-            n += len(unsign_names(files[i : i + _CHUNK], digest_len, bucket, suffix))
-        del files
-        for sub, _ in _subdirs(path, dirs, digest_len, bucket):
-            n += count_keys(sub, suffix, digest_len, hashed)
-    return n
+    """The number of keys stored under ``directory`` (no key objects are built)."""
+    return sum(len(found) for _, found in _batches(directory, (), suffix, digest_len, hashed))
+
+
+def key_chunks(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[list[NonEmptySafeStrTuple]]:
+    """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time."""
+    for strings, found in _batches(directory, prefix, suffix, digest_len, hashed):
+        for i in range(0, len(found), _KEYS_AT_ONCE):
+            yield trusted_keys(strings, decoded(found[i : i + _KEYS_AT_ONCE]))
 
 
 def iter_keys(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
 ) -> Iterator[NonEmptySafeStrTuple]:
     """Every key under ``directory``, keys prefixed by ``prefix``."""
-    for path, bucket, files, dirs in _levels(directory, hashed):
-        for i in range(0, len(files), _CHUNK):
-            chunk = unsign_names(files[i : i + _CHUNK], digest_len, bucket, suffix)
-            yield from trusted_keys(prefix, chunk)
-        del files
-        for sub, component in _subdirs(path, dirs, digest_len, bucket):
-            yield from iter_keys(sub, (*prefix, component), suffix, digest_len, hashed)
+    return chain.from_iterable(key_chunks(directory, prefix, suffix, digest_len, hashed))
 
 
 def walk_keys(
@@ -126,11 +180,16 @@ def walk_keys(
 ) -> Listed:
     """(key, mtime or None) of every key under ``directory``, keys prefixed by ``prefix``."""
     if not with_timestamps:
-        for key in iter_keys(directory, prefix, suffix, digest_len, hashed):
-            yield key, None
-        return
+        return zip(iter_keys(directory, prefix, suffix, digest_len, hashed), repeat(None))
+    return _stamped(directory, prefix, suffix, digest_len, hashed)
+
+
+def _stamped(
+    directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
+) -> Iterator[tuple[NonEmptySafeStrTuple, float]]:
+    """(key, mtime) of every key under ``directory``, keys prefixed by ``prefix``."""
     trusted = trusted_key
-    for path, bucket, files, dirs in _levels(directory, hashed):
+    for path, bucket, files, dirs in _levels(directory, hashed, list_dir):
         for i in range(0, len(files), _CHUNK):
             for name, component in _named(files[i : i + _CHUNK], digest_len, bucket, suffix):
                 try:
@@ -140,7 +199,7 @@ def walk_keys(
                 yield trusted((*prefix, component)), ts
         del files
         for sub, component in _subdirs(path, dirs, digest_len, bucket):
-            yield from walk_keys(sub, (*prefix, component), suffix, digest_len, hashed, True)
+            yield from _stamped(sub, (*prefix, component), suffix, digest_len, hashed)
 
 
 def _named(

@@ -10,19 +10,19 @@ own path.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from collections.abc import Iterable
 from functools import lru_cache
-from itertools import compress, repeat
-from operator import and_, eq, lshift, rshift
+from itertools import compress
+from operator import itemgetter
 from typing import Literal
 
 SAFE_PATTERN = r"[A-Za-z0-9()_\-~.=]+"
 """A regex of one safe key component (the characters of keys.SAFE_CHARS_SET)."""
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"
 _B32_PAIRS = [a + b for a in _B32 for b in _B32]  # 10 bits -> 2 base32 characters
-# base32 digits -> the digits int(x, 32) reads, so a suffix decodes in C.
-_B32_TO_INT_DIGITS = str.maketrans(_B32, "0123456789abcdefghijklmnopqrstuv")
+# base32 digits -> the digits int(x, 32) reads, so digests decode in C.
+_B32_TO_INT_BYTES = bytes.maketrans(_B32.encode(), b"0123456789abcdefghijklmnopqrstuv")
 try:  # CPython's builtin MD5: about half the cost of OpenSSL's per short name
     from _md5 import md5 as _md5  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - a Python built without it
@@ -103,13 +103,13 @@ def is_bucket(name: str) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _name_res(digest_len: int, suffix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+def _name_res(digest_len: int, suffix: str) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     """(one name, names joined by NULs) of what sign_component + ``suffix`` makes."""
-    one = SAFE_PATTERN
+    one = SAFE_PATTERN.encode()
     if digest_len > 0:
-        one += f"_[a-z2-7]{{{digest_len}}}"
-    one += re.escape(suffix)
-    return re.compile(one), re.compile(f"{one}(?:\0{one})*")
+        one += b"_[a-z2-7]{%d}" % digest_len
+    one += re.escape(os.fsencode(suffix))
+    return re.compile(one), re.compile(one + b"(?:\0" + one + b")*")
 
 
 def unsign_names(
@@ -121,40 +121,107 @@ def unsign_names(
     suffix is the component's digest; with ``bucket`` (a hashed layout's
     bucket directory) the component must also belong in that bucket. So a
     listed name is a key only if that key maps back to the same path.
+    No cache: memory must not grow with a listing.
+    """
+    if not names:
+        return []
+    # Only ASCII names can qualify: any other character becomes '?', no safe one.
+    raw = "\0".join(names).encode("ascii", "replace").split(b"\0")
+    if len(raw) != len(names):  # a NUL inside a name (no file name has one)
+        raw = [s.encode("ascii", "replace") for s in names]
+    return decoded(unsign_runs(raw, [(bucket, len(names))], digest_len, suffix))
 
-    Made for whole directories: one regex pass checks every name's form; the
-    MD5s and the compares run in C loops (map), one MD5 per name. No cache:
-    memory must not grow with a listing.
+
+def decoded(components: list[bytes]) -> list[str]:
+    """Components as str, in one pass (they are ASCII: safe characters only)."""
+    return b"\0".join(components).decode("ascii").split("\0") if components else []
+
+
+def unsign_runs(
+    names: list[bytes], runs: list[tuple[str | None, int]], digest_len: int, suffix: str
+) -> list[bytes]:
+    """unsign_names of file names as listed (bytes), in runs: (bucket, how many) each.
+
+    So one call checks the names of many small bucket directories. Made for
+    whole directories: one regex pass checks every name's form, then one MD5
+    per name and a few big-integer operations compare all digests at once.
     """
     if not names:
         return []
     one, joined = _name_res(digest_len, suffix)
-    if joined.fullmatch("\0".join(names)) is None:
-        names = [s for s in names if one.fullmatch(s) is not None]
-    n, cut = digest_len, len(suffix)
+    if joined.fullmatch(b"\0".join(names)) is None:
+        names, runs = _well_formed(names, runs, one)
+    n, cut = digest_len, len(os.fsencode(suffix))
     end = -cut if cut else None
-    components = [s[: -n - 1 - cut] for s in names] if n else [s[:end] for s in names]
-    if bucket is not None or n > 0:
-        digests = map(_MD5_DIGEST, map(_md5, map(str.encode, components)))
-        heads: Iterable[int] = map(int.from_bytes, digests, repeat(_BIG))  # 128 bits each
-        checks = []
-        if bucket is not None:
-            heads = list(heads) if n > 0 else heads  # read twice
-            want = repeat(_BUCKETS.get(bucket))
-            checks.append(map(eq, map(rshift, heads, repeat(118)), want))
-        if n > 0:
-            digits = "\0".join([s[-n - cut : end] for s in names]).translate(_B32_TO_INT_DIGITS)
-            found = map(int, digits.split("\0"), repeat(32))
-            # The 26th character holds the last 3 bits and 2 zero bits (as b32encode).
-            wanted = map(rshift, heads, repeat(128 - 5 * n)) if n < 26 else map(
-                lshift, heads, repeat(2)
-            )
-            checks.append(map(eq, wanted, found))
-        ok = checks[0] if len(checks) == 1 else map(and_, *checks)
-        components = list(compress(components, ok))
-    if "." in components or ".." in components:
-        components = [c for c in components if c != "." and c != ".."]
+    components = list(map(itemgetter(slice(-n - 1 - cut if n else end)), names))
+    if components and (n > 0 or any(b is not None for b, _ in runs)):
+        digits = list(map(itemgetter(slice(-n - cut, end)), names)) if n else None
+        components = _digests_match(components, digits, runs)
+    if b"." in components or b".." in components:
+        components = [c for c in components if c != b"." and c != b".."]
     return components
+
+
+def _well_formed(
+    names: list[bytes], runs: list[tuple[str | None, int]], one: re.Pattern[bytes]
+) -> tuple[list[bytes], list[tuple[str | None, int]]]:
+    """``names`` and ``runs`` without the names not of the signed form."""
+    kept: list[bytes] = []
+    kept_runs: list[tuple[str | None, int]] = []
+    start = 0
+    for bucket, count in runs:
+        good = [s for s in names[start : start + count] if one.fullmatch(s) is not None]
+        start += count
+        kept += good
+        kept_runs.append((bucket, len(good)))
+    return kept, kept_runs
+
+
+# The bulk digest compare: each MD5 (128 bits) widened by 4 zero bytes to 160
+# bits, 32 base32 digits; a name's digits padded with zero digits to 32 line
+# up with it (the 26th digit's last 2 bits are then 0, as b32encode pads).
+_WIDE = 20
+_FILL = bytes(_WIDE - 16)
+_ZERO = bytes(_WIDE)
+
+
+def _unit(bits: int, value: int) -> bytes:
+    """One 160-bit unit holding ``value`` in its top ``bits`` bits."""
+    return (value << (8 * _WIDE - bits)).to_bytes(_WIDE, _BIG)
+
+
+def _digests_match(
+    components: list[bytes], digits: list[bytes] | None, runs: list[tuple[str | None, int]]
+) -> list[bytes]:
+    """Those ``components`` whose digest starts with their ``digits`` (base32) and,
+    for a run with a bucket, whose first 10 bits name that bucket."""
+    count = len(components)
+    md5s = map(_MD5_DIGEST, map(_md5, components))
+    heads = int.from_bytes(_FILL.join(md5s) + _FILL, _BIG)
+    off = 0
+    if digits is not None:
+        n = len(digits[0])
+        pad = b"0" * (8 * _WIDE // 5 - n)  # '0' is the zero digit of int(x, 32)
+        want = int((pad.join(digits) + pad).translate(_B32_TO_INT_BYTES), 32)
+        off |= (heads & int.from_bytes(_unit(5 * n, (1 << 5 * n) - 1) * count, _BIG)) ^ want
+    if any(b is not None for b, _ in runs):
+        masks = b"".join([(_ZERO if b is None else _TOP10) * k for b, k in runs])
+        units = _BUCKET_UNITS.get
+        want = int.from_bytes(b"".join([units(b, _NO_BUCKET) * k for b, k in runs]), _BIG)
+        off |= (heads & int.from_bytes(masks, _BIG)) ^ want
+    if not off:
+        return components
+    flags = off.to_bytes(_WIDE * count, _BIG)
+    ok = [flags[i : i + _WIDE] == _ZERO for i in range(0, _WIDE * count, _WIDE)]
+    return list(compress(components, ok))
+
+
+_TOP10 = _unit(10, 1023)
+# Each bucket's 10 bits on top of a unit (None: not checked); a name that is
+# no bucket gets a bit below the mask, so no component matches it.
+_BUCKET_UNITS: dict[str | None, bytes] = {b: _unit(10, i) for b, i in _BUCKETS.items()}
+_BUCKET_UNITS[None] = _ZERO
+_NO_BUCKET = _ZERO[:-1] + b"\1"
 
 
 def unsign_component(name: str, digest_len: int) -> str | None:
