@@ -77,7 +77,8 @@ class Config:
     contended_procs: tuple[int, ...] = (1, 2, 4)
     contended_reps: int = 3
     s3_ops: int = 50
-    sections: tuple[str, ...] = ("files", "listing", "memory", "contended", "stream", "s3")
+    sections: tuple[str, ...] = (
+        "files", "durable-pairs", "listing", "memory", "contended", "stream", "s3")
     keep: bool = False
 
     @classmethod

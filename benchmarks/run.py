@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.run --smoke    # seconds: every path, tiny counts
 
 Options: ``--json FILE`` (all figures), ``--markdown FILE`` (the report),
-``--sections files,listing,memory,contended,stream,s3,scaling``, ``--disk DIR``
+``--sections files,durable-pairs,listing,memory,contended,stream,s3,scaling``, ``--disk DIR``
 (where the disk-filesystem runs happen; default: the first non-RAM of
 /var/tmp, $TMPDIR, cwd), ``--keep`` (leave the scratch directories).
 
@@ -27,6 +27,7 @@ import diskcache
 
 from .common import Config, Scratch, find_places, fs_type
 from .contended import run_contended
+from .durable_pairs import run_durable_pairs
 from .files import run_files
 from .harness import Results, fmt_ratio, fmt_us
 from .listing import run_listing, run_stream
@@ -198,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "files" in cfg.sections:
             run_files(cfg, places, scratch, results, _log)
+        if "durable-pairs" in cfg.sections:
+            run_durable_pairs(cfg, places, scratch, results, _log)
         if "listing" in cfg.sections:
             run_listing(cfg, places, scratch, results, _log)
         if "memory" in cfg.sections:
