@@ -24,6 +24,7 @@ import io
 import logging
 import os
 import platform
+import stat
 import struct
 import sys
 from collections.abc import Callable
@@ -61,6 +62,9 @@ _SYMLINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
 
 
 _RESOLVE_NO_SYMLINKS = 0x04
+# O_NONBLOCK: a FIFO planted at a key's path must not block the open (it waits
+# for a writer otherwise); on a regular file it changes nothing.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK
 _AT_FDCWD = -100
 _OPENAT2_NR = {"x86_64": 437, "aarch64": 437, "riscv64": 437, "ppc64le": 437, "s390x": 437}
 
@@ -77,7 +81,7 @@ def _load_openat2() -> Callable[[str], int] | None:
     syscall.restype = ctypes.c_long
     syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_size_t]
-    how = struct.pack("=QQQ", os.O_RDONLY | os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS)
+    how = struct.pack("=QQQ", _READ_FLAGS, 0, _RESOLVE_NO_SYMLINKS)
     size = len(how)
     # What os.fsencode does for a str, without its Python-level checks (a get's hot path).
     encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
@@ -173,7 +177,7 @@ def read_file(
         if no_symlinks and open_no_symlinks is not None:
             fd = open_no_symlinks(path)
         else:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
@@ -182,6 +186,8 @@ def read_file(
         raise
     try:
         data = os.read(fd, _READ_CHUNK)
+        if not data and not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # a FIFO or device planted from outside: not a value
         # A short read means EOF on local files, but not on every mount: make
         # sure. Large files go to FileIO.readall, which reads into one buffer
         # sized by fstat (growing bytes by hand costs ~10x on 1 MiB).

@@ -1,0 +1,150 @@
+"""Adversary of the lookup fast paths (issue 17): path caches, locks, hostile files.
+
+Real files and processes: a FIFO planted at a key's path, symlinks planted
+into paths already cached, many keys turning tiny caches over while two
+processes update the same keys, and bounded caches while reading many keys.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import pytest
+
+from persidict import ETAG_IS_THE_SAME, FileDirDict
+from persidict.backends import file_bytes
+from persidict.concurrency import lock_tree
+from persidict.engine import keys as keys_module
+from persidict.engine.errors import BackendError
+from persidict.engine.flags import ETagValue
+from persidict.engine.keys import NonEmptySafeStrTuple
+from persidict.engine.recent import Recent
+
+_FORK = mp.get_context("fork")
+_KEYS = [("a",), ("a", "b"), ("a", "b", "c")]
+
+
+def _store(base: pathlib.Path | str, layout: str, **kwargs: Any) -> FileDirDict[Any]:
+    return FileDirDict(base_dir=base, durable=False, layout=layout, **kwargs)
+
+
+def _path(d: FileDirDict[Any], key: tuple[str, ...]) -> str:
+    return d.byte_store.path(NonEmptySafeStrTuple(*key))
+
+
+def _reads_of_a_fifo(base: str, layout: str, key: tuple[str, ...], out: Any) -> None:
+    d = _store(base, layout)
+    found: list[Any] = [d.get(key, "default"), key in d]
+    # A conditional write reads the current etag under the key's lock.
+    result = d.set_item_if(key, value=1, condition=ETAG_IS_THE_SAME, expected_etag=ETagValue("x"))
+    found.append(result.condition_was_satisfied)
+    out.put(found)
+
+
+@pytest.mark.parametrize("layout", ["direct", "hashed"])
+@pytest.mark.parametrize("key", _KEYS)
+def test_a_fifo_at_a_keys_path_reads_as_absent_and_never_blocks(
+    tmp_path: pathlib.Path, layout: str, key: tuple[str, ...]
+) -> None:
+    """Before: open(O_RDONLY) of a FIFO waits for a writer forever (a get, or a
+    conditional write holding the key's lock, hung). Now: not a key, like a symlink."""
+    d = _store(tmp_path / "s", layout)
+    d[key] = 0
+    path = _path(d, key)
+    os.unlink(path)
+    os.mkfifo(path)
+    out = _FORK.Queue()
+    p = _FORK.Process(target=_reads_of_a_fifo, args=(str(tmp_path / "s"), layout, key, out))
+    p.start()
+    p.join(15)  # a hang detector, not a timing: each read takes microseconds
+    if p.is_alive():
+        p.kill()
+        p.join()
+        pytest.fail(f"reading a FIFO planted at {path} blocked")
+    assert p.exitcode == 0
+    assert out.get(timeout=5) == ["default", False, False]  # absent: no etag matches
+    assert key not in list(d)
+
+
+@pytest.mark.parametrize("layout", ["direct", "hashed"])
+@pytest.mark.parametrize("level", [0, 1])
+def test_a_symlink_planted_into_a_cached_path_is_refused(
+    tmp_path: pathlib.Path, layout: str, level: int
+) -> None:
+    """The path cache keeps strings, not trust: a directory replaced by a symlink
+    after the key's path was cached still reads as absent and refuses writes."""
+    d = _store(tmp_path / "s", layout)
+    key = ("a", "b", "c")
+    d[key] = "v"
+    assert d[key] == "v"  # path (and lock place) cached now
+    parts = os.path.relpath(_path(d, key), tmp_path / "s").split("/")
+    victim = tmp_path / "s" / "/".join(parts[: level + 1])
+    outside = tmp_path / "outside"
+    shutil.copytree(victim, outside)
+    shutil.rmtree(victim)
+    os.symlink(outside, victim)
+    assert d.get(key, "absent") == "absent"
+    assert key not in d
+    assert key not in list(d)
+    with pytest.raises(BackendError):
+        d[key] = "through the link"
+    assert d.discard(key) is False
+    assert list(outside.rglob("*.pkl"))  # the outside file is untouched
+
+
+def _increments(base: str, layout: str, keys: list[tuple[str, ...]], rounds: int) -> None:
+    d = _store(base, layout)
+    for _ in range(rounds):
+        for k in keys:
+            d.transform_item(k, transformer=lambda v: v + 1)
+
+
+@pytest.mark.parametrize("layout", ["direct", "hashed"])
+def test_locks_stay_exclusive_while_tiny_caches_turn_over(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """Caches of 2-4 entries turn over at nearly every lookup in both processes:
+    a lock place recomputed must be the one the other process uses."""
+    monkeypatch.setattr(file_bytes, "_PATH_CACHE_MAX", 3)
+    monkeypatch.setattr(lock_tree.LockTree, "_CACHE_MAX", 2)
+    monkeypatch.setattr(keys_module, "_STR_KEYS", Recent(keys_module._str_key, 2))
+    keys = [("k",), ("m",), ("a", "k"), ("a", "b", "k"), ("z", "y"), ("q", "r", "s")]
+    base = str(tmp_path / "s")
+    d = _store(base, layout)
+    for k in keys:
+        d[k] = 0
+    rounds = 60
+    procs = [_FORK.Process(target=_increments, args=(base, layout, keys, rounds))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    _increments(base, layout, keys, rounds)
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert {k: d[k] for k in keys} == {k: 3 * rounds for k in keys}
+
+
+def test_reading_many_keys_keeps_caches_bounded(tmp_path: pathlib.Path) -> None:
+    """20k distinct keys read once each: the path, lock-place, lock-root and
+    str-key caches each stay within their two generations."""
+    d = _store(tmp_path / "s", "hashed")
+    n = 20_000
+    store = d.byte_store
+    for i in range(n):
+        assert d.get(f"key{i}") is None
+        assert d.get(("dir", f"sub{i % 3000}", "x")) is None
+        if i % 7 == 0:
+            d[f"key{i}"] = i
+    assert sum(1 for _ in d) == len(range(0, n, 7))
+    limit = 2 * file_bytes._PATH_CACHE_MAX + 4
+    assert len(store._paths) + len(store._paths._old) <= limit
+    assert len(store._wheres) + len(store._wheres._old) <= limit
+    tree = d._lock_tree
+    assert len(tree._roots) + len(tree._old_roots) <= 2 * lock_tree.LockTree._CACHE_MAX + 4
+    cached = keys_module._STR_KEYS
+    assert len(cached) + len(cached._old) <= 2 * cached._size + 4
