@@ -32,8 +32,14 @@ def _store(base: pathlib.Path | str, layout: str, **kwargs: Any) -> FileDirDict[
     return FileDirDict(base_dir=base, durable=False, layout=layout, **kwargs)
 
 
+def _bytes(d: FileDirDict[Any]) -> file_bytes.FileBytes:
+    store = d.byte_store
+    assert isinstance(store, file_bytes.FileBytes)
+    return store
+
+
 def _path(d: FileDirDict[Any], key: tuple[str, ...]) -> str:
-    return d.byte_store.path(NonEmptySafeStrTuple(*key))
+    return _bytes(d).path(NonEmptySafeStrTuple(*key))
 
 
 def _reads_of_a_fifo(base: str, layout: str, key: tuple[str, ...], out: Any) -> None:
@@ -134,7 +140,7 @@ def test_reading_many_keys_keeps_caches_bounded(tmp_path: pathlib.Path) -> None:
     str-key caches each stay within their two generations."""
     d = _store(tmp_path / "s", "hashed")
     n = 20_000
-    store = d.byte_store
+    store = _bytes(d)
     for i in range(n):
         assert d.get(f"key{i}") is None
         assert d.get(("dir", f"sub{i % 3000}", "x")) is None
