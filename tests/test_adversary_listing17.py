@@ -185,6 +185,8 @@ def _plant(path: bytes, kind: str, fmt: str) -> None:
             os.mkdir(path)
         elif kind == "link":
             os.symlink(b"/etc/hostname", path)
+        elif kind == "loop":  # back to the store's top: followed, keys would repeat
+            os.symlink(os.path.dirname(path), path)
         else:
             os.mkfifo(path)
     except FileExistsError:
@@ -208,7 +210,7 @@ def _junk_tree(base: str, seed: int, n: int, fmt: str, layout: str) -> set[tuple
     dirs = [base] + [root for root, _, _ in os.walk(base) if "@" not in root]
     for _ in range(rng.randint(0, 20)):
         where = os.fsencode(rng.choice(dirs))
-        kind = rng.choice(["file", "file", "dir", "link", "fifo"])
+        kind = rng.choice(["file", "file", "dir", "link", "loop", "fifo"])
         for name in rng.sample(_near_misses(_component(rng), n, suffix), 3):
             _plant(os.path.join(where, name), kind, fmt)
     if layout == "hashed":
@@ -216,6 +218,11 @@ def _junk_tree(base: str, seed: int, n: int, fmt: str, layout: str) -> set[tuple
             os.makedirs(f"{base}/{fake}", exist_ok=True)
             c = _component(rng)
             _plant(f"{base}/{fake}/{sign_component(c, n)}{suffix}".encode(), "file", fmt)
+        os.makedirs(f"{base}/{bucket_of('x')}", exist_ok=True)
+        _plant(f"{base}/{bucket_of('x')}/{sign_component('x', n)}".encode(), "loop", fmt)
+        for first in sorted({k[0] for k in written if len(k) > 1})[:1]:  # a key's directory
+            inner = f"{base}/{bucket_of(first)}/{sign_component(first, n)}"
+            _plant(f"{inner}/+zz".encode(), "loop", fmt)  # a bucket that links to the top
     return written
 
 
