@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import pathlib
 import shutil
+import socket
 from typing import Any
 
 import pytest
@@ -53,16 +54,22 @@ def _reads_of_a_fifo(base: str, layout: str, key: tuple[str, ...], out: Any) -> 
 
 @pytest.mark.parametrize("layout", ["direct", "hashed"])
 @pytest.mark.parametrize("key", _KEYS)
-def test_a_fifo_at_a_keys_path_reads_as_absent_and_never_blocks(
-    tmp_path: pathlib.Path, layout: str, key: tuple[str, ...]
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_a_fifo_or_socket_at_a_keys_path_reads_as_absent_and_never_blocks(
+    tmp_path: pathlib.Path, layout: str, key: tuple[str, ...], kind: str
 ) -> None:
     """Before: open(O_RDONLY) of a FIFO waits for a writer forever (a get, or a
-    conditional write holding the key's lock, hung). Now: not a key, like a symlink."""
+    conditional write holding the key's lock, hung); a socket's open raised ENXIO
+    from a get whose ``in`` said absent. Now: not a key, like a symlink."""
     d = _store(tmp_path / "s", layout)
     d[key] = 0
     path = _path(d, key)
     os.unlink(path)
-    os.mkfifo(path)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(path)
     out = _FORK.Queue()
     p = _FORK.Process(target=_reads_of_a_fifo, args=(str(tmp_path / "s"), layout, key, out))
     p.start()

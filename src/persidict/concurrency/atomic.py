@@ -181,8 +181,8 @@ def read_file(
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        if exc.errno in _SYMLINK_ERRNOS and not no_symlinks:
-            return None
+        if (exc.errno in _SYMLINK_ERRNOS and not no_symlinks) or exc.errno == errno.ENXIO:
+            return None  # ENXIO: a socket planted from outside, no value
         raise
     try:
         data = os.read(fd, _READ_CHUNK)
