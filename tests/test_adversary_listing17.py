@@ -7,11 +7,14 @@ hold junk next to keys: near-miss names, invalid UTF-8, '@' names, '.'/'..'
 signed, bucket look-alikes, files in the wrong bucket, symlinks, FIFOs,
 directories named like files, 255-byte names. Each runs with the kernel's
 records as they come, with every d_type made DT_UNKNOWN, with short reads
-(a filesystem that stops early), and with the scandir fallback.
+(a filesystem that stops early), with calls interrupted (EINTR), and with
+the scandir fallback.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import multiprocessing as mp
 import os
 import random
@@ -120,7 +123,22 @@ def _short_reads(real: Callable[..., int]) -> Callable[..., int]:
     return call
 
 
-MODES = ["kernel", "unknown", "short", "fallback"]
+def _interrupted(real: Callable[..., int]) -> Callable[..., int]:
+    """Calls that fail with EINTR 40% of the time, half of them after reading a
+    little (an interrupted call may have moved the position)."""
+    rng = random.Random(3)
+
+    def call(fd: int, buf: Any, size: int) -> int:
+        if rng.random() < 0.4:
+            if rng.random() < 0.5:
+                real(fd, buf, min(size, 4096))
+            ctypes.set_errno(errno.EINTR)
+            return -1
+        return real(fd, buf, size)
+    return call
+
+
+MODES = ["kernel", "unknown", "short", "eintr", "fallback"]
 
 
 @pytest.fixture(params=MODES)
@@ -132,6 +150,8 @@ def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
         monkeypatch.setattr(listing, "_getdents", _unknown_types(real))
     elif request.param == "short":
         monkeypatch.setattr(listing, "_getdents", _short_reads(real))
+    elif request.param == "eintr":
+        monkeypatch.setattr(listing, "_getdents", _interrupted(real))
     elif request.param == "fallback":
         monkeypatch.setattr(listing, "_getdents", None)
     return str(request.param)
