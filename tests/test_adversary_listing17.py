@@ -13,8 +13,10 @@ the scandir fallback.
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import errno
+import hashlib
 import multiprocessing as mp
 import os
 import random
@@ -47,12 +49,25 @@ _PICKLED_1 = b"\x80\x04K\x01."
 # -- the oracle ---------------------------------------------------------------
 
 
+def _b32(component: str) -> str:
+    """The lower-cased base32 MD5 of ``component``, by the standard library (no fast path)."""
+    return base64.b32encode(hashlib.md5(component.encode()).digest()).decode().lower()
+
+
+def _ref_sign(component: str, n: int) -> str:
+    return f"{component}_{_b32(component)[:n]}" if n else component
+
+
+def _ref_bucket(component: str) -> str:
+    return "+" + _b32(component)[:2]
+
+
 def _unsign(name: str, n: int, suffix: str) -> str | None:
     if not name.endswith(suffix):
         return None
     stem = name[: len(name) - len(suffix)]
     c = (stem[: -(n + 1)] if len(stem) > n + 1 else "") if n else stem
-    if not c or not is_safe_component(c) or sign_component(c, n) != stem:
+    if not c or not is_safe_component(c) or _ref_sign(c, n) != stem:
         return None
     return c
 
@@ -63,7 +78,7 @@ def _entries(directory: str) -> list[tuple[str, int]]:
 
 
 def oracle(base: str, n: int, suffix: str, hashed: bool) -> set[tuple[str, ...]]:
-    """The keys under ``base``, name by name, by the rule alone."""
+    """The keys under ``base``, name by name, by the rule alone (digests by base64)."""
     found: set[tuple[str, ...]] = set()
 
     def level(directory: str, prefix: tuple[str, ...]) -> None:
@@ -77,7 +92,7 @@ def oracle(base: str, n: int, suffix: str, hashed: bool) -> set[tuple[str, ...]]
                 if not is_file and not stat.S_ISDIR(mode):
                     continue
                 c = _unsign(name, n, suffix if is_file else "")
-                if c is None or (bucket is not None and bucket_of(c) != bucket):
+                if c is None or (bucket is not None and _ref_bucket(c) != bucket):
                     continue
                 if is_file:
                     found.add((*prefix, c))
