@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from persidict import FileDirDict
+from persidict.backends.file_walk import path_parts
 from persidict.cli import main
 from persidict.concurrency.journal import temp_name
 
@@ -74,7 +75,7 @@ def _seed_damage(base: pathlib.Path) -> tuple[FileDirDict, dict[str, list[pathli
     (bad_dir / "inner.pkl").write_bytes(pickle.dumps("inner"))
     seeded["stray"].append(bad_dir)
 
-    e_dir, f_dir = d.byte_store.signed(("e", "f"), with_suffix=False)
+    e_dir, f_dir = path_parts(("e", "f"), d.byte_store.digest_len, "", d.byte_store.hashed)
     empty = base / e_dir
     (empty / f_dir).mkdir(parents=True)  # a tree holding no file: one finding
     seeded["empty_dir"].append(empty)

@@ -103,10 +103,6 @@ class FileBytes(ByteStore):
 
     # -- paths --------------------------------------------------------------
 
-    def signed(self, strings: tuple[str, ...], with_suffix: bool) -> list[str]:
-        """The directory and file names of key components; ValueError if too long."""
-        return path_parts(strings, self.digest_len, self.suffix * with_suffix, self.hashed)
-
     def path(self, key: NonEmptySafeStrTuple) -> str:
         """The absolute file path of ``key`` (ValueError if it cannot have one)."""
         return self._paths[key.strings]
@@ -338,22 +334,26 @@ class FileBytes(ByteStore):
                 return
             directory = os.path.dirname(directory)
 
-    def contains(self, key: NonEmptySafeStrTuple) -> bool:
-        # docstring inherited
-        path = self._paths[key.strings]
-        return _is_file(path) and self._linked(key, path) is None
-
-    def timestamp(self, key: NonEmptySafeStrTuple) -> float:
-        # docstring inherited
+    def _regular(self, key: NonEmptySafeStrTuple, operation: str) -> os.stat_result | None:
+        """lstat of ``key``'s file if it is a key (a regular file under no planted link)."""
         path = self._paths[key.strings]
         try:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise KeyError(key) from None
-        except OSError as exc:
-            self._fail(exc, "timestamp", key, path)
+            return None
+        except OSError as exc:  # ENAMETOOLONG, EACCES...: mapped as every operation's are
+            self._fail(exc, operation, key, path)
             raise
-        if not stat.S_ISREG(st.st_mode) or self._linked(key, path) is not None:
+        return st if stat.S_ISREG(st.st_mode) and self._linked(key, path) is None else None
+
+    def contains(self, key: NonEmptySafeStrTuple) -> bool:
+        # docstring inherited
+        return self._regular(key, "contains") is not None
+
+    def timestamp(self, key: NonEmptySafeStrTuple) -> float:
+        # docstring inherited
+        st = self._regular(key, "timestamp")
+        if st is None:
             raise KeyError(key)
         return st.st_mtime
 

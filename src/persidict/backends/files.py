@@ -19,7 +19,7 @@ from ..engine.persidict import PersiDict
 from ..engine.results import ValueType
 from ..engine.values import sorted_params
 from .file_bytes import MISSING, FileBytes, content_etag
-from .file_walk import planted_link
+from .file_walk import path_parts, planted_link
 
 __all__ = ["FileDirDict", "content_etag"]
 
@@ -264,7 +264,8 @@ class FileDirDict(PersiDict[ValueType]):
         """
         prefix = to_prefix(prefix_key)
         params = self.get_params()
-        rel = "/".join(self._bytes.signed(prefix.strings, with_suffix=False)) if prefix else ""
+        b = self._bytes
+        rel = "/".join(path_parts(prefix.strings, b.digest_len, "", b.hashed)) if prefix else ""
         if rel:
             params["base_dir"] = f"{self._base}/{rel}"
             link = planted_link(self._base, params["base_dir"] + "/")
