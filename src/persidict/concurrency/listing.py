@@ -32,6 +32,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import EllipsisType
 
 __all__ = ["SNAPSHOTS", "list_chunks", "list_dir", "list_raw"]
 
@@ -109,15 +110,20 @@ def list_dir(path: str) -> tuple[list[str], list[str]] | None:
 def list_raw(path: str) -> tuple[list[bytes], list[str]] | None:
     """list_dir with the file names as the filesystem holds them (bytes, undecoded):
     a listing that checks them as bytes saves decoding every name."""
+    raw = _snapshot(path)
+    return None if raw is ... else _parsed(raw, path)
+
+
+def _snapshot(path: str) -> bytes | EllipsisType | None:
+    """The records of ``path`` from one getdents64 snapshot; None: use the fallback; ...: gone."""
     try:
         fd = os.open(path, _OPEN_DIR)
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        return ...
     try:
-        raw = _read_whole(fd) if _getdents is not None else None
+        return _read_whole(fd) if _getdents is not None else None
     finally:
         os.close(fd)
-    return _parsed(raw, path)
 
 
 def _parsed(raw: bytes | None, path: str) -> tuple[list[bytes], list[str]] | None:
@@ -139,14 +145,9 @@ def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
     are exhausted. Names repeated by several calls are dropped; records that
     turn out not to be the kernel's raise OSError(EIO): chunks are out by then.
     """
-    try:
-        fd = os.open(path, _OPEN_DIR)
-    except (FileNotFoundError, NotADirectoryError):
+    raw = _snapshot(path)
+    if raw is ...:
         return None
-    try:
-        raw = _read_whole(fd) if _getdents is not None else None
-    finally:
-        os.close(fd)
     if raw is None or len(raw) <= _CHUNK_BYTES:
         listing = _parsed(raw, path)
         return None if listing is None else (iter((listing[0],)), listing[1])
