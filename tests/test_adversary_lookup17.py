@@ -83,6 +83,47 @@ def test_a_fifo_or_socket_at_a_keys_path_reads_as_absent_and_never_blocks(
     assert key not in list(d)
 
 
+def _hold_fifo_open(path: str, data: bytes, ready: Any, done: Any) -> None:
+    fd = os.open(path, os.O_WRONLY)  # the parent holds a read end: this does not wait
+    os.write(fd, data)
+    ready.set()
+    done.wait(15)
+    os.close(fd)
+
+
+@pytest.mark.parametrize("layout", ["direct", "hashed"])
+@pytest.mark.parametrize("data", [b"", b"junk"])
+def test_a_fifo_with_a_writer_attached_reads_as_absent(
+    tmp_path: pathlib.Path, layout: str, data: bytes
+) -> None:
+    """Before: with another process holding the FIFO's write end, the non-blocking
+    read raised EAGAIN, so a get (and a conditional write's etag check) raised
+    StorageBlockingIOError for a path ``in`` calls absent. Now: absent."""
+    d = _store(tmp_path / "s", layout)
+    key = ("a", "b")
+    d[key] = 0
+    path = _path(d, key)
+    os.unlink(path)
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    ready, done = _FORK.Event(), _FORK.Event()
+    p = _FORK.Process(target=_hold_fifo_open, args=(path, data, ready, done))
+    p.start()
+    try:
+        assert ready.wait(15)
+        assert d.get(key, "default") == "default"
+        assert key not in d
+        result = d.set_item_if(
+            key, value=1, condition=ETAG_IS_THE_SAME, expected_etag=ETagValue("x")
+        )
+        assert not result.condition_was_satisfied
+    finally:
+        done.set()
+        p.join(15)
+        os.close(reader)
+    assert p.exitcode == 0
+
+
 @pytest.mark.parametrize("layout", ["direct", "hashed"])
 @pytest.mark.parametrize("level", [0, 1])
 def test_a_symlink_planted_into_a_cached_path_is_refused(

@@ -200,7 +200,12 @@ def read_file(
             with io.FileIO(fd, closefd=False) as f:
                 return f.readall()
         return data
-    except IsADirectoryError:
+    except OSError:
+        # A directory (EISDIR), or a FIFO whose writer is attached (EAGAIN, or
+        # ESPIPE on the rewind), planted from outside: not a value. Only a
+        # regular file's error goes on.
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            raise
         return None
     finally:
         os.close(fd)
