@@ -51,11 +51,10 @@ class Store:
 _NOT_VALUES = (Joker, ItemNotAvailableFlag, ValueNotRetrievedFlag, Store)
 
 
-# What decoding corrupt or foreign bytes raises (pickle, json, jsonpickle, whose
-# fallbacks may warn: an error under -W error);
-# anything else (a signal handler's exception; a MemoryError, also when a corrupt
-# length asked for too much) goes through
-# unchanged, not disguised as a corrupt value.
+# What decoding corrupt or foreign bytes raises (pickle; jsonpickle, whose
+# fallbacks may warn: an error under -W error; UTF-8 text). Anything else (a signal
+# handler's exception; a MemoryError, also when a corrupt length asked for too
+# much) goes through unchanged, not disguised as a corrupt value.
 _DECODE_ERRORS = (
     pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
     IndexError, KeyError, OverflowError, RecursionError, SystemError, Warning,
