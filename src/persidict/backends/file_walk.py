@@ -1,18 +1,19 @@
 """Walking a FileDirDict tree: the keys, their count, planted symlinks.
 
-Each directory is read whole with ``concurrency.listing.list_chunks`` (a
-snapshot on Linux), so a key present for the whole walk is found exactly
-once and a key added or removed during it at most once, also on tmpfs where
-a rename over a file moves its entry in readdir order. Memory: the listing
-of each directory on the path from the base to the current one, and up to
-_CHUNK pending names per level.
+Each directory is read whole with ``concurrency.listing`` (``list_chunks``;
+``list_dir`` for a walk with timestamps), a snapshot on Linux, so a key
+present for the whole walk is found exactly once and a key added or removed
+during it at most once, also on tmpfs where a rename over a file moves its
+entry in readdir order. Memory: the listing of each directory on the path
+from the base to the current one, and up to _CHUNK pending names per level.
 
 Names are checked up to _CHUNK at a time, as the bytes the filesystem holds
 (``unsign_runs``; in the hashed layout across the bucket directories of a
-level): a name is a key only if its key maps back to that very path (safe
-characters, the digest suffix, and in the hashed layout the bucket). Names
-starting with '@' are ours (temp files, metadata); other names are junk left
-by others; symlinks are never keys and never followed.
+level; a walk with timestamps checks str names, within one directory): a
+name is a key only if its key maps back to that very path (safe characters,
+the digest suffix, and in the hashed layout the bucket). Names starting
+with '@' are ours (temp files, metadata); other names are junk left by
+others; symlinks are never keys and never followed.
 
 Layouts: ``direct`` puts key ``(a, b)`` at ``a_<d>/b_<d>.<fmt>``; ``hashed``
 at ``+xy/a_<d>/+zw/b_<d>.<fmt>``, where ``+xy`` is the bucket of the

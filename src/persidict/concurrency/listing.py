@@ -199,12 +199,12 @@ _spare = threading.local()
 def _read_whole(fd: int) -> bytes | None:
     """The directory's records, read by one getdents64 call.
 
-    A call that stopped with
-    room left for the largest record stopped at the end; a probe call then
-    returning 0 confirms it. A probe that finds more means entries were
-    added meanwhile (or a filesystem that returns short reads): read again
-    from offset 0, and after ``_SHORT_TRIES`` such reads take the rest in
-    further calls (names are deduplicated later). None: use the fallback.
+    A call that stopped with room left for the largest record stopped at the
+    end; a probe call then returning 0 confirms it. A probe that finds more
+    means entries were added meanwhile (or a filesystem that returns short
+    reads): read again from offset 0, and after ``_SHORT_TRIES`` such reads
+    take the rest in further calls (a ``_Pieced`` result, no snapshot; names
+    are deduplicated later). None: use the fallback.
     """
     pair = getattr(_spare, "pair", None)
     _spare.pair = None
