@@ -159,25 +159,10 @@ def _chunks(data: bytes, path: str, dirs_out: list[str]) -> Iterator[list[bytes]
     """The file names of ``data`` a chunk at a time (see list_chunks); then its dirs."""
     seen: set[bytes] | None = set() if isinstance(data, _Pieced) else None
     dirs: list[bytes] = []
-    add_dir, index = dirs.append, data.index
     at, end = _NAME_AT, len(data) + _NAME_AT
     while at < end:
-        stop = min(end, at + _CHUNK_BYTES)
         files: list[bytes] = []
-        add_file = files.append
-        try:  # the loop of _parse
-            while at < stop:
-                nul = index(0, at)
-                kind = data[at - 1]
-                if kind == _DT_REG:
-                    add_file(data[at:nul])
-                elif kind == _DT_DIR:
-                    add_dir(data[at:nul])
-                elif kind == _DT_UNKNOWN:
-                    _classify(path, data[at:nul], files, dirs)
-                at = ((nul + 8) & -8) + _NAME_AT
-        except ValueError:
-            at = -1
+        at = _records(data, path, at, min(end, at + _CHUNK_BYTES), files, dirs)
         if at > end or at < 0:
             raise OSError(errno.EIO, f"getdents64 records of {path} are malformed")
         if seen is not None:  # records of several calls may repeat a name
@@ -292,10 +277,28 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
     """
     files: list[bytes] = []
     dirs: list[bytes] = []
+    end = len(data) + _NAME_AT
+    if _records(data, path, _NAME_AT, end, files, dirs) != end:
+        return None
+    if dirs[:2] == _DOTS:  # where tmpfs and ext4 put them
+        del dirs[:2]
+    else:
+        dirs = [d for d in dirs if d != b"." and d != b".."]
+    if isinstance(data, _Pieced):  # records of several calls may repeat a name
+        files, dirs = list(dict.fromkeys(files)), list(dict.fromkeys(dirs))
+    return files, _decoded(dirs)
+
+
+def _records(data: bytes, path: str, at: int, stop: int, files: list[bytes],
+             dirs: list[bytes]) -> int:
+    """Append the names of the records whose names start at ``at`` .. before ``stop``.
+
+    ``at`` is where a record's name starts (19 bytes into it). Returns where
+    the next one's would start, or -1 if a record has no NUL (malformed).
+    """
     add_file, add_dir, index = files.append, dirs.append, data.index
-    at, end = _NAME_AT, len(data) + _NAME_AT  # at: where the next record's name starts
     try:
-        while at < end:
+        while at < stop:
             nul = index(0, at)
             kind = data[at - 1]  # d_type
             if kind == _DT_REG:
@@ -306,16 +309,8 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
                 _classify(path, data[at:nul], files, dirs)
             at = ((nul + 8) & -8) + _NAME_AT
     except ValueError:  # no NUL after a record's header
-        return None
-    if at != end:
-        return None
-    if dirs[:2] == _DOTS:  # where tmpfs and ext4 put them
-        del dirs[:2]
-    else:
-        dirs = [d for d in dirs if d != b"." and d != b".."]
-    if isinstance(data, _Pieced):  # records of several calls may repeat a name
-        files, dirs = list(dict.fromkeys(files)), list(dict.fromkeys(dirs))
-    return files, _decoded(dirs)
+        return -1
+    return at
 
 
 def _decoded(raw: list[bytes]) -> list[str]:
