@@ -23,27 +23,12 @@ from typing import Any
 
 import pytest
 
+from _memo_workers import log_line, read_log
 from persidict import FileDirDict, PersiDict
 from persidict.memoization import memoize
 
 CTX = multiprocessing.get_context("spawn")
 NAME = "adv.compute"
-
-
-def log_line(log: str, line: str) -> None:
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def read_log(log: str) -> list[list[str]]:
-    try:
-        with open(log) as f:
-            return [line.split() for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
 
 
 def compute(x: int, log: str) -> int:
