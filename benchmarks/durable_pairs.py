@@ -4,8 +4,12 @@
 other. On this VM's ext4 a durable write's cost depends on the state the
 filesystem was left in (which inodes were freed recently, what writeback is
 pending): the floor's own CPU time per write moved 140-1100 us from block to
-block. Here each repetition is ONE operation of ours and one of the floor,
-in alternating order, timed separately; the medians over many pairs meet the
+block. Without a journal, ext4 does not reuse an inode freed a short while
+ago and each create scans past those (``recently_deleted`` in a perf
+profile: a third of a 1 MiB durable create's CPU, ours and the floor's
+alike), so any deletion on the disk, by anyone, moves the figures. Here
+each repetition is ONE operation of ours and one of the floor, in
+alternating order, timed separately; the medians over many pairs meet the
 same filesystem state. Same operations, values and floor as ``files.py``
 (its durable sections: pkl100 and pkl1MiB).
 """
