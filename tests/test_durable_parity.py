@@ -14,12 +14,11 @@ fsync or stat).
 from __future__ import annotations
 
 import pathlib
-import re
 import shutil
-import subprocess
-import sys
 
 import pytest
+
+from _strace import Call, traced, window
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
 
@@ -61,31 +60,16 @@ mark("floor-overwrite"); floor("old")
 mark("end")
 """
 
-_LINE = re.compile(r"^(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
 _LOCKS = ("F_OFD_SETLK", "F_SETLK", "F_OFD_SETLKW", "F_SETLKW")
 
 
-def _trace(tmp_path: pathlib.Path, size: int) -> list[tuple[str, str, str]]:
-    out = tmp_path / "strace.txt"
-    cmd = ["strace", "-qq", "-s", "0", "-o", str(out), "-e", "trace=%file,%desc",
-           sys.executable, "-c", _SCRIPT, str(tmp_path), str(size)]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if res.returncode != 0 and "ptrace" in res.stderr:
-        pytest.skip(f"strace cannot trace here: {res.stderr.strip()[:200]}")
-    assert res.returncode == 0, res.stderr
-    calls = []
-    for line in out.read_text().splitlines():
-        m = _LINE.match(line)
-        if m:
-            calls.append((m.group(1), m.group(2), m.group(3)))
-    return calls
+def _trace(tmp_path: pathlib.Path, size: int) -> list[Call]:
+    return traced(tmp_path, ["-s", "0", "-e", "trace=%file,%desc"], _SCRIPT,
+                  str(tmp_path), str(size))
 
 
-def _window(calls: list[tuple[str, str, str]], start: str, end: str) -> list[tuple[str, str, str]]:
-    names = [args for _, args, _ in calls]
-    i = next(n for n, a in enumerate(names) if f"/persidict-parity-{start}" in a)
-    j = next(n for n, a in enumerate(names) if f"/persidict-parity-{end}" in a)
-    return calls[i + 1 : j]
+def _window(calls: list[Call], start: str, end: str) -> list[Call]:
+    return window(calls, "persidict-parity", start, end)
 
 
 def _is_lock(sc: str, args: str) -> bool:
