@@ -163,7 +163,7 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
     from yields the entry's names; otherwise its names are checked up to
     _CHUNK at a time, and kept for the memo if it has room for them.
     """
-    key = (directory, prefix, suffix, digest_len, False)
+    key = (directory, suffix, digest_len, False)
     listed = snapshot_chunks(directory)
     if listed is None:
         MEMO.forget(key)

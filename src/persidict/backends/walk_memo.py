@@ -2,7 +2,8 @@
 
 Why: the keys a directory yields are a pure function of its getdents64
 records (names, types, inode numbers, offsets) and of how they are checked
-(the directory, the key prefix, the suffix, the digest length, the layout).
+(the directory, the suffix, the digest length, the layout; not the key
+prefix, which a walk adds itself, so a sub-dict shares its parent's entries).
 Every listing still reads a fresh snapshot from the kernel; when its bytes
 equal those this process last checked for the same directory and check, the
 key names found then are reused instead of checked again (a regex and an MD5
@@ -38,8 +39,8 @@ BUDGET = 4 << 20
 _PER_NAME = 48  # a bytes object's header and its slot in the list
 _PER_SUBDIR = 176  # its (path, component) tuple and the two strings' headers
 _PER_ENTRY = 400  # the entry, its key and its table slot
-Key = tuple[str, tuple[str, ...], str, int, bool]
-"""(directory, key prefix, suffix, digest length, hashed) of a checked listing."""
+Key = tuple[str, str, int, bool]
+"""(directory, suffix, digest length, hashed) of a checked listing."""
 
 _lock = threading.Lock()
 
