@@ -156,6 +156,19 @@ def test_a_junk_name_added_between_listings_is_rejected(shm: str, memo: Checked,
     assert len(d) == 20
 
 
+def test_hits_reuse_the_keys_built_by_the_first(shm: str, memo: Checked) -> None:
+    d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/s", durable=False)
+    for i in range(300):
+        d[("g", f"k{i}")] = i
+    first, second, third = list(d), list(d), list(d)
+    assert first == second == third
+    assert all(a is b for a, b in zip(second, third, strict=True))  # reused, not built again
+    sub = d.get_subdict("g")
+    assert sorted(k.strings for k in sub) == sorted((f"k{i}",) for i in range(300))
+    assert sorted(k.strings for k in sub) == sorted((f"k{i}",) for i in range(300))
+    assert sorted(d) == fresh(d)  # the parent's keys again, not the sub-dict's
+
+
 def test_the_memo_is_used_by_len_and_iteration(shm: str, memo: Checked, parses: list[int]
                                                ) -> None:
     d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/s", durable=False)
@@ -211,7 +224,7 @@ def test_an_entry_that_differs_is_evicted_before_room_is_judged(
         d[f"k{i}"] = i
     raw = listing._snapshot(d.base_dir)
     assert isinstance(raw, bytes)
-    table = Checked(budget=3 * len(raw) + 3 * 1024 + 1000)  # room for one, with growth
+    table = Checked(budget=walk_memo._guess(raw) + 7 * 1024)  # room for one, with growth
     monkeypatch.setattr(file_walk, "MEMO", table)
     for round_ in range(6):
         d[f"new{round_}"] = round_
@@ -235,6 +248,7 @@ def test_memory_stays_within_the_budget(shm: str, monkeypatch: pytest.MonkeyPatc
     try:
         start = tracemalloc.get_traced_memory()[0]
         assert len(d) == 7500
+        assert sum(1 for _ in d) == sum(1 for _ in d) == 7500  # the keys are built and kept
         held = tracemalloc.get_traced_memory()[0] - start
     finally:
         tracemalloc.stop()

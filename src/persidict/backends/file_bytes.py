@@ -17,7 +17,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, overload
 
 from ..concurrency.atomic import (
@@ -367,7 +367,9 @@ class FileBytes(ByteStore):
 
     def scan(self, *, with_timestamps: bool = False) -> Listed:
         # docstring inherited; each directory is read as one snapshot (file_walk.py)
-        walk = walk_keys(self.base, (), self.suffix, self.digest_len, self.hashed, with_timestamps)
+        if not with_timestamps:  # errors mapped a chunk at a time, not a generator step a key
+            return zip(self.keys(), repeat(None))
+        walk = walk_keys(self.base, (), self.suffix, self.digest_len, self.hashed, True)
         return self._listed(walk)
 
     def keys(self) -> Iterator[NonEmptySafeStrTuple]:

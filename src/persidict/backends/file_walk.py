@@ -115,11 +115,15 @@ def _levels(
             yield path, bucket, inner[0], inner[1]
 
 
+Batch = tuple[tuple[str, ...], list[bytes], Entry | None]
+
+
 def _batches(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
-) -> Iterator[tuple[tuple[str, ...], list[bytes]]]:
-    """(prefix, components) of the keys under ``directory``, up to _CHUNK a batch
-    (a memoized directory's in one: ``walk_memo``, direct layout only).
+) -> Iterator[Batch]:
+    """(prefix, components, memo entry) of the keys under ``directory``, up to _CHUNK
+    a batch; a memoized directory's in one, with its entry (``walk_memo``, direct
+    layout only), else None.
 
     The names of one key level are checked together, also across the small
     bucket directories of the hashed layout (``unsign_runs``); pending names
@@ -143,20 +147,20 @@ def _batches(
                 runs.append((bucket, take))
                 start += take
                 if len(names) >= _CHUNK:
-                    yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                    yield prefix, unsign_runs(names, runs, digest_len, suffix), None
                     names, runs = [], []
         del chunks
         for sub, component in _subdirs(path, dirs, digest_len, bucket) if dirs else ():
             if names:
-                yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                yield prefix, unsign_runs(names, runs, digest_len, suffix), None
                 names, runs = [], []
             yield from _batches(sub, (*prefix, component), suffix, digest_len, hashed)
     if names:
-        yield prefix, unsign_runs(names, runs, digest_len, suffix)
+        yield prefix, unsign_runs(names, runs, digest_len, suffix), None
 
 
 def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int
-            ) -> Iterator[tuple[tuple[str, ...], list[bytes]]]:
+            ) -> Iterator[Batch]:
     """_batches in the direct layout: one directory per level, its listing memoized.
 
     A directory whose fresh snapshot is the one its memo entry was checked
@@ -180,19 +184,19 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
                 del names[:_CHUNK]
                 if kept is not None:
                     kept += found
-                yield prefix, found
+                yield prefix, found, None
         if names:
             found = unsign_runs(names, [(None, len(names))], digest_len, suffix)
             if kept is not None:
                 kept += found
-            yield prefix, found
+            yield prefix, found, None
         del chunks, names
         subdirs = list(_subdirs(directory, dirs, digest_len, None)) if dirs else []
         if kept is not None and raw is not None and not unknown:
             MEMO.put(key, Entry(raw, kept, subdirs))
     else:
         if entry.found:
-            yield prefix, entry.found
+            yield prefix, entry.found, entry
         subdirs = entry.subdirs
     del raw, entry
     for sub, component in subdirs:
@@ -201,7 +205,7 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
 
 def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
     """The number of keys stored under ``directory`` (no key objects are built)."""
-    count = sum(len(found) for _, found in _batches(directory, (), suffix, digest_len, hashed))
+    count = sum(len(found) for _, found, _ in _batches(directory, (), suffix, digest_len, hashed))
     MEMO.walked()
     return count
 
@@ -210,7 +214,10 @@ def key_chunks(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
 ) -> Iterator[list[NonEmptySafeStrTuple]]:
     """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time."""
-    for strings, found in _batches(directory, prefix, suffix, digest_len, hashed):
+    for strings, found, entry in _batches(directory, prefix, suffix, digest_len, hashed):
+        if entry is not None:
+            yield entry.keys(strings)
+            continue
         for i in range(0, len(found), _KEYS_AT_ONCE):
             yield trusted_keys(strings, decoded(found[i : i + _KEYS_AT_ONCE]))
     MEMO.walked()

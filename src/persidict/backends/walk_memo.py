@@ -7,14 +7,15 @@ prefix, which a walk adds itself, so a sub-dict shares its parent's entries).
 Every listing still reads a fresh snapshot from the kernel; when its bytes
 equal those this process last checked for the same directory and check, the
 key names found then are reused instead of checked again (a regex and an MD5
-per name). Any create, delete or rename in the directory changes its
+per name), and from the second such listing on, the very key objects built
+by the first (keys are immutable values). Any create, delete or rename in the directory changes its
 records, so no listing can be stale. Records the kernel left untyped
 (DT_UNKNOWN, judged by lstat) and the records of several calls or of the
 scandir fallback are never memoized (listing.snapshot_chunks).
 
 Bounds: one table per process, shared by every store, of at most ``BUDGET``
-bytes (4 MiB; an entry costs its records, its names and their objects:
-``_cost``; a directory of 10k short names costs about 1.4 MB). A listing is
+bytes (6 MiB; an entry costs its records, its names and the keys it will
+hold: ``_cost``; a directory of 10k short names costs about 2.8 MB). A listing is
 admitted only while there is room, never by pushing others out, so a walk
 over more directories than fit keeps what it admitted first (scan-resistant);
 an entry goes when its directory's snapshot differs or the directory is gone,
@@ -33,10 +34,14 @@ import os
 import sys
 import threading
 
+from ..engine.keys import NonEmptySafeStrTuple, trusted_keys
+from ..engine.names import decoded
+
 __all__ = ["BUDGET", "MEMO", "Entry", "ListingMemo"]
 
-BUDGET = 4 << 20
+BUDGET = 6 << 20
 _PER_NAME = 48  # a bytes object's header and its slot in the list
+_PER_KEY = 168  # a key, its tuple, its str's header and its slot in the list
 _PER_SUBDIR = 176  # its (path, component) tuple and the two strings' headers
 _PER_ENTRY = 400  # the entry, its key and its table slot
 Key = tuple[str, str, int, bool]
@@ -57,7 +62,7 @@ if sys.platform != "win32":
 class Entry:
     """One directory's checked listing: what a walk needs of it."""
 
-    __slots__ = ("cost", "found", "raw", "subdirs", "used")
+    __slots__ = ("cost", "found", "made", "raw", "subdirs", "used")
 
     def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> None:
         self.raw = raw  # the getdents64 records it was checked from
@@ -65,19 +70,34 @@ class Entry:
         self.subdirs = subdirs  # (path, component) of each key directory in it
         self.cost = _cost(raw, found, subdirs)
         self.used = 0  # the last walk that used it (ListingMemo.walks)
+        self.made: tuple[tuple[str, ...], list[NonEmptySafeStrTuple]] | None = None
+
+    def keys(self, prefix: tuple[str, ...]) -> list[NonEmptySafeStrTuple]:
+        """The keys of ``found`` under ``prefix``: built once, then the same objects.
+
+        Built when an entry is first hit, not when admitted: keys kept from a
+        first pass would outlive the cyclic GC's young generation and slow it.
+        Room for them is in ``cost``; a sub-dict's prefix replaces its parent's.
+        """
+        made = self.made
+        if made is not None and made[0] == prefix:
+            return made[1]
+        keys = trusted_keys(prefix, decoded(self.found))
+        self.made = (prefix, keys)
+        return keys
 
 
 def _cost(raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> int:
     """The bytes an entry holds, about (a little more)."""
-    names = sum(map(len, found)) + _PER_NAME * len(found)
+    names = 2 * sum(map(len, found)) + (_PER_NAME + _PER_KEY) * len(found)
     dirs = sum(len(p) + len(c) + _PER_SUBDIR for p, c in subdirs)
     return len(raw) + names + dirs + _PER_ENTRY
 
 
 def _guess(raw: bytes) -> int:
     """What an entry checked from ``raw`` likely costs: its records, and names about
-    as long, each with a header (put then admits by the exact cost)."""
-    return 3 * len(raw) + _PER_ENTRY
+    as long, each with a header and a key (put then admits by the exact cost)."""
+    return 7 * len(raw) + _PER_ENTRY
 
 
 class ListingMemo:
