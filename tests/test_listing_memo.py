@@ -261,12 +261,17 @@ def test_memory_stays_within_the_budget(shm: str, monkeypatch: pytest.MonkeyPatc
 
 def test_a_listing_costlier_than_guessed_is_refused(shm: str, monkeypatch: pytest.MonkeyPatch
                                                     ) -> None:
-    """A directory of many subdirectories holds more than its records suggest."""
-    table = ListingMemo(budget=50_000)
-    monkeypatch.setattr(file_walk, "MEMO", table)
-    d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/s", durable=False)
+    """A directory of many subdirectories with long paths holds more than its records suggest."""
+    d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/{'s' * 150}", durable=False)
     for g in range(300):
         d[(f"g{g}", "k")] = None
+    raw = listing._snapshot(d.base_dir)
+    parsed = listing._parse(raw, d.base_dir) if isinstance(raw, bytes) else None
+    assert isinstance(raw, bytes) and parsed is not None
+    table = ListingMemo(budget=walk_memo._guess(raw) + 5000)
+    subdirs = list(file_walk._subdirs(d.base_dir, parsed[1], 4, None))
+    assert Entry(raw, [], subdirs).cost > table.budget  # more than guessed
+    monkeypatch.setattr(file_walk, "MEMO", table)
     assert len(d) == 300
     assert 0 < table.used_bytes <= table.budget
     assert d.base_dir not in {key[0] for key in table.entries}
