@@ -398,3 +398,27 @@ def test_a_forked_child_keeps_using_it_even_if_the_lock_was_held(shm: str, memo:
     assert child.exitcode == 0
     assert hit and first == 100 and second == 101
     assert entries == 1  # the child admitted a listing: its lock is its own
+
+
+def test_a_big_directory_is_read_by_one_call_sized_from_its_entry(
+    shm: str, memo: Checked, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its last size is the first call's (not 32 KiB first); one that outgrew it is read whole."""
+    d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/s", durable=False)
+    for i in range(4000):
+        d[f"key{i}"] = None
+    assert len(d) == 4000
+    real = listing._getdents
+    assert real is not None
+    calls: list[int] = []
+
+    def counted(fd: int, buf: Any, size: int) -> int:
+        calls.append(size)
+        return real(fd, buf, size)
+
+    monkeypatch.setattr(listing, "_getdents", counted)
+    assert sum(1 for _ in d) == 4000
+    assert len(calls) == 2 and calls[0] > listing._MIN_BUF  # the records, then the probe's 0
+    for i in range(4000, 7000):
+        d[f"key{i}"] = None
+    assert len(d) == 7000 and sorted(d) == fresh(d)

@@ -168,7 +168,9 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
     _CHUNK at a time, and kept for the memo if it has room for them.
     """
     key = (directory, suffix, digest_len, False)
-    listed = snapshot_chunks(directory)
+    known = MEMO.entries.get(key)
+    listed = snapshot_chunks(directory, 0 if known is None else len(known.raw))
+    del known
     if listed is None:
         MEMO.forget(key)
         return

@@ -114,22 +114,27 @@ def list_raw(path: str) -> tuple[list[bytes], list[str]] | None:
     return None if raw is ... else _parsed(raw, path)
 
 
-def _snapshot(path: str) -> bytes | EllipsisType | None:
-    """The records of ``path`` from one getdents64 snapshot; None: use the fallback; ...: gone."""
+def _snapshot(path: str, hint: int = 0) -> bytes | EllipsisType | None:
+    """The records of ``path`` from one getdents64 snapshot; None: use the fallback; ...: gone.
+
+    ``hint``: about how many bytes of records it had last time; one bigger
+    than the spare buffer is read into a buffer of that size first.
+    """
     try:
         fd = os.open(path, _OPEN_DIR)
     except (FileNotFoundError, NotADirectoryError):
         return ...
     try:
-        return _read_whole(fd) if _getdents is not None else None
+        if _getdents is None:
+            return None
+        return _read_sized(fd, hint) if hint > _MIN_BUF else _read_whole(fd)
     finally:
         os.close(fd)
 
 
-def _parsed(raw: bytes | None, path: str, unknown: list[bytes] | None = None
-            ) -> tuple[list[bytes], list[str]] | None:
+def _parsed(raw: bytes | None, path: str) -> tuple[list[bytes], list[str]] | None:
     """The names in ``raw`` (records read from ``path``); the fallback's without them."""
-    listing = None if raw is None else _parse(raw, path, unknown)
+    listing = None if raw is None else _parse(raw, path)
     if listing is not None:
         return listing
     fallback = _list_scandir(path)
@@ -153,16 +158,16 @@ def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
     return None if listed is None else (listed[1], listed[2])
 
 
-def snapshot_chunks(path: str) -> Chunked | None:
+def snapshot_chunks(path: str, hint: int = 0) -> Chunked | None:
     """list_chunks, with the records and the names that were judged by lstat.
 
     (records, file name chunks, dir names, lstat-judged names): the records
     of the one getdents64 call the names were parsed from, None when the
     names are not a function of those bytes alone (the scandir fallback, or
-    records of several calls); the names whose records said DT_UNKNOWN and
-    were classified by lstat, filled in as the chunks are consumed.
+    records of several calls); the names of DT_UNKNOWN records, classified
+    by lstat, filled in as the chunks are consumed. ``hint``: see _snapshot.
     """
-    raw = _snapshot(path)
+    raw = _snapshot(path, hint)
     if raw is ...:
         return None
     unknown: list[bytes] = []
@@ -219,14 +224,23 @@ def _read_whole(fd: int) -> bytes | None:
     _spare.pair = None
     if pair is None:
         pair = (ctypes.create_string_buffer(_MIN_BUF), ctypes.create_string_buffer(_MAX_RECLEN))
+    first = min(_MIN_BUF, getattr(_spare, "first", _FIRST_READ))
     try:
-        data = _read_into(fd, pair[0], pair[1], getattr(_spare, "first", _FIRST_READ))
+        data = _read_into(fd, pair[0], pair[1], first)
     finally:
         _spare.pair = pair
     if data is not None:
         want = len(data) + len(data) // 4 + _MAX_RECLEN  # room to grow a little
         _spare.first = max(_FIRST_READ, want) if want <= _MIN_BUF else _FIRST_READ
     return data
+
+
+def _read_sized(fd: int, size: int) -> bytes | None:
+    """_read_whole with a first call of ``size`` bytes (room to grow included): a
+    big directory of known size is read in one call, not one too small first."""
+    size = min(_MAX_BUF, size + size // 4 + _MAX_RECLEN)
+    buf, probe = ctypes.create_string_buffer(size), ctypes.create_string_buffer(_MAX_RECLEN)
+    return _read_into(fd, buf, probe, size)
 
 
 def _read_into(
@@ -237,7 +251,7 @@ def _read_into(
     bigger one is made, sized from ``st_size``, when a directory does not fit)."""
     assert _getdents is not None
     # Never more than buf holds: the kernel writes it.
-    size, short = min(first, _MIN_BUF, len(buf)), 0
+    size, short = min(first, len(buf)), 0
     while True:
         n = _getdents(fd, buf, size)
         if n < 0:
