@@ -15,6 +15,10 @@ the digest suffix, and in the hashed layout the bucket). Names starting
 with '@' are ours (temp files, metadata); other names are junk left by
 others; symlinks are never keys and never followed.
 
+Repeated walks (direct layout, without timestamps) reuse a directory's
+checked names while its fresh snapshot is byte-identical to the one they
+were checked from (``walk_memo``); its last size also sizes the first read.
+
 Layouts: ``direct`` puts key ``(a, b)`` at ``a_<d>/b_<d>.<fmt>``; ``hashed``
 at ``+xy/a_<d>/+zw/b_<d>.<fmt>``, where ``+xy`` is the bucket of the
 component below it (``names.bucket_of``), so no directory grows past about

@@ -8,24 +8,29 @@ Every listing still reads a fresh snapshot from the kernel; when its bytes
 equal those this process last checked for the same directory and check, the
 key names found then are reused instead of checked again (a regex and an MD5
 per name), and from the second such listing on, the very key objects built
-by the first (keys are immutable values). Any create, delete or rename in the directory changes its
-records, so no listing can be stale. Records the kernel left untyped
-(DT_UNKNOWN, judged by lstat) and the records of several calls or of the
-scandir fallback are never memoized (listing.snapshot_chunks).
+by the first (keys are immutable values). Any create, delete or rename in
+the directory changes its records, so no listing can be stale. Records the
+kernel left untyped (DT_UNKNOWN, judged by lstat) and the records of several
+calls or of the scandir fallback are never memoized (snapshot_chunks).
+Neither are walks with timestamps (each key's mtime takes an lstat; touching
+a file changes it, not the records) nor the hashed layout: its small bucket
+directories are checked together, and a first walk over 1M of its keys is to
+stay at a 1.6 MB peak, not keep megabytes of entries.
 
 Bounds: one table per process, shared by every store, of at most ``BUDGET``
 bytes (6 MiB; an entry costs its records, its names and the keys it will
-hold: ``_cost``; a directory of 10k short names costs about 2.8 MB). A listing is
-admitted only while there is room, never by pushing others out, so a walk
-over more directories than fit keeps what it admitted first (scan-resistant);
-an entry goes when its directory's snapshot differs or the directory is gone,
-and, when room is wanted, if the last two completed walks did not use it
-(entries of removed stores go).
+hold: ``_cost``; a directory of 10k keys ``key<i>`` costs about 2.7 MB). A
+listing is admitted only while there is room, never by pushing others out,
+so a walk over more directories than fit keeps what it admitted first
+(scan-resistant); an entry goes when its directory's snapshot differs or the
+directory is gone, and, when room is wanted, if the last two completed walks
+did not use it (entries of removed stores go).
 
-Thread- and fork-safe: entries are never changed once in the table but for
-their ``used`` mark; adding and removing take a lock without waiting (a
-thread or signal handler that finds it taken skips memoizing), and a forked
-child gets a fresh lock. ``used_bytes`` never counts less than is held.
+Thread- and fork-safe: an entry in the table changes only its ``used`` mark
+and, once, the keys it holds (one reference, set whole); adding and removing
+take a lock without waiting (a thread or signal handler that finds it taken
+skips memoizing), and a forked child gets a fresh lock. ``used_bytes`` never
+counts less than is held.
 """
 
 from __future__ import annotations
