@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from persidict import ETAG_IS_THE_SAME, FileDirDict
-from persidict.backends import file_bytes
+from persidict.backends import file_bytes, file_reads
 from persidict.concurrency import lock_tree
 from persidict.engine import keys as keys_module
 from persidict.engine.errors import BackendError
@@ -163,7 +163,7 @@ def test_locks_stay_exclusive_while_tiny_caches_turn_over(
 ) -> None:
     """Caches of 2-4 entries turn over at nearly every lookup in both processes:
     a lock place recomputed must be the one the other process uses."""
-    monkeypatch.setattr(file_bytes, "_PATH_CACHE_MAX", 3)
+    monkeypatch.setattr(file_reads, "_PATH_CACHE_MAX", 3)
     monkeypatch.setattr(lock_tree.LockTree, "_CACHE_MAX", 2)
     monkeypatch.setattr(keys_module, "_STR_KEYS", Recent(keys_module._str_key, 2))
     keys = [("k",), ("m",), ("a", "k"), ("a", "b", "k"), ("z", "y"), ("q", "r", "s")]
@@ -195,7 +195,7 @@ def test_reading_many_keys_keeps_caches_bounded(tmp_path: pathlib.Path) -> None:
         if i % 7 == 0:
             d[f"key{i}"] = i
     assert sum(1 for _ in d) == len(range(0, n, 7))
-    limit = 2 * file_bytes._PATH_CACHE_MAX + 4
+    limit = 2 * file_reads._PATH_CACHE_MAX + 4
     assert len(store._paths) + len(store._paths._old) <= limit
     assert len(store._wheres) + len(store._wheres._old) <= limit
     tree = d._lock_tree
@@ -219,7 +219,7 @@ def test_a_subdict_and_its_parent_lock_a_key_alike(
 ) -> None:
     """The same file reached as ("a", "b", "c") and as ("b", "c") of subdict "a" (and
     ("c",) of subdict ("a", "b")): one lock, also while tiny caches turn over."""
-    monkeypatch.setattr(file_bytes, "_PATH_CACHE_MAX", 2)
+    monkeypatch.setattr(file_reads, "_PATH_CACHE_MAX", 2)
     monkeypatch.setattr(lock_tree.LockTree, "_CACHE_MAX", 1)
     base = str(tmp_path / "s")
     d = _store(base, layout)

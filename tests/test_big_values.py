@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from persidict import FileDirDict
-from persidict.backends import file_bytes
+from persidict.backends import file_bytes, file_reads
 from persidict.concurrency.atomic import SPARE_MAX
 from persidict.engine.keys import to_key
 
@@ -128,6 +128,7 @@ def test_plain_get_and_set_compute_no_etag(tmp_path: Any, monkeypatch: Any) -> N
         return real(data)
 
     monkeypatch.setattr(file_bytes, "content_etag", counting)
+    monkeypatch.setattr(file_reads, "content_etag", counting)
     d["k"] = _blob(MiB, 6)
     assert d["k"] == _blob(MiB, 6)
     assert hashed == []

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from persidict import FileDirDict
-from persidict.backends import file_bytes
+from persidict.backends import file_reads
 from persidict.concurrency import lock_tree, marker
 from persidict.engine import names
 from persidict.engine.keys import MAX_DIGEST_LEN, NonEmptySafeStrTuple
@@ -102,7 +102,7 @@ def test_a_read_computes_no_lock_place(
     _fill(tmp_path / "s", "hashed", keys)
     d = FileDirDict(base_dir=tmp_path / "s", durable=False, layout="hashed")
     calls: list[str] = []
-    real_offset, real_locate = file_bytes.lock_offset, lock_tree.LockTree.locate
+    real_offset, real_locate = file_reads.lock_offset, lock_tree.LockTree.locate
 
     def offset(name: str) -> int:
         calls.append(name)
@@ -112,7 +112,7 @@ def test_a_read_computes_no_lock_place(
         calls.append(rel)
         return real_locate(self, dirs, rel)
 
-    monkeypatch.setattr(file_bytes, "lock_offset", offset)
+    monkeypatch.setattr(file_reads, "lock_offset", offset)
     monkeypatch.setattr(lock_tree.LockTree, "locate", locate)
     for k in keys:
         assert d[k] == "/".join(k)
@@ -126,18 +126,18 @@ def test_a_read_computes_no_lock_place(
 def test_a_hot_key_stays_cached_while_many_keys_pass(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    many = 3 * file_bytes._PATH_CACHE_MAX
+    many = 3 * file_reads._PATH_CACHE_MAX
     d = FileDirDict(base_dir=tmp_path / "s", durable=False, layout="hashed")
     d["hot"] = 0
     store = d.byte_store
     computed: Counter[tuple[str, ...]] = Counter()
-    real = file_bytes.path_parts
+    real = file_reads.path_parts
 
     def counting(strings: tuple[str, ...], *args: Any) -> list[str]:
         computed[strings] += 1
         return real(strings, *args)
 
-    monkeypatch.setattr(file_bytes, "path_parts", counting)
+    monkeypatch.setattr(file_reads, "path_parts", counting)
     hot = NonEmptySafeStrTuple("hot")
     for i in range(many):
         assert f"cold{i}" not in d
@@ -145,13 +145,13 @@ def test_a_hot_key_stays_cached_while_many_keys_pass(
     assert computed[("hot",)] == 0  # before: recomputed each time the cache was cleared
     assert computed[("cold7",)] == 1
     cached = store._paths
-    assert len(cached) + len(getattr(cached, "_old", {})) <= 2 * file_bytes._PATH_CACHE_MAX
+    assert len(cached) + len(getattr(cached, "_old", {})) <= 2 * file_reads._PATH_CACHE_MAX
 
 
 def test_threads_share_caches_whose_generations_turn_over(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(file_bytes, "_PATH_CACHE_MAX", 8)  # turn over every few lookups
+    monkeypatch.setattr(file_reads, "_PATH_CACHE_MAX", 8)  # turn over every few lookups
     keys = _fresh_keys(300, 2)
     _fill(tmp_path / "s", "hashed", keys)
     d = FileDirDict(base_dir=tmp_path / "s", durable=False, layout="hashed")

@@ -14,7 +14,7 @@ import pickle
 import pytest
 
 from persidict import BackendError, FileDirDict, NonEmptySafeStrTuple
-from persidict.backends import file_bytes as files
+from persidict.backends import file_reads as files
 
 
 def _file_of(d: FileDirDict, key: tuple[str, ...]) -> pathlib.Path:

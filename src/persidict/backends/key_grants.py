@@ -18,12 +18,16 @@ from ..concurrency.locks import KeyLocks
 from ..concurrency.locks_common import fork_generation
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 
-__all__ = ["Grant", "Holding", "Using", "grant_of", "held", "note"]
+__all__ = ["Grant", "Holding", "Seen", "Using", "grant_of", "held", "note"]
 
 Grant = tuple[str, int, int]
 """(lock file, lock offset, fork generation): a forked child holds no parent lock."""
-Seen = tuple[str, ETagValue | ItemNotAvailableFlag] | None
-"""(path, etag) this thread last read or wrote under the grant; None: not known."""
+Seen = tuple[str, ETagValue | ItemNotAvailableFlag | None] | None
+"""(path, etag) this thread last read or wrote under the grant; None: not known.
+
+``(path, None)``: FileBytes.update read the key and computed no etag; that
+tuple's identity tells it whether this thread has written the key since.
+"""
 
 _local = threading.local()
 
@@ -43,8 +47,14 @@ def grant_of(locks: KeyLocks, offset: int) -> Grant:
 
 def note(grants: dict[Grant, Seen], grant: Grant, path: str,
          etag: ETagValue | ItemNotAvailableFlag) -> None:
-    """Record what a read under ``grant`` found at ``path`` (nothing if not held)."""
-    if grant in grants:
+    """Record what a read under ``grant`` found at ``path`` (nothing if not held).
+
+    An update's mark stays (a read changes nothing it must know of).
+    """
+    if grant not in grants:
+        return
+    seen = grants[grant]
+    if seen is None or seen[1] is not None:
         grants[grant] = (path, etag)
 
 

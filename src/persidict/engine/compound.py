@@ -105,7 +105,9 @@ class CompoundOps(ConditionalOps[ValueType]):
             return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)  # nothing to transform
         attempt = 0
         while True:
-            if capabilities.locks_keys:
+            if capabilities.locks_keys and not self._append_only:
+                result = self._transform_locked(k, transformer)
+            elif capabilities.locks_keys:
                 with self._bytes.lock(k):
                     result = self._transform_once(k, transformer)
             else:
@@ -116,6 +118,37 @@ class CompoundOps(ConditionalOps[ValueType]):
             if n_retries is not None and attempt > n_retries:
                 raise ConcurrencyConflictError(k, attempt)
             backoff(attempt + 1)
+
+    def _transform_locked(
+        self, k: NonEmptySafeStrTuple, transformer: Any
+    ) -> OperationResult[Any] | None:
+        """One transform through the backend's ``update`` (under the key's lock).
+
+        No other writer can commit meanwhile, so no etag is read or compared;
+        None if the transformer itself wrote the key (the caller retries).
+        """
+        seen: list[Any] = []
+
+        def change(data: bytes | None) -> Any:
+            old = ITEM_NOT_AVAILABLE if data is None else self._decode(k, data)
+            new = transformer(old)
+            seen[:] = old, new
+            if new is KEEP_CURRENT:
+                return KEEP_CURRENT
+            if new is DELETE_CURRENT:
+                return None
+            self._check_value(k, new)
+            return self._encode(k, new)
+
+        etag = self._bytes.update(k, change)
+        if etag is None:
+            return None
+        old, new = seen
+        if new is KEEP_CURRENT:
+            return OperationResult(etag, old)
+        if new is DELETE_CURRENT:
+            return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
+        return OperationResult(etag, kept(etag, new))
 
     def _transform_once(
         self, k: NonEmptySafeStrTuple, transformer: Any

@@ -21,7 +21,8 @@ It implements five atomic operations:
 
 It declares ``capabilities`` rather than letting callers guess: ``subdicts``
 (``child(prefix)`` gives the store of the keys under a prefix), ``locks_keys``
-(``lock(key)`` is an exclusive per-key lock between threads and processes)
+(``lock(key)`` is an exclusive per-key lock between threads and processes,
+and ``update(key, change)`` a read-modify-write under it)
 and ``discards_writes`` (writes succeed and vanish: the null store).
 ``name`` names the backend in errors; ``location(key)`` says where a key
 lives, for messages. ``contains``, ``count`` and ``keys`` have defaults built
@@ -39,21 +40,23 @@ object and the public API only.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .flags import ITEM_NOT_AVAILABLE, ETagValue, ItemNotAvailableFlag
+from .flags import ITEM_NOT_AVAILABLE, ETagValue, ItemNotAvailableFlag, KeepCurrentFlag
 from .keys import NonEmptySafeStrTuple, SafeStrTuple
 
-__all__ = ["ABSENT", "Blob", "ByteStore", "Capabilities", "IfMatch", "Listed"]
+__all__ = ["ABSENT", "Blob", "ByteStore", "Capabilities", "Change", "IfMatch", "Listed"]
 
 ABSENT: ItemNotAvailableFlag = ITEM_NOT_AVAILABLE
 """``if_match=ABSENT``: write only if the key is absent; a read's etag when absent."""
 
 IfMatch = ETagValue | ItemNotAvailableFlag | None
 Listed = Iterator[tuple[NonEmptySafeStrTuple, float | None]]
+Change = Callable[[bytes | None], "bytes | KeepCurrentFlag | None"]
+"""``update``'s step: current bytes (None: absent) -> new bytes, KEEP_CURRENT or None (delete)."""
 
 
 class Blob(NamedTuple):
@@ -72,7 +75,8 @@ class Capabilities:
     subdicts : bool, default False
         ``child(prefix)`` returns the store of the keys under ``prefix``.
     locks_keys : bool, default False
-        ``lock(key)`` holds an exclusive per-key lock across threads and processes.
+        ``lock(key)`` holds an exclusive per-key lock across threads and
+        processes, and ``update(key, change)`` changes a key under it.
     discards_writes : bool, default False
         Writes succeed and are dropped; reads find nothing (the null store).
     """
@@ -337,5 +341,41 @@ class ByteStore(ABC):
             The store declares no ``locks_keys``.
         LockTimeoutError
             The lock was not acquired in time.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot lock a key")
+
+    def update(
+        self, key: NonEmptySafeStrTuple, change: Change
+    ) -> ETagValue | ItemNotAvailableFlag | None:
+        """Under ``key``'s lock, replace its bytes by ``change(current bytes)``.
+
+        Parameters
+        ----------
+        key : NonEmptySafeStrTuple
+            A normalized key.
+        change : Change
+            Called once, under the lock, with the current bytes (None if
+            absent); returns the new bytes, None to delete the key, or
+            KEEP_CURRENT to leave it. What it raises propagates, nothing
+            stored. It may read and write any key (re-entrant per thread).
+
+        Returns
+        -------
+        ETagValue or ITEM_NOT_AVAILABLE or None
+            The etag the key is left with (ITEM_NOT_AVAILABLE: absent), or
+            None if ``change`` itself wrote or deleted the key: nothing is
+            committed then (a caller retries, as after a lost compare-and-swap).
+
+        Raises
+        ------
+        NotImplementedError
+            The store declares no ``locks_keys``.
+        LockTimeoutError
+            The lock was not acquired in time.
+
+        Notes
+        -----
+        Every other writer of the key takes its lock, so nothing but
+        ``change`` can change the key meanwhile: no etag is compared.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot lock a key")
