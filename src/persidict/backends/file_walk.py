@@ -219,7 +219,8 @@ def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> in
 def key_chunks(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
 ) -> Iterator[list[NonEmptySafeStrTuple]]:
-    """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time."""
+    """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time
+    (a memoized directory's list is the memo's: read it, never change it)."""
     for strings, found, entry in _batches(directory, prefix, suffix, digest_len, hashed):
         if entry is not None:
             yield entry.keys(strings)
