@@ -36,7 +36,6 @@ counts less than is held.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 
 from ..engine.keys import NonEmptySafeStrTuple, trusted_keys
@@ -60,7 +59,7 @@ def _fresh_lock() -> None:
     _lock = threading.Lock()
 
 
-if sys.platform != "win32":
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
     os.register_at_fork(after_in_child=_fresh_lock)
 
 
