@@ -64,16 +64,21 @@ class Using:
     ``with`` gives the etag known for ``path`` (None: read it). While the
     mutation runs the grant is withdrawn, so a re-entry then (a signal
     handler's write) goes to ``hold_at``, which refuses it as before. On
-    success the grant records ``after`` (None: not known); on failure what it
-    had.
+    success the grant records ``after`` (None: not known); on failure, or
+    after ``keep()``, what it had.
     """
 
-    __slots__ = ("after", "grant", "grants", "path", "seen")
+    __slots__ = ("after", "grant", "grants", "kept", "path", "seen")
 
     def __init__(self, grants: dict[Grant, Seen], grant: Grant, path: str,
                  after: ETagValue | ItemNotAvailableFlag | None) -> None:
         self.grants, self.grant, self.path, self.after = grants, grant, path, after
         self.seen: Seen = None
+        self.kept = False
+
+    def keep(self) -> None:
+        """The mutation changed nothing: the grant gets back what it had (an update's mark)."""
+        self.kept = True
 
     def __enter__(self) -> ETagValue | ItemNotAvailableFlag | None:
         self.seen = self.grants.pop(self.grant)
@@ -83,7 +88,7 @@ class Using:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc_type is not None:
+        if exc_type is not None or self.kept:
             self.grants[self.grant] = self.seen
         else:
             self.grants[self.grant] = None if self.after is None else (self.path, self.after)

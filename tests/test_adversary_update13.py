@@ -1,0 +1,100 @@
+"""Adversary of FileDirDict's locked transform (FileBytes.update, no etag compared).
+
+The commit trusts that nothing but this thread's own re-entry changed the key
+since the read. Each test tries one way to break that trust (a signal handler
+writing at random instants, the transformer touching the key through other
+APIs, handles and spellings, processes using every other API, kills, faults)
+and counts what every caller was told against what is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+
+from persidict import ITEM_NOT_AVAILABLE, FileDirDict
+from persidict.backends.key_grants import held
+
+_SETITIMER = pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"),
+                                reason="needs signal.setitimer")
+
+# A SIGALRM handler that increments the key by 1000 with transform_item while
+# the main thread increments it by 1: each caller counts the increments it was
+# told committed. The value is padded so its hash and pickle take a while.
+_HANDLER_CHILD = textwrap.dedent(
+    """
+    import json, random, signal, sys, time
+    from persidict import FileDirDict
+
+    d = FileDirDict(base_dir=sys.argv[1], durable=False)
+    pad = "x" * int(sys.argv[3])
+    d["k"] = (0, pad)
+    rng = random.Random(int(sys.argv[2]))
+    told = {"main": 0, "handler": 0, "refused": 0}
+
+    def bump(by):
+        return lambda v: (v[0] + by, v[1])
+
+    def handler(signum, frame):
+        try:
+            d.transform_item("k", transformer=bump(1000))
+            told["handler"] += 1
+        except RuntimeError:  # re-entry while the file is being replaced: refused
+            told["refused"] += 1
+
+    signal.signal(signal.SIGALRM, handler)
+    deadline = time.monotonic() + 6
+    for _ in range(3000):
+        if time.monotonic() > deadline:
+            break
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 400e-6))
+        d.transform_item("k", transformer=bump(1))
+        told["main"] += 1
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    told["stored"] = d["k"][0]
+    print(json.dumps(told))
+    """
+)
+
+
+@_SETITIMER
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("pad", [10, 300_000])
+def test_a_signal_handler_transform_loses_no_increment(tmp_path: pathlib.Path, pad: int) -> None:
+    """A handler's transform of the key, landing anywhere in the main thread's
+    transform of it, is either refused or counted; no increment is lost."""
+    out = subprocess.run(
+        [sys.executable, "-c", _HANDLER_CHILD, str(tmp_path / "s"), "7", str(pad)],
+        capture_output=True, text=True, timeout=50, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    told = json.loads(out.stdout.strip().splitlines()[-1])
+    assert told["handler"] > 20, told  # the handler did land, many times
+    assert told["stored"] == told["main"] + 1000 * told["handler"], told
+
+
+def _store(tmp_path: pathlib.Path, **kw: Any) -> FileDirDict[Any]:
+    return FileDirDict(base_dir=str(tmp_path / "s"), durable=False, **kw)
+
+
+def test_a_transformer_discarding_the_absent_key_commits(tmp_path: pathlib.Path) -> None:
+    """A discard that finds nothing changes nothing: the commit must not lose to it
+    (it did, every attempt, until ConcurrencyConflictError)."""
+    d = _store(tmp_path)
+
+    def clears_first(v: Any) -> Any:
+        d.discard("k")
+        return 1 if v is ITEM_NOT_AVAILABLE else v + 1
+
+    assert d.transform_item("k", transformer=clears_first, n_retries=3).new_value == 1
+    # Present: the nested discard deletes it (the first commit loses), the retry commits.
+    assert d.transform_item("k", transformer=clears_first, n_retries=3).new_value == 1
+    assert d["k"] == 1 and held() == {}
+    assert not d.discard("gone")
