@@ -98,3 +98,60 @@ def test_a_transformer_discarding_the_absent_key_commits(tmp_path: pathlib.Path)
     assert d.transform_item("k", transformer=clears_first, n_retries=3).new_value == 1
     assert d["k"] == 1 and held() == {}
     assert not d.discard("gone")
+
+
+# Append-only: the main thread inserts one key after another with
+# transform_item; the handler inserts the key being inserted. Each result's
+# new_value is what that caller was told the key holds.
+_APPEND_CHILD = textwrap.dedent(
+    """
+    import json, random, signal, sys, time
+    from persidict import ITEM_NOT_AVAILABLE, KEEP_CURRENT, FileDirDict
+
+    d = FileDirDict(base_dir=sys.argv[1], durable=False, append_only=True)
+    rng = random.Random(int(sys.argv[2]))
+    told = []  # [key, who, new_value]
+    cur = [None]
+
+    def insert(who):
+        return lambda v: [who] if v is ITEM_NOT_AVAILABLE else KEEP_CURRENT
+
+    def handler(signum, frame):
+        try:
+            r = d.transform_item(cur[0], transformer=insert("handler"))
+            told.append([cur[0], "handler", r.new_value])
+        except RuntimeError:
+            pass
+
+    signal.signal(signal.SIGALRM, handler)
+    deadline = time.monotonic() + 5
+    for i in range(3000):
+        if time.monotonic() > deadline:
+            break
+        cur[0] = f"k{i}"
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 200e-6))
+        r = d.transform_item(cur[0], transformer=insert("main"))
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        told.append([cur[0], "main", r.new_value])
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    wrong = [t for t in told if d[t[0]] != t[2]]
+    print(json.dumps({"told": len(told), "wrong": wrong[:5], "n_wrong": len(wrong)}))
+    """
+)
+
+
+@_SETITIMER
+@pytest.mark.timeout(60)
+def test_a_signal_handler_insert_is_not_overwritten_in_an_append_only_store(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Append-only transforms run under lock(key) and compare the etag the read
+    noted: a handler's insert between that read and its note must not be lost."""
+    out = subprocess.run(
+        [sys.executable, "-c", _APPEND_CHILD, str(tmp_path / "s"), "3"],
+        capture_output=True, text=True, timeout=50, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["told"] > 3000, report  # the handler landed too
+    assert report["n_wrong"] == 0, report
