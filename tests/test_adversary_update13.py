@@ -155,3 +155,123 @@ def test_a_signal_handler_insert_is_not_overwritten_in_an_append_only_store(
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["told"] > 3000, report  # the handler landed too
     assert report["n_wrong"] == 0, report
+
+
+# Every value is a fresh token (a str no write ever repeats). An operation
+# whose outcome depended on the state it found "consumes" that state's token:
+# a transform (its new value, or its delete), a CAS write, a conditional
+# delete, a pop. A state can be consumed once at most: two consumers of one
+# token means one of them committed over (or removed) a state that was gone.
+# Blind writes and deletes (d[k] = v, del, setdefault inserts) consume nothing.
+_KEYS: list[Any] = ["k", ("a", "b")]
+
+
+def _token_worker(base: str, me: int, n: int, start: Any, kw: dict[str, Any]) -> None:
+    import random
+
+    from persidict import DELETE_CURRENT, ETAG_IS_THE_SAME, KEEP_CURRENT
+
+    d: FileDirDict[str] = FileDirDict(base_dir=base, durable=False, **kw)
+    rng = random.Random(me)
+    log: list[list[Any]] = []  # [op, key index, consumed token or None, written token or None]
+    start.wait(30)
+    for i in range(n):
+        ki = rng.randrange(len(_KEYS))
+        k = _KEYS[ki]
+        tok = f"w{me}.{i}"
+        op = rng.choice(["t", "t", "t", "t", "tdel", "tkeep", "cas", "sdi", "sd", "dif",
+                         "pop", "set", "del"])
+        if op.startswith("t"):
+            saw: list[Any] = []
+
+            def tr(v: Any, op: str = op, tok: str = tok, saw: list[Any] = saw) -> Any:
+                saw[:] = [v]
+                return {"t": tok, "tdel": DELETE_CURRENT, "tkeep": KEEP_CURRENT}[op]
+
+            r = d.transform_item(k, transformer=tr, n_retries=None)
+            old = None if saw[0] is ITEM_NOT_AVAILABLE else saw[0]
+            if op == "t":
+                assert r.new_value == tok, (r, tok)
+                log.append([op, ki, old, tok])
+            elif op == "tdel":
+                assert r.new_value is ITEM_NOT_AVAILABLE
+                log.append([op, ki, old, None])
+            else:
+                assert r.new_value == saw[0]
+        elif op in ("cas", "dif"):
+            seen = d.get_with_etag(k)
+            if seen.new_value is ITEM_NOT_AVAILABLE:
+                continue
+            if op == "cas":
+                c = d.set_item_if(k, value=tok, condition=ETAG_IS_THE_SAME,
+                                  expected_etag=seen.actual_etag)
+            else:
+                c = d.discard_if(k, condition=ETAG_IS_THE_SAME, expected_etag=seen.actual_etag)
+            if c.condition_was_satisfied:
+                log.append([op, ki, seen.new_value, tok if op == "cas" else None])
+        elif op == "sdi":
+            c = d.setdefault_if(k, default_value=tok, condition=ETAG_IS_THE_SAME,
+                                expected_etag=ITEM_NOT_AVAILABLE)
+            if c.new_value == tok:
+                log.append([op, ki, None, tok])
+        elif op == "sd":
+            if d.setdefault(k, tok) == tok:
+                log.append([op, ki, None, tok])
+        elif op == "pop":
+            got = d.pop(k, None)
+            if got is not None:
+                log.append([op, ki, got, None])
+        elif op == "set":
+            d[k] = tok
+            log.append([op, ki, None, tok])
+        else:
+            d.discard(k)
+    with open(f"{base}.log{me}", "w") as f:
+        json.dump(log, f)
+
+
+def _check_tokens(base: str, logs: list[list[list[Any]]], kw: dict[str, Any]) -> None:
+    """No state consumed twice, none consumed that nobody wrote, the stored ones unconsumed."""
+    from collections import Counter
+
+    d: FileDirDict[str] = FileDirDict(base_dir=base, durable=False, **kw)
+    for ki, k in enumerate(_KEYS):
+        ops = [op for log in logs for op in log if op[1] == ki]
+        consumed = Counter(op[2] for op in ops if op[2] is not None)
+        written = {op[3] for op in ops if op[3] is not None}
+        twice = {t: c for t, c in consumed.items() if c > 1}
+        assert not twice, (k, twice, [op for op in ops if op[2] in twice][:6])
+        assert set(consumed) <= written, (k, set(consumed) - written)
+        stored = d.get(k)
+        assert stored is None or (stored in written and stored not in consumed), (k, stored)
+
+
+def _run_token_workers(base: str, n_procs: int, n: int, kw: dict[str, Any]) -> None:
+    import multiprocessing
+
+    FileDirDict(base_dir=base, durable=False, **kw)
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_token_worker, args=(base, me, n, start, kw))
+             for me in range(n_procs)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * n_procs
+    logs = []
+    for me in range(n_procs):
+        with open(f"{base}.log{me}") as f:
+            logs.append(json.load(f))
+    assert sum(len(log) for log in logs) > n_procs * n // 3
+    _check_tokens(base, logs, kw)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kw", [{}, {"layout": "hashed"}, {"serialization_format": "json"}],
+                         ids=["direct", "hashed", "json"])
+def test_processes_using_every_api_consume_each_state_once(
+    tmp_path: pathlib.Path, kw: dict[str, Any]
+) -> None:
+    _run_token_workers(str(tmp_path / "s"), 4, 1500, kw)
