@@ -275,3 +275,169 @@ def test_processes_using_every_api_consume_each_state_once(
     tmp_path: pathlib.Path, kw: dict[str, Any]
 ) -> None:
     _run_token_workers(str(tmp_path / "s"), 4, 1500, kw)
+
+
+def _handles(tmp_path: pathlib.Path) -> list[tuple[FileDirDict[Any], Any]]:
+    """(store, key) pairs that all name one file: ('a', 'b') of the store, 'b' of
+    its subdict 'a', of a second handle, of a handle through a symlinked base_dir."""
+    d = _store(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "s")
+    other = FileDirDict(base_dir=str(tmp_path / "s") + "/", durable=False)
+    linked = FileDirDict(base_dir=str(link), durable=False)
+    return [(d, ("a", "b")), (d.get_subdict("a"), "b"), (other, ("a", "b")),
+            (linked.get_subdict(["a"]), ["b"])]
+
+
+def test_a_nested_write_through_another_handle_makes_the_commit_lose(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Every handle of the file shares its grant: the nested write is seen (the
+    outer retries on it), not overwritten, refused or deadlocked."""
+    pairs = _handles(tmp_path)
+    for (outer, ok), (inner, ik) in [(p, q) for p in pairs for q in pairs]:
+        outer[ok] = 0
+        calls: list[Any] = []
+
+        def tr(v: Any, inner: Any = inner, ik: Any = ik, calls: list[Any] = calls) -> Any:
+            calls.append(v)
+            if len(calls) == 1:
+                inner[ik] = 10  # the transformer's own write, through another handle
+            return v + 1
+
+        r = outer.transform_item(ok, transformer=tr, n_retries=1)
+        assert calls == [0, 10] and r.new_value == 11 == inner[ik], (outer, inner, calls)
+        assert r.resulting_etag == inner.etag(ik)
+        assert held() == {}
+
+
+def test_threads_transforming_through_every_handle_lose_nothing(tmp_path: pathlib.Path) -> None:
+    import threading
+
+    pairs = _handles(tmp_path)
+    pairs[0][0][pairs[0][1]] = 0
+    errors: list[BaseException] = []
+
+    def run(store: Any, key: Any) -> None:
+        try:
+            for _ in range(150):
+                store.transform_item(key, transformer=lambda v: v + 1)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=pairs[i % len(pairs)]) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert pairs[0][0][pairs[0][1]] == 8 * 150
+
+
+def test_a_child_forked_inside_the_transformer_waits_for_the_commit(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The child inherits the thread's grants, but not the lock: its write of the
+    key waits for the parent's commit instead of slipping under it."""
+    import os
+
+    d = _store(tmp_path)
+    d["k"] = 0
+    pids: list[int] = []
+
+    def tr(v: Any) -> Any:
+        if not pids:
+            pid = os.fork()
+            if pid == 0:  # the child: its own transform of the key, then out
+                code = 1
+                try:
+                    d.transform_item("k", transformer=lambda w: w + 100)
+                    code = 0
+                finally:
+                    os._exit(code)
+            pids.append(pid)
+        return v + 1
+
+    r = d.transform_item("k", transformer=tr, n_retries=0)
+    _, status = os.waitpid(pids[0], 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert r.new_value == 1 and d["k"] == 101
+
+
+def test_a_child_forked_while_another_thread_transforms_waits(tmp_path: pathlib.Path) -> None:
+    import os
+    import threading
+
+    d = _store(tmp_path)
+    d["k"] = 0
+    inside, go = threading.Event(), threading.Event()
+
+    def tr(v: Any) -> Any:
+        inside.set()
+        go.wait(20)
+        return v + 1
+
+    t = threading.Thread(target=lambda: d.transform_item("k", transformer=tr))
+    t.start()
+    assert inside.wait(20)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            d.transform_item("k", transformer=lambda w: w + 100)
+            code = 0
+        finally:
+            os._exit(code)
+    go.set()
+    t.join(20)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert d["k"] == 101
+
+
+def _count_forever(base: str, pad: int, out: Any) -> None:
+    d: FileDirDict[Any] = FileDirDict(base_dir=base, durable=True)
+    while True:
+        r = d.transform_item("c", transformer=lambda v: (v[0] + 1, v[1]))
+        out.send(r.new_value[0])  # told committed
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_at_random_instants_loses_no_told_increment(tmp_path: pathlib.Path) -> None:
+    """Each kill lands somewhere in a durable transform: the store holds every
+    increment the child was told, at most one more, and `check` finds it clean."""
+    import multiprocessing
+    import os
+    import random
+    import signal
+    import time
+
+    from persidict.cli import main
+
+    base = str(tmp_path / "s")
+    d: FileDirDict[Any] = FileDirDict(base_dir=base, durable=True)
+    d["c"] = (0, "x" * 100_000)
+    ctx = multiprocessing.get_context("fork")
+    rng = random.Random(5)
+    for _ in range(8):
+        mine, theirs = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_count_forever, args=(base, 0, theirs))
+        p.start()
+        theirs.close()
+        time.sleep(rng.uniform(0.05, 0.3))
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(20)
+        told = 0
+        while mine.poll():
+            try:
+                told = mine.recv()
+            except EOFError:
+                break
+        mine.close()
+        d.lock_timeout = 5  # the dead child's lock died with it
+        n = d["c"][0]
+        assert told <= n <= told + 1, (told, n)
+        d.transform_item("c", transformer=lambda v: v)
+    assert d["c"][0] > 8 * 5  # the children did commit, many times
+    FileDirDict(base_dir=base, durable=True)  # opening recovers dead writers' temp files
+    assert main(["check", base]) == 0
