@@ -20,6 +20,7 @@ import pytest
 
 from persidict import ITEM_NOT_AVAILABLE, FileDirDict
 from persidict.backends.key_grants import held
+from persidict.engine.keys import to_key
 
 _SETITIMER = pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"),
                                 reason="needs signal.setitimer")
@@ -441,3 +442,175 @@ def test_sigkill_at_random_instants_loses_no_told_increment(tmp_path: pathlib.Pa
     assert d["c"][0] > 8 * 5  # the children did commit, many times
     FileDirDict(base_dir=base, durable=True)  # opening recovers dead writers' temp files
     assert main(["check", base]) == 0
+
+
+@pytest.mark.timeout(60)
+def test_enospc_mid_transform_on_a_full_tmpfs(tmp_path: pathlib.Path) -> None:
+    """Growing a value by transform on a 1 MiB tmpfs until the disk is full: the
+    failing transform raises ENOSPC and stores nothing, leaves no temp file and
+    no grant, and a transform that fits commits afterwards."""
+    import errno
+    import os
+
+    from persidict import BackendError
+    from persidict.cli import main
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        d: FileDirDict[Any] = FileDirDict(base_dir=str(mnt / "s"), durable=True)
+        told = ""
+        with pytest.raises(BackendError) as info:
+            for _ in range(100):
+                told = d.transform_item(("a", "k"), transformer=lambda v: (
+                    "" if v is ITEM_NOT_AVAILABLE else v) + "y" * 60_000).new_value
+        assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+        assert len(told) > 0 and d["a", "k"] == told and held() == {}
+        tmp = mnt / "s" / "@persidict" / "tmp"
+        assert not tmp.exists() or os.listdir(tmp) == []
+        r = d.transform_item(("a", "k"), transformer=lambda v: v[:10])
+        assert r.new_value == "y" * 10 == d["a", "k"] and r.resulting_etag == d.etag(("a", "k"))
+        assert main(["check", str(mnt / "s")]) == 0
+    finally:
+        # -l: the lock file's descriptors (thread-locals) may still be open.
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def test_nested_keep_and_delete_combinations(tmp_path: pathlib.Path) -> None:
+    """Outer and inner transforms of one key, each keeping, deleting or writing:
+    an inner change makes the outer retry on it; an inner no-op does not."""
+    from persidict import DELETE_CURRENT, KEEP_CURRENT
+
+    d = _store(tmp_path)
+    results = {"keep": KEEP_CURRENT, "delete": DELETE_CURRENT, "write": "inner"}
+    for start in ("x", None):
+        for inner in results:
+            for outer in ("keep", "delete", "write"):
+                if start is None:
+                    d.discard("k")
+                else:
+                    d["k"] = start
+                calls: list[Any] = []
+
+                def tr(v: Any, inner: str = inner, outer: str = outer,
+                       calls: list[Any] = calls) -> Any:
+                    calls.append(v)
+                    if len(calls) == 1:
+                        d.transform_item("k", transformer=lambda w: results[inner])
+                    return {"keep": KEEP_CURRENT, "delete": DELETE_CURRENT,
+                            "write": "outer"}[outer]
+
+                r = d.transform_item("k", transformer=tr, n_retries=1)
+                inner_changed = inner == "write" or (inner == "delete" and start is not None)
+                case = (start, inner, outer, calls)
+                assert len(calls) == (2 if inner_changed else 1), case
+                after_inner = ("inner" if inner == "write" else
+                               None if inner == "delete" else start)
+                assert calls[-1] == (ITEM_NOT_AVAILABLE if after_inner is None
+                                     else after_inner), case
+                want = {"keep": after_inner, "delete": None, "write": "outer"}[outer]
+                assert d.get("k") == want, case
+                if want is None:
+                    assert r.new_value is ITEM_NOT_AVAILABLE is r.resulting_etag, case
+                else:
+                    assert r.new_value == want and r.resulting_etag == d.etag("k"), case
+                assert held() == {}
+
+
+def test_a_thread_timing_out_on_the_lock_holds_nothing_after(tmp_path: pathlib.Path) -> None:
+    import threading
+
+    from persidict import LockTimeoutError
+
+    d = _store(tmp_path)
+    d["k"] = 0
+    inside, go = threading.Event(), threading.Event()
+    outcome: list[Any] = []
+
+    def slow(v: Any) -> Any:
+        inside.set()
+        go.wait(20)
+        return v + 1
+
+    t = threading.Thread(target=lambda: d.transform_item("k", transformer=slow))
+    t.start()
+    assert inside.wait(20)
+
+    def impatient() -> None:
+        waiter: FileDirDict[Any] = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
+        waiter.lock_timeout = 0.2
+        try:
+            waiter.transform_item("k", transformer=lambda v: v + 100)
+        except LockTimeoutError:
+            outcome.append(held() == {})
+        go.set()  # the holder commits; this thread's lock is taken afresh
+        waiter.lock_timeout = 10
+        outcome.append(waiter.transform_item("k", transformer=lambda v: v + 10).new_value)
+
+    w = threading.Thread(target=impatient)
+    w.start()
+    w.join(20)
+    t.join(20)
+    assert d["k"] == 11 and outcome == [True, 11]
+
+
+def test_a_planted_directory_symlink_is_refused_and_outside_untouched(
+    tmp_path: pathlib.Path,
+) -> None:
+    import os
+
+    from persidict import BackendError, DELETE_CURRENT
+
+    d = _store(tmp_path)
+    d["a", "k"] = 1
+    path = pathlib.Path(d.byte_store.location(to_key(("a", "k"))))
+    outside = tmp_path / "outside"
+    path.parent.rename(outside)
+    os.symlink(outside, path.parent)  # the key's directory, now a link out of the store
+    before = (outside / path.name).read_bytes()
+    seen: list[Any] = []
+    with pytest.raises(BackendError, match="symlink"):
+        d.transform_item(("a", "k"), transformer=lambda v: seen.append(v) or 2)
+    r = d.transform_item(("a", "k"), transformer=lambda v: DELETE_CURRENT)
+    assert r.new_value is ITEM_NOT_AVAILABLE
+    assert seen == [ITEM_NOT_AVAILABLE] and (outside / path.name).read_bytes() == before
+    assert held() == {}
+
+
+def test_a_transformer_raising_after_its_nested_write_keeps_that_write(
+    tmp_path: pathlib.Path,
+) -> None:
+    d = _store(tmp_path)
+    d["k"] = 0
+
+    def tr(v: Any) -> Any:
+        d["k"] = 5
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        d.transform_item("k", transformer=tr)
+    assert d["k"] == 5 and held() == {}
+    r = d.transform_item("k", transformer=lambda v: v + 1, n_retries=0)
+    assert r.new_value == 6 and r.resulting_etag == d.etag("k")
+
+
+def test_write_once_and_append_only_transforms(tmp_path: pathlib.Path) -> None:
+    from persidict import DELETE_CURRENT, KEEP_CURRENT, MutationPolicyError, WriteOnceDict
+
+    for d in (_store(tmp_path, append_only=True),
+              WriteOnceDict(wrapped_dict=_store(tmp_path / "w", append_only=True))):
+        r = d.transform_item("k", transformer=lambda v: 1 if v is ITEM_NOT_AVAILABLE else v)
+        assert r.new_value == 1 == d["k"] and r.resulting_etag == d.etag("k")
+        for change in (lambda v: v + 1, lambda v: v, lambda v: DELETE_CURRENT):
+            with pytest.raises(MutationPolicyError):
+                d.transform_item("k", transformer=change)
+        assert d.transform_item("k", transformer=lambda v: KEEP_CURRENT).new_value == 1
+        assert d.transform_item("gone", transformer=lambda v: DELETE_CURRENT).new_value is (
+            ITEM_NOT_AVAILABLE)
+        with pytest.raises(TypeError):
+            d.transform_item("k", transformer=lambda v: KEEP_CURRENT, n_retries="x")
+        assert d["k"] == 1 and held() == {}

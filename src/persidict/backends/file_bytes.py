@@ -218,7 +218,9 @@ class FileBytes(FileReads):
             seen = grants.pop(grant, None)
             grants[grant] = prior if seen is mark else seen
             raise
-        seen = grants.pop(grant)  # withdrawn until the commit is done
+        # Withdrawn until the commit is done. Gone only if a handler's exception
+        # the transformer swallowed cut a nested update short: then retry.
+        seen = grants.pop(grant, None)
         if seen is not mark:
             grants[grant] = seen
             return None
