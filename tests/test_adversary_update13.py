@@ -563,7 +563,7 @@ def test_a_planted_directory_symlink_is_refused_and_outside_untouched(
 ) -> None:
     import os
 
-    from persidict import BackendError, DELETE_CURRENT
+    from persidict import DELETE_CURRENT, BackendError
 
     d = _store(tmp_path)
     d["a", "k"] = 1
