@@ -692,3 +692,100 @@ def test_an_interrupt_swallowed_inside_a_nested_transform(
     outer, inner = c["stored"] % 10**6, c["stored"] // 10**6
     assert c["outer"] <= outer <= c["outer"] + c["outer?"], c
     assert c["inner"] <= inner <= c["inner"] + c["inner?"], c
+
+
+# The token histories of test_processes_using_every_api_consume_each_state_once,
+# in one process: the main thread transforms, a SIGALRM handler runs every
+# other operation on the key at random instants.
+_MIXED_CHILD = textwrap.dedent(
+    """
+    import json, random, signal, sys, time
+    from collections import Counter
+    from persidict import (DELETE_CURRENT, ETAG_IS_THE_SAME, ITEM_NOT_AVAILABLE,
+                           FileDirDict)
+
+    d = FileDirDict(base_dir=sys.argv[1], durable=False)
+    rng = random.Random(int(sys.argv[2]))
+    log = []  # [consumed token or None, written token or None]
+    n = [0]
+    refused = [0]
+
+    def fresh():
+        n[0] += 1
+        return f"t{n[0]}"
+
+    def transform(tok, delete=False):
+        saw = []
+        def tr(v):
+            saw[:] = [v]
+            return DELETE_CURRENT if delete else tok
+        d.transform_item("k", transformer=tr, n_retries=None)
+        old = None if saw[0] is ITEM_NOT_AVAILABLE else saw[0]
+        log.append([old, None if delete else tok])
+
+    def handler(signum, frame):
+        tok, op = fresh(), rng.choice(["pop", "cas", "dif", "set", "sd", "t", "tdel"])
+        try:
+            if op == "pop":
+                got = d.pop("k", None)
+                if got is not None:
+                    log.append([got, None])
+            elif op in ("cas", "dif"):
+                seen = d.get_with_etag("k")
+                if seen.new_value is ITEM_NOT_AVAILABLE:
+                    return
+                if op == "cas":
+                    c = d.set_item_if("k", value=tok, condition=ETAG_IS_THE_SAME,
+                                      expected_etag=seen.actual_etag)
+                else:
+                    c = d.discard_if("k", condition=ETAG_IS_THE_SAME,
+                                     expected_etag=seen.actual_etag)
+                if c.condition_was_satisfied:
+                    log.append([seen.new_value, tok if op == "cas" else None])
+            elif op == "set":
+                d["k"] = tok
+                log.append([None, tok])
+            elif op == "sd":
+                if d.setdefault("k", tok) == tok:
+                    log.append([None, tok])
+            else:
+                transform(tok, delete=op == "tdel")
+        except RuntimeError:  # re-entry while the file is being replaced: refused
+            refused[0] += 1
+
+    signal.signal(signal.SIGALRM, handler)
+    deadline = time.monotonic() + 6
+    for _ in range(3000):
+        if time.monotonic() > deadline:
+            break
+        signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 200e-6))
+        transform(fresh())
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    consumed = Counter(c for c, _ in log if c is not None)
+    written = {w for _, w in log if w is not None}
+    stored = d.get("k")
+    print(json.dumps({
+        "ops": len(log), "refused": refused[0],
+        "twice": [t for t, k in consumed.items() if k > 1][:5],
+        "phantom": sorted(set(consumed) - written)[:5],
+        "stored_bad": stored is not None and (stored in consumed or stored not in written),
+    }))
+    """
+)
+
+
+@_SETITIMER
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_signal_handler_using_every_api_consumes_each_state_once(
+    tmp_path: pathlib.Path, seed: int
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _MIXED_CHILD, str(tmp_path / "s"), str(seed)],
+        capture_output=True, text=True, timeout=50, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["ops"] > 3000, r  # the handler's operations landed too
+    assert r["twice"] == [] and r["phantom"] == [] and not r["stored_bad"], r
