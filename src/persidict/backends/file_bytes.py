@@ -7,6 +7,7 @@ lock and always see a whole old or new value (``file_reads.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -169,9 +170,9 @@ class FileBytes(FileReads):
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
         """Hold ``key``'s lock; this thread's writes and deletes of it then take none.
 
-        Re-entrant per thread (a nested lock(key) holds nothing more), so
-        code run under it may write the key (transform_item's commit then
-        sees the etag changed); other threads and processes wait.
+        Re-entrant per thread (a nested lock(key) or update(key) holds
+        nothing more), so code run under it may write the key; other threads
+        and processes wait.
         """
         _, locks, offset = self.where(key)
         grants = held()
@@ -230,7 +231,10 @@ class FileBytes(FileReads):
         after: Seen = None
         try:
             if new is None:
-                self._unlink(path)  # a key file: _read found it, under no symlink
+                # A key file (_read found it, under no symlink), unless removed
+                # from outside the store's locks: then it is gone all the same.
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    self._unlink(path)
                 after = (path, ABSENT)
             else:
                 assert isinstance(new, bytes)

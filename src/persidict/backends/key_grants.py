@@ -1,11 +1,11 @@
 """The key locks a thread holds through ``FileBytes.lock``, and what it saw there.
 
-Inside ``lock(key)`` (transform_item's read, transformer and commit) this
-thread's writes and deletes of the key take no second lock: the key locks
-are not re-entrant, and a second take would raise. And the etag this thread
-last read or wrote there is the file's: every writer of the key takes its
-lock, so nobody else can change the file meanwhile, and a conditional
-commit compares with that etag instead of reading the file again.
+Inside ``lock(key)`` or ``update(key)`` (transform_item's read, transformer
+and commit) this thread's writes and deletes of the key take no second lock:
+the key locks are not re-entrant, and a second take would raise. And the
+etag this thread last read or wrote there is the file's: every writer of the
+key takes its lock, so nobody else can change the file meanwhile, and a
+conditional commit compares with that etag instead of reading the file again.
 """
 
 from __future__ import annotations
