@@ -789,3 +789,69 @@ def test_a_signal_handler_using_every_api_consumes_each_state_once(
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["ops"] > 3000, r  # the handler's operations landed too
     assert r["twice"] == [] and r["phantom"] == [] and not r["stored_bad"], r
+
+
+# Inside one transform of the key (which keeps it), the transformer runs CAS
+# increments of it (get_with_etag, then set_item_if on that etag): they compare
+# with the etag this thread's grant knows. A SIGALRM handler's transform of
+# the key between a read and its note must not let a stale etag through.
+_NOTE_CHILD = textwrap.dedent(
+    """
+    import json, random, signal, sys, time
+    from persidict import ETAG_IS_THE_SAME, KEEP_CURRENT, FileDirDict
+
+    d = FileDirDict(base_dir=sys.argv[1], durable=False)
+    pad = "x" * int(sys.argv[3])
+    d["k"] = (0, pad)
+    rng = random.Random(int(sys.argv[2]))
+    told = {"main": 0, "handler": 0, "refused": 0}
+
+    def handler(signum, frame):
+        try:
+            d.transform_item("k", transformer=lambda v: (v[0] + 1000, v[1]))
+            told["handler"] += 1
+        except RuntimeError:
+            told["refused"] += 1
+
+    calls = [0]
+
+    def cas_loop(v):
+        calls[0] += 1
+        if calls[0] > 1:  # the retry after the nested writes: keep
+            return KEEP_CURRENT
+        for _ in range(10):
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 400e-6))
+            s = d.get_with_etag("k")
+            c = d.set_item_if("k", value=(s.new_value[0] + 1, pad),
+                              condition=ETAG_IS_THE_SAME, expected_etag=s.actual_etag)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            told["main"] += c.condition_was_satisfied
+        return KEEP_CURRENT
+
+    signal.signal(signal.SIGALRM, handler)
+    deadline = time.monotonic() + 6
+    for _ in range(300):
+        if time.monotonic() > deadline:
+            break
+        calls[0] = 0
+        d.transform_item("k", transformer=cas_loop)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    told["stored"] = d["k"][0]
+    print(json.dumps(told))
+    """
+)
+
+
+@_SETITIMER
+@pytest.mark.timeout(60)
+def test_a_stale_note_lets_no_nested_cas_overwrite_a_handler_write(
+    tmp_path: pathlib.Path,
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _NOTE_CHILD, str(tmp_path / "s"), "4", "300000"],
+        capture_output=True, text=True, timeout=50, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    told = json.loads(out.stdout.strip().splitlines()[-1])
+    assert told["handler"] > 20, told
+    assert told["stored"] == told["main"] + 1000 * told["handler"], told

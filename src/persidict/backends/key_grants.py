@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any
 
 from ..concurrency.locks import KeyLocks
 from ..concurrency.locks_common import fork_generation
@@ -30,6 +31,7 @@ tuple's identity tells it whether this thread has written the key since.
 """
 
 _local = threading.local()
+_OUT: Any = object()  # what note() pops when the grant is not held
 
 
 def held() -> dict[Grant, Seen]:
@@ -46,16 +48,21 @@ def grant_of(locks: KeyLocks, offset: int) -> Grant:
 
 
 def note(grants: dict[Grant, Seen], grant: Grant, path: str,
-         etag: ETagValue | ItemNotAvailableFlag) -> None:
+         etag: ETagValue | ItemNotAvailableFlag, before: Seen) -> None:
     """Record what a read under ``grant`` found at ``path`` (nothing if not held).
 
-    An update's mark stays (a read changes nothing it must know of).
+    ``before``: the grant's entry when the read began. If it changed since,
+    this thread wrote the key meanwhile (a signal handler), so what was read
+    may be stale: the entry stays. An update's mark stays too (a read changes
+    nothing it must know of). The entry is out while it is judged, so a
+    handler's write then is refused, not overwritten by a stale etag.
     """
-    if grant not in grants:
+    seen = grants.pop(grant, _OUT)
+    if seen is _OUT:
         return
-    seen = grants[grant]
-    if seen is None or seen[1] is not None:
-        grants[grant] = (path, etag)
+    if seen is before and (seen is None or seen[1] is not None):
+        seen = (path, etag)
+    grants[grant] = seen
 
 
 class Using:
