@@ -855,3 +855,67 @@ def test_a_stale_note_lets_no_nested_cas_overwrite_a_handler_write(
     told = json.loads(out.stdout.strip().splitlines()[-1])
     assert told["handler"] > 20, told
     assert told["stored"] == told["main"] + 1000 * told["handler"], told
+
+
+# Under flock, keys share 64 stripe files: a transformer of A that writes B of
+# A's stripe takes and releases B's name. A's stripe must stay locked: another
+# process must not get A's lock before A's transform commits.
+_STRIPE_CHILD = textwrap.dedent(
+    """
+    import json, os, sys
+    from persidict import FileDirDict, LockTimeoutError
+    from persidict.concurrency.locks import BACKEND
+    from persidict.engine.keys import to_key
+
+    d = FileDirDict(base_dir=sys.argv[1], durable=False)
+    stripe = {}
+    for i in range(1000):
+        s = d.byte_store.where(to_key(f"k{i}"))[2] % 64
+        if s in stripe:
+            a, b = stripe[s], f"k{i}"
+            break
+        stripe[s] = f"k{i}"
+    d[a] = 0
+    outcome = []
+
+    def tr(v):
+        d[b] = "nested"  # B's name taken and released inside A's hold
+        pid = os.fork()
+        if pid == 0:
+            code = 3
+            try:
+                other = FileDirDict(base_dir=sys.argv[1], durable=False)
+                other.lock_timeout = 0.3
+                other.transform_item(a, transformer=lambda w: w + 100)
+                code = 0  # got A's lock while A's transform was still running
+            except LockTimeoutError:
+                code = 1
+            finally:
+                os._exit(code)
+        outcome.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        return v + 1
+
+    d.transform_item(a, transformer=tr)
+    print(json.dumps({"backend": BACKEND, "child": outcome, "a": d[a], "b": d[b]}))
+    """
+)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("backend", ["ofd", "flock"])
+def test_a_nested_write_of_a_stripe_mate_keeps_the_stripe_locked(
+    tmp_path: pathlib.Path, backend: str
+) -> None:
+    import fcntl
+    import os
+
+    if backend == "ofd" and not hasattr(fcntl, "F_OFD_SETLK"):
+        pytest.skip("no OFD locks here")
+    env = dict(os.environ, PERSIDICT_LOCKS=backend)
+    out = subprocess.run(
+        [sys.executable, "-c", _STRIPE_CHILD, str(tmp_path / "s")],
+        capture_output=True, text=True, timeout=50, check=False, env=env,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r == {"backend": backend, "child": [1], "a": 1, "b": "nested"}, r
