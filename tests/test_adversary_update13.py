@@ -919,3 +919,25 @@ def test_a_nested_write_of_a_stripe_mate_keeps_the_stripe_locked(
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r == {"backend": backend, "child": [1], "a": 1, "b": "nested"}, r
+
+
+def test_a_directory_or_fifo_planted_at_the_key_path(tmp_path: pathlib.Path) -> None:
+    """Not values: the transformer sees the key absent; writing over a planted
+    directory fails mapped (nothing held after), a FIFO is replaced, not opened."""
+    import os
+
+    from persidict import DELETE_CURRENT, BackendError
+
+    d = _store(tmp_path)
+    path = d.byte_store.location(to_key("k"))
+    os.makedirs(path)
+    seen: list[Any] = []
+    with pytest.raises(BackendError):
+        d.transform_item("k", transformer=lambda v: seen.append(v) or 1)
+    assert seen == [ITEM_NOT_AVAILABLE] and os.path.isdir(path) and held() == {}
+    assert d.transform_item("k", transformer=lambda v: DELETE_CURRENT).new_value is (
+        ITEM_NOT_AVAILABLE)
+    os.rmdir(path)
+    os.mkfifo(path)
+    r = d.transform_item("k", transformer=lambda v: [v])
+    assert r.new_value == [ITEM_NOT_AVAILABLE] == d["k"] and r.resulting_etag == d.etag("k")
