@@ -10,12 +10,11 @@ the call returns (before the next marker). Not durable: no fsync at all.
 from __future__ import annotations
 
 import pathlib
-import re
 import shutil
-import subprocess
-import sys
 
 import pytest
+
+from _strace import Call, traced, window
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
 
@@ -35,34 +34,17 @@ del d["warm"]
 mark("end")
 """
 
-_LINE = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)")
+_TRACED = ("trace=openat,open,fsync,fdatasync,sync_file_range,rename,renameat,renameat2,"
+           "mkdir,mkdirat,unlink,unlinkat,access,faccessat,faccessat2,close")
 
 
-def _trace(tmp_path: pathlib.Path, durable: bool) -> list[tuple[str, str, str]]:
-    out = tmp_path / "strace.txt"
-    cmd = [
-        "strace", "-f", "-qq", "-s", "256", "-o", str(out),
-        "-e", "trace=openat,open,fsync,fdatasync,sync_file_range,rename,renameat,renameat2,"
-        "mkdir,mkdirat,unlink,unlinkat,access,faccessat,faccessat2,close",
-        sys.executable, "-c", _SCRIPT, str(tmp_path / "store"), "1" if durable else "0",
-    ]  # fmt: skip
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if res.returncode != 0 and "ptrace" in res.stderr:
-        pytest.skip(f"strace cannot trace here: {res.stderr.strip()[:200]}")
-    assert res.returncode == 0, res.stderr
-    calls = []
-    for line in out.read_text().splitlines():
-        m = _LINE.match(line)
-        if m:
-            calls.append((m.group(2), m.group(3), m.group(4)))
-    return calls
+def _trace(tmp_path: pathlib.Path, durable: bool) -> list[Call]:
+    return traced(tmp_path, ["-f", "-s", "256", "-e", _TRACED], _SCRIPT,
+                  str(tmp_path / "store"), "1" if durable else "0")
 
 
-def _window(calls: list[tuple[str, str, str]], start: str, end: str) -> list[tuple[str, str, str]]:
-    names = [args for _, args, _ in calls]
-    i = next(n for n, a in enumerate(names) if f"/persidict-marker-{start}" in a)
-    j = next(n for n, a in enumerate(names) if f"/persidict-marker-{end}" in a)
-    return calls[i + 1 : j]
+def _window(calls: list[Call], start: str, end: str) -> list[Call]:
+    return window(calls, "persidict-marker", start, end)
 
 
 def _index(calls: list[tuple[str, str, str]], pred: object) -> int:

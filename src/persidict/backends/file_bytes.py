@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 from ..concurrency.atomic import parent_dir, read_file, sync_after_commit, write_atomic
@@ -151,7 +151,9 @@ class FileBytes(FileReads):
 
     def scan(self, *, with_timestamps: bool = False) -> Listed:
         # docstring inherited; each directory is read as one snapshot (file_walk.py)
-        walk = walk_keys(self.base, (), self.suffix, self.digest_len, self.hashed, with_timestamps)
+        if not with_timestamps:  # errors mapped a chunk at a time, not a generator step a key
+            return zip(self.keys(), repeat(None))
+        walk = walk_keys(self.base, (), self.suffix, self.digest_len, self.hashed, True)
         return self._listed(walk)
 
     def keys(self) -> Iterator[NonEmptySafeStrTuple]:

@@ -15,6 +15,10 @@ the digest suffix, and in the hashed layout the bucket). Names starting
 with '@' are ours (temp files, metadata); other names are junk left by
 others; symlinks are never keys and never followed.
 
+Repeated walks (direct layout, without timestamps) reuse a directory's
+checked names while its fresh snapshot is byte-identical to the one they
+were checked from (``walk_memo``); its last size also sizes the first read.
+
 Layouts: ``direct`` puts key ``(a, b)`` at ``a_<d>/b_<d>.<fmt>``; ``hashed``
 at ``+xy/a_<d>/+zw/b_<d>.<fmt>``, where ``+xy`` is the bucket of the
 component below it (``names.bucket_of``), so no directory grows past about
@@ -30,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, repeat
 from typing import Any, TypeVar
 
-from ..concurrency.listing import list_chunks, list_dir
+from ..concurrency.listing import list_chunks, list_dir, snapshot_chunks
 from ..engine.keys import NonEmptySafeStrTuple, trusted_key, trusted_keys
 from ..engine.names import (
     bucket_and_name,
@@ -40,6 +44,7 @@ from ..engine.names import (
     unsign_names,
     unsign_runs,
 )
+from .walk_memo import MEMO, Entry
 
 __all__ = ["count_keys", "iter_keys", "key_chunks", "path_parts", "planted_link", "walk_keys"]
 
@@ -114,15 +119,23 @@ def _levels(
             yield path, bucket, inner[0], inner[1]
 
 
+Batch = tuple[tuple[str, ...], list[bytes], Entry | None]
+
+
 def _batches(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
-) -> Iterator[tuple[tuple[str, ...], list[bytes]]]:
-    """(prefix, components) of the keys under ``directory``, up to _CHUNK a batch.
+) -> Iterator[Batch]:
+    """(prefix, components, memo entry) of the keys under ``directory``, up to _CHUNK
+    a batch; a memoized directory's in one, with its entry (``walk_memo``, direct
+    layout only), else None.
 
     The names of one key level are checked together, also across the small
     bucket directories of the hashed layout (``unsign_runs``); pending names
     are checked before descending, so scratch memory stays one chunk a level.
     """
+    if not hashed:
+        yield from _direct(directory, prefix, suffix, digest_len)
+        return
     names: list[bytes] = []
     runs: list[tuple[str | None, int]] = []
     for path, bucket, chunks, dirs in _levels(directory, hashed, list_chunks):
@@ -138,30 +151,83 @@ def _batches(
                 runs.append((bucket, take))
                 start += take
                 if len(names) >= _CHUNK:
-                    yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                    yield prefix, unsign_runs(names, runs, digest_len, suffix), None
                     names, runs = [], []
         del chunks
         for sub, component in _subdirs(path, dirs, digest_len, bucket) if dirs else ():
             if names:
-                yield prefix, unsign_runs(names, runs, digest_len, suffix)
+                yield prefix, unsign_runs(names, runs, digest_len, suffix), None
                 names, runs = [], []
             yield from _batches(sub, (*prefix, component), suffix, digest_len, hashed)
     if names:
-        yield prefix, unsign_runs(names, runs, digest_len, suffix)
+        yield prefix, unsign_runs(names, runs, digest_len, suffix), None
+
+
+def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int
+            ) -> Iterator[Batch]:
+    """_batches in the direct layout: one directory per level, its listing memoized.
+
+    A directory whose fresh snapshot is the one its memo entry was checked
+    from yields the entry's names; otherwise its names are checked up to
+    _CHUNK at a time, and kept for the memo if it has room for them.
+    """
+    key = (directory, suffix, digest_len, False)
+    known = MEMO.entries.get(key)
+    listed = snapshot_chunks(directory, 0 if known is None else len(known.raw))
+    del known
+    if listed is None:
+        MEMO.forget(key)
+        return
+    raw, chunks, dirs, unknown = listed
+    entry = None if raw is None else MEMO.get(key, raw)
+    if entry is None:
+        kept: list[bytes] | None = [] if raw is not None and MEMO.room(raw) else None
+        names: list[bytes] = []
+        for files in chunks:
+            names += files
+            while len(names) >= _CHUNK:
+                found = unsign_runs(names[:_CHUNK], [(None, _CHUNK)], digest_len, suffix)
+                del names[:_CHUNK]
+                if kept is not None:
+                    kept += found
+                yield prefix, found, None
+        if names:
+            found = unsign_runs(names, [(None, len(names))], digest_len, suffix)
+            if kept is not None:
+                kept += found
+            yield prefix, found, None
+        del chunks, names
+        subdirs = list(_subdirs(directory, dirs, digest_len, None)) if dirs else []
+        if kept is not None and raw is not None and not unknown:
+            MEMO.put(key, Entry(raw, kept, subdirs))
+    else:
+        if entry.found:
+            yield prefix, entry.found, entry
+        subdirs = entry.subdirs
+    del raw, entry
+    for sub, component in subdirs:
+        yield from _direct(sub, (*prefix, component), suffix, digest_len)
 
 
 def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
     """The number of keys stored under ``directory`` (no key objects are built)."""
-    return sum(len(found) for _, found in _batches(directory, (), suffix, digest_len, hashed))
+    count = sum(len(found) for _, found, _ in _batches(directory, (), suffix, digest_len, hashed))
+    MEMO.walked()
+    return count
 
 
 def key_chunks(
     directory: str, prefix: tuple[str, ...], suffix: str, digest_len: int, hashed: bool
 ) -> Iterator[list[NonEmptySafeStrTuple]]:
-    """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time."""
-    for strings, found in _batches(directory, prefix, suffix, digest_len, hashed):
+    """Every key under ``directory``, keys prefixed by ``prefix``, a list at a time
+    (a memoized directory's list is the memo's: read it, never change it)."""
+    for strings, found, entry in _batches(directory, prefix, suffix, digest_len, hashed):
+        if entry is not None:
+            yield entry.keys(strings)
+            continue
         for i in range(0, len(found), _KEYS_AT_ONCE):
             yield trusted_keys(strings, decoded(found[i : i + _KEYS_AT_ONCE]))
+    MEMO.walked()
 
 
 def iter_keys(

@@ -345,8 +345,12 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
         try:
             os.replace(tmp, path)
             committed = True
-        except OSError:  # the directory pruned meanwhile, or another filesystem
+        except FileNotFoundError:  # the directory pruned meanwhile: re-create it
             committed = _commit(tmp, path, directory, durable)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            committed = False
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator
 from types import EllipsisType
 
-__all__ = ["SNAPSHOTS", "list_chunks", "list_dir", "list_raw"]
+__all__ = ["SNAPSHOTS", "list_chunks", "list_dir", "list_raw", "snapshot_chunks"]
 
 _DT_DIR = 4
 _DT_REG = 8
@@ -114,14 +114,20 @@ def list_raw(path: str) -> tuple[list[bytes], list[str]] | None:
     return None if raw is ... else _parsed(raw, path)
 
 
-def _snapshot(path: str) -> bytes | EllipsisType | None:
-    """The records of ``path`` from one getdents64 snapshot; None: use the fallback; ...: gone."""
+def _snapshot(path: str, hint: int = 0) -> bytes | EllipsisType | None:
+    """The records of ``path`` from one getdents64 snapshot; None: use the fallback; ...: gone.
+
+    ``hint``: about how many bytes of records it had last time; one bigger
+    than the spare buffer is read into a buffer of that size first.
+    """
     try:
         fd = os.open(path, _OPEN_DIR)
     except (FileNotFoundError, NotADirectoryError):
         return ...
     try:
-        return _read_whole(fd) if _getdents is not None else None
+        if _getdents is None:
+            return None
+        return _read_sized(fd, hint) if hint > _MIN_BUF else _read_whole(fd)
     finally:
         os.close(fd)
 
@@ -135,6 +141,9 @@ def _parsed(raw: bytes | None, path: str) -> tuple[list[bytes], list[str]] | Non
     return None if fallback is None else (_encoded(fallback[0]), fallback[1])
 
 
+Chunked = tuple[bytes | None, Iterator[list[bytes]], list[str], list[bytes]]
+
+
 def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
     """list_raw with the file names in chunks, parsed as they are wanted.
 
@@ -145,24 +154,44 @@ def list_chunks(path: str) -> tuple[Iterator[list[bytes]], list[str]] | None:
     are exhausted. Names repeated by several calls are dropped; records that
     turn out not to be the kernel's raise OSError(EIO): chunks are out by then.
     """
-    raw = _snapshot(path)
+    listed = snapshot_chunks(path)
+    return None if listed is None else (listed[1], listed[2])
+
+
+def snapshot_chunks(path: str, hint: int = 0) -> Chunked | None:
+    """list_chunks, with the records and the names that were judged by lstat.
+
+    (records, file name chunks, dir names, lstat-judged names): the records
+    of the one getdents64 call the names were parsed from, None when the
+    names are not a function of those bytes alone (the scandir fallback, or
+    records of several calls); the names of DT_UNKNOWN records, classified
+    by lstat, filled in as the chunks are consumed. ``hint``: see _snapshot.
+    """
+    raw = _snapshot(path, hint)
     if raw is ...:
         return None
+    unknown: list[bytes] = []
+    pure = raw if type(raw) is bytes else None  # not a _Pieced
     if raw is None or len(raw) <= _CHUNK_BYTES:
-        listing = _parsed(raw, path)
-        return None if listing is None else (iter((listing[0],)), listing[1])
+        listing = None if raw is None else _parse(raw, path, unknown)
+        if listing is None:  # no records, or malformed ones: the fallback's names
+            pure, listing = None, _parsed(None, path)
+            if listing is None:
+                return None
+        return pure, iter((listing[0],)), listing[1], unknown
     dirs: list[str] = []
-    return _chunks(raw, path, dirs), dirs
+    return pure, _chunks(raw, path, dirs, unknown), dirs, unknown
 
 
-def _chunks(data: bytes, path: str, dirs_out: list[str]) -> Iterator[list[bytes]]:
+def _chunks(data: bytes, path: str, dirs_out: list[str], unknown: list[bytes]
+            ) -> Iterator[list[bytes]]:
     """The file names of ``data`` a chunk at a time (see list_chunks); then its dirs."""
     seen: set[bytes] | None = set() if isinstance(data, _Pieced) else None
     dirs: list[bytes] = []
     at, end = _NAME_AT, len(data) + _NAME_AT
     while at < end:
         files: list[bytes] = []
-        at = _records(data, path, at, min(end, at + _CHUNK_BYTES), files, dirs)
+        at = _records(data, path, at, min(end, at + _CHUNK_BYTES), files, dirs, unknown)
         if at > end or at < 0:
             raise OSError(errno.EIO, f"getdents64 records of {path} are malformed")
         if seen is not None:  # records of several calls may repeat a name
@@ -195,14 +224,23 @@ def _read_whole(fd: int) -> bytes | None:
     _spare.pair = None
     if pair is None:
         pair = (ctypes.create_string_buffer(_MIN_BUF), ctypes.create_string_buffer(_MAX_RECLEN))
+    first = min(_MIN_BUF, getattr(_spare, "first", _FIRST_READ))
     try:
-        data = _read_into(fd, pair[0], pair[1], getattr(_spare, "first", _FIRST_READ))
+        data = _read_into(fd, pair[0], pair[1], first)
     finally:
         _spare.pair = pair
     if data is not None:
         want = len(data) + len(data) // 4 + _MAX_RECLEN  # room to grow a little
         _spare.first = max(_FIRST_READ, want) if want <= _MIN_BUF else _FIRST_READ
     return data
+
+
+def _read_sized(fd: int, size: int) -> bytes | None:
+    """_read_whole with a first call of ``size`` bytes (room to grow included): a
+    big directory of known size is read in one call, not one too small first."""
+    size = min(_MAX_BUF, size + size // 4 + _MAX_RECLEN)
+    buf, probe = ctypes.create_string_buffer(size), ctypes.create_string_buffer(_MAX_RECLEN)
+    return _read_into(fd, buf, probe, size)
 
 
 def _read_into(
@@ -213,7 +251,7 @@ def _read_into(
     bigger one is made, sized from ``st_size``, when a directory does not fit)."""
     assert _getdents is not None
     # Never more than buf holds: the kernel writes it.
-    size, short = min(first, _MIN_BUF, len(buf)), 0
+    size, short = min(first, len(buf)), 0
     while True:
         n = _getdents(fd, buf, size)
         if n < 0:
@@ -265,7 +303,8 @@ def _read_rest(
         chunks.append(buf[:n])  # type: ignore[arg-type]
 
 
-def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
+def _parse(data: bytes, path: str, unknown: list[bytes] | None = None
+           ) -> tuple[list[bytes], list[str]] | None:
     """Split linux_dirent64 records into file and directory names; None if malformed.
 
     A record is 19 header bytes (d_type at 18), the name and its NUL, padded
@@ -274,11 +313,12 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
     position after the NUL, so d_reclen need not be read. This loop runs once
     per listed name; a listing that does not end on a record boundary is
     not one the kernel made (None: the caller falls back to scandir).
+    ``unknown`` gets the names of DT_UNKNOWN records (judged by lstat).
     """
     files: list[bytes] = []
     dirs: list[bytes] = []
     end = len(data) + _NAME_AT
-    if _records(data, path, _NAME_AT, end, files, dirs) != end:
+    if _records(data, path, _NAME_AT, end, files, dirs, unknown) != end:
         return None
     if dirs[:2] == _DOTS:  # where tmpfs and ext4 put them
         del dirs[:2]
@@ -290,11 +330,12 @@ def _parse(data: bytes, path: str) -> tuple[list[bytes], list[str]] | None:
 
 
 def _records(data: bytes, path: str, at: int, stop: int, files: list[bytes],
-             dirs: list[bytes]) -> int:
+             dirs: list[bytes], unknown: list[bytes] | None) -> int:
     """Append the names of the records whose names start at ``at`` .. before ``stop``.
 
     ``at`` is where a record's name starts (19 bytes into it). Returns where
     the next one's would start, or -1 if a record has no NUL (malformed).
+    DT_UNKNOWN records are classified by lstat; their names go to ``unknown`` too.
     """
     add_file, add_dir, index = files.append, dirs.append, data.index
     try:
@@ -307,6 +348,8 @@ def _records(data: bytes, path: str, at: int, stop: int, files: list[bytes],
                 add_dir(data[at:nul])
             elif kind == _DT_UNKNOWN:
                 _classify(path, data[at:nul], files, dirs)
+                if unknown is not None:
+                    unknown.append(data[at:nul])
             at = ((nul + 8) & -8) + _NAME_AT
     except ValueError:  # no NUL after a record's header
         return -1

@@ -105,8 +105,11 @@ class KeyLocks(KeyLocksBase):
         # runs anywhere in between is refused.
         d.held.add(offset)
         lock = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
-        if not self._setlk(d.fd, lock):
-            self.wait(lambda: self._setlk(d.fd, lock), key)
+        try:
+            fcntl.fcntl(d.fd, fcntl.F_OFD_SETLK, lock)  # the uncontended case, inline
+        except OSError:
+            if not self._setlk(d.fd, lock):
+                self.wait(lambda: self._setlk(d.fd, lock), key)
 
     def release(self, offset: int) -> None:
         """Release this thread's lock at ``offset``; a no-op if it is not held."""

@@ -71,4 +71,5 @@ def check_non_negative(label: str, value: object, *, integer: bool = False) -> N
 
 def check_n_retries(n_retries: object) -> None:
     """TypeError unless ``n_retries`` is an int or None; ValueError if negative."""
-    check_non_negative("n_retries", n_retries, integer=True)
+    if type(n_retries) is not int or n_retries < 0:  # the common case costs one test
+        check_non_negative("n_retries", n_retries, integer=True)

@@ -1,0 +1,191 @@
+"""Checked directory listings, reused while a directory's snapshot is unchanged.
+
+Why: the keys a directory yields are a pure function of its getdents64
+records (names, types, inode numbers, offsets) and of how they are checked
+(the directory, the suffix, the digest length, the layout; not the key
+prefix, which a walk adds itself, so a sub-dict shares its parent's entries).
+Every listing still reads a fresh snapshot from the kernel; when its bytes
+equal those this process last checked for the same directory and check, the
+key names found then are reused instead of checked again (a regex and an MD5
+per name), and from the second such listing on, the very key objects built
+by the first (keys are immutable values). Any create, delete or rename in
+the directory changes its records, so no listing can be stale. Records the
+kernel left untyped (DT_UNKNOWN, judged by lstat) and the records of several
+calls or of the scandir fallback are never memoized (snapshot_chunks).
+Neither are walks with timestamps (each key's mtime takes an lstat; touching
+a file changes it, not the records) nor the hashed layout: its small bucket
+directories are checked together, and a first walk over 1M of its keys is to
+stay at a 1.6 MB peak, not keep megabytes of entries.
+
+Bounds: one table per process, shared by every store, of at most ``BUDGET``
+bytes (6 MiB; an entry costs its records, its names and the keys it will
+hold: ``_cost``; a directory of 10k keys ``key<i>`` costs about 2.7 MB). A
+listing is admitted only while there is room, never by pushing others out,
+so a walk over more directories than fit keeps what it admitted first
+(scan-resistant); an entry goes when its directory's snapshot differs or the
+directory is gone, and, when room is wanted, if the last two completed walks
+did not use it (entries of removed stores go).
+
+Thread- and fork-safe: an entry in the table changes only its ``used`` mark
+and, once, the keys it holds (one reference, set whole); adding and removing
+take a lock without waiting (a thread or signal handler that finds it taken
+skips memoizing), and a forked child gets a fresh lock. ``used_bytes`` never
+counts less than is held.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from ..engine.keys import NonEmptySafeStrTuple, trusted_keys
+from ..engine.names import decoded
+
+__all__ = ["BUDGET", "MEMO", "Entry", "ListingMemo"]
+
+BUDGET = 6 << 20
+_PER_NAME = 48  # a bytes object's header and its slot in the list
+_PER_KEY = 168  # a key, its tuple, its str's header and its slot in the list
+_PER_SUBDIR = 176  # its (path, component) tuple and the two strings' headers
+_PER_ENTRY = 400  # the entry, its key and its table slot
+Key = tuple[str, str, int, bool]
+"""(directory, suffix, digest length, hashed) of a checked listing."""
+
+_lock = threading.Lock()
+
+
+def _fresh_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_fresh_lock)
+
+
+class Entry:
+    """One directory's checked listing: what a walk needs of it."""
+
+    __slots__ = ("cost", "found", "made", "raw", "subdirs", "used")
+
+    def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> None:
+        self.raw = raw  # the getdents64 records it was checked from
+        self.found = found  # the key components of its files, as bytes
+        self.subdirs = subdirs  # (path, component) of each key directory in it
+        self.cost = _cost(raw, found, subdirs)
+        self.used = 0  # the last walk that used it (ListingMemo.walks)
+        self.made: tuple[tuple[str, ...], list[NonEmptySafeStrTuple]] | None = None
+
+    def keys(self, prefix: tuple[str, ...]) -> list[NonEmptySafeStrTuple]:
+        """The keys of ``found`` under ``prefix``: built once, then the same objects.
+
+        Built when an entry is first hit, not when admitted: keys kept from a
+        first pass would outlive the cyclic GC's young generation and slow it.
+        Room for them is in ``cost``; a sub-dict's prefix replaces its parent's.
+        """
+        made = self.made
+        if made is not None and made[0] == prefix:
+            return made[1]
+        keys = trusted_keys(prefix, decoded(self.found))
+        self.made = (prefix, keys)
+        return keys
+
+
+def _cost(raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> int:
+    """The bytes an entry holds, about (a little more)."""
+    names = 2 * sum(map(len, found)) + (_PER_NAME + _PER_KEY) * len(found)
+    dirs = sum(len(p) + len(c) + _PER_SUBDIR for p, c in subdirs)
+    return len(raw) + names + dirs + _PER_ENTRY
+
+
+def _guess(raw: bytes) -> int:
+    """What an entry checked from ``raw`` likely costs: its records, and names about
+    as long, each with a header and a key (put then admits by the exact cost)."""
+    return 7 * len(raw) + _PER_ENTRY
+
+
+class ListingMemo:
+    """The table: checked listings by Key, within ``budget`` bytes."""
+
+    def __init__(self, budget: int = BUDGET) -> None:
+        self.budget = budget
+        self.entries: dict[Key, Entry] = {}
+        self.used_bytes = 0
+        self.walks = 0  # walks completed (``walked``)
+        self._swept = -1  # the walk count at the last sweep
+
+    def get(self, key: Key, raw: bytes) -> Entry | None:
+        """The entry of ``key`` if it was checked from exactly ``raw``; a differing one goes."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if entry.raw == raw:
+            entry.used = self.walks
+            return entry
+        self.forget(key)
+        return None
+
+    def room(self, raw: bytes) -> bool:
+        """Whether a listing checked from ``raw`` may be admitted (so: worth keeping)."""
+        want = _guess(raw)
+        if want > self.budget:
+            return False
+        if self.used_bytes + want <= self.budget:
+            return True
+        if self._swept != self.walks:
+            self._sweep()
+        return self.used_bytes + want <= self.budget
+
+    def put(self, key: Key, entry: Entry) -> None:
+        """Admit ``entry`` if it fits (replacing the one of ``key``)."""
+        if not _lock.acquire(blocking=False):
+            return
+        try:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.used_bytes -= old.cost
+            if self.used_bytes + entry.cost <= self.budget:
+                entry.used = self.walks
+                self.used_bytes += entry.cost  # counted before it is in
+                self.entries[key] = entry
+        finally:
+            _lock.release()
+
+    def forget(self, key: Key) -> None:
+        """Drop the entry of ``key`` (its directory changed or is gone)."""
+        if key not in self.entries or not _lock.acquire(blocking=False):
+            return
+        try:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.used_bytes -= old.cost  # uncounted after it is out
+        finally:
+            _lock.release()
+
+    def walked(self) -> None:
+        """Note a completed walk: entries unused by the last two may be swept."""
+        self.walks += 1
+
+    def _sweep(self) -> None:
+        """Drop the entries that neither this walk nor the last completed one used."""
+        if not _lock.acquire(blocking=False):
+            return
+        try:
+            self._swept = self.walks
+            for key, entry in list(self.entries.items()):
+                if entry.used < self.walks - 1:
+                    del self.entries[key]
+                    self.used_bytes -= entry.cost
+        finally:
+            _lock.release()
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with _lock:
+            self.entries.clear()
+            self.used_bytes = 0
+
+
+MEMO = ListingMemo()
+"""The table every FileDirDict walk of this process uses."""
