@@ -941,3 +941,81 @@ def test_a_directory_or_fifo_planted_at_the_key_path(tmp_path: pathlib.Path) -> 
     os.mkfifo(path)
     r = d.transform_item("k", transformer=lambda v: [v])
     assert r.new_value == [ITEM_NOT_AVAILABLE] == d["k"] and r.resulting_etag == d.etag("k")
+
+
+# A raising SIGALRM handler lands anywhere in a nested plain write of the key
+# inside a transformer, which swallows the interrupt and reads the key back.
+# Landing after the rename, the write took effect though its caller got the
+# interrupt: the transformer then sees it, and the outer commit must not go
+# over it. Invariant: the call that committed found, at its end, the value it
+# was called with.
+_LATE_CHILD = textwrap.dedent(
+    """
+    import json, random, signal, sys, time
+    from persidict import FileDirDict
+
+    class Interrupt(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupt
+
+    d = FileDirDict(base_dir=sys.argv[1], durable=False)
+    d["k"] = 0
+    rng = random.Random(int(sys.argv[2]))
+    c = {"runs": 0, "interrupts": 0, "late": 0, "over": []}
+    calls = []
+    delay = [50e-6]  # steered towards the end of the write: the rename
+
+    def outer(v):
+        first = not calls
+        calls.append([v, None])
+        if first:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, rng.uniform(0.5, 1.0) * delay[0])
+                d["k"] = v + 1000
+                delay[0] *= 0.9  # the write was done first: earlier
+            except Interrupt:
+                c["interrupts"] += 1
+                late = d["k"] == v + 1000
+                c["late"] += late
+                delay[0] *= 1.0 if late else 1.1
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        calls[-1][1] = d["k"]
+        return v + 1
+
+    signal.signal(signal.SIGALRM, handler)
+    deadline = time.monotonic() + 6
+    for _ in range(3000):
+        if time.monotonic() > deadline:
+            break
+        calls.clear()
+        try:
+            d.transform_item("k", transformer=outer)
+        except Interrupt:  # landed after the nested write's try: not counted
+            continue
+        c["runs"] += 1
+        v, found = calls[-1]
+        if found != v:
+            c["over"].append(calls[:])
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    c["over"] = c["over"][:3]
+    print(json.dumps(c))
+    """
+)
+
+
+@_SETITIMER
+@pytest.mark.timeout(60)
+def test_an_interrupt_after_a_nested_write_committed_makes_the_outer_retry(
+    tmp_path: pathlib.Path,
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _LATE_CHILD, str(tmp_path / "s"), "1"],
+        capture_output=True, text=True, timeout=50, check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    c = json.loads(out.stdout.strip().splitlines()[-1])
+    assert c["late"] > 5, c  # interrupts after the rename did happen
+    assert c["over"] == [], c

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..concurrency.locks import KeyLocks
 from ..concurrency.locks_common import fork_generation
+from ..engine.errors import PreconditionFailed
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 
 __all__ = ["Grant", "Holding", "Seen", "Using", "grant_of", "held", "note"]
@@ -71,8 +72,11 @@ class Using:
     ``with`` gives the etag known for ``path`` (None: read it). While the
     mutation runs the grant is withdrawn, so a re-entry then (a signal
     handler's write) goes to ``hold_at``, which refuses it as before. On
-    success the grant records ``after`` (None: not known); on failure, or
-    after ``keep()``, what it had.
+    success the grant records ``after`` (None: not known); after ``keep()``
+    or PreconditionFailed (raised before anything changed) what it had; on
+    any other failure None: an exception from a signal handler may land
+    after the rename or unlink took effect, so nothing is known (and an
+    update's mark is gone: its commit retries instead of going over it).
     """
 
     __slots__ = ("after", "grant", "grants", "kept", "path", "seen")
@@ -95,10 +99,12 @@ class Using:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc_type is not None or self.kept:
+        if self.kept or (exc_type is not None and issubclass(exc_type, PreconditionFailed)):
             self.grants[self.grant] = self.seen
+        elif exc_type is not None or self.after is None:
+            self.grants[self.grant] = None
         else:
-            self.grants[self.grant] = None if self.after is None else (self.path, self.after)
+            self.grants[self.grant] = (self.path, self.after)
 
 
 class Holding:
