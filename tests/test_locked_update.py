@@ -14,6 +14,8 @@ import errno
 import multiprocessing
 import os
 import pathlib
+import threading
+import uuid
 from typing import Any
 
 import pytest
@@ -24,8 +26,13 @@ from persidict import (
     ITEM_NOT_AVAILABLE,
     KEEP_CURRENT,
     BackendError,
+    Blob,
+    ByteStore,
+    ByteStoreDict,
+    Capabilities,
     ConcurrencyConflictError,
     FileDirDict,
+    PreconditionFailed,
 )
 from persidict.backends import file_bytes
 from persidict.backends.key_grants import held
@@ -239,3 +246,76 @@ def test_a_reentrant_write_during_the_commit_is_refused(
     monkeypatch.setattr(file_bytes, "write_atomic", reentering)
     assert d.transform_item("k", transformer=lambda v: v + 1).new_value == 2
     assert seen == ["refused"] and d["k"] == 2
+
+
+class _LockingDictBytes(ByteStore):
+    """A third-party store that declares locks_keys and gives only lock(key):
+    transform_item goes through the contract's default update()."""
+
+    name = "locking-dict"
+    capabilities = Capabilities(locks_keys=True)
+
+    def __init__(self) -> None:
+        self.items: dict[Any, tuple[str, bytes]] = {}
+        self.guard = threading.Lock()
+        self.key_locks: dict[Any, threading.RLock] = {}
+        self.writes = 0
+
+    def read(self, key: Any, *, body: bool = True, if_none_match: Any = None) -> Blob:
+        etag, data = self.items.get(key, (ITEM_NOT_AVAILABLE, None))
+        return Blob(etag, data if body and etag != if_none_match else None)  # type: ignore[arg-type]
+
+    def write(self, key: Any, data: bytes, *, if_match: Any) -> Any:
+        with self.guard:
+            current = self.items.get(key, (ITEM_NOT_AVAILABLE,))[0]
+            if if_match is not None and current != if_match:
+                raise PreconditionFailed
+            self.writes += 1
+            etag = uuid.uuid4().hex
+            self.items[key] = (etag, data)
+            return etag
+
+    def delete(self, key: Any, *, if_match: Any) -> bool:
+        with self.guard:
+            if if_match is not None and self.items.get(key, (None,))[0] != if_match:
+                raise PreconditionFailed
+            return self.items.pop(key, None) is not None
+
+    def timestamp(self, key: Any) -> float:
+        return 0.0
+
+    def scan(self, *, with_timestamps: bool = False) -> Any:
+        return iter([(k, None) for k in list(self.items)])
+
+    def lock(self, key: Any) -> Any:
+        with self.guard:
+            return self.key_locks.setdefault(key, threading.RLock())
+
+
+def test_the_default_update_of_a_third_party_locking_store() -> None:
+    store = _LockingDictBytes()
+    d: ByteStoreDict[Any] = ByteStoreDict(byte_store=store)
+
+    def add_many() -> None:
+        for _ in range(200):
+            d.transform_item("n", transformer=lambda v: 1 if v is ITEM_NOT_AVAILABLE else v + 1)
+
+    threads = [threading.Thread(target=add_many) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert d["n"] == 1200 and store.writes == 1200  # under the lock: no commit ever lost
+    r = d.transform_item("n", transformer=lambda v: KEEP_CURRENT)
+    assert (r.new_value, r.resulting_etag) == (1200, d.etag("n"))
+
+    def nested_write(v: Any) -> Any:
+        d["n"] = v + 1000
+        return 0
+
+    with pytest.raises(ConcurrencyConflictError):
+        d.transform_item("n", transformer=nested_write, n_retries=1)
+    assert d["n"] == 3200  # both nested writes kept, the 0 never committed
+    gone = d.transform_item("n", transformer=lambda v: DELETE_CURRENT)
+    assert gone.new_value is ITEM_NOT_AVAILABLE
+    assert "n" not in d

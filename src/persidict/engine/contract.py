@@ -45,7 +45,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .flags import ITEM_NOT_AVAILABLE, ETagValue, ItemNotAvailableFlag, KeepCurrentFlag
+from .errors import PreconditionFailed
+from .flags import (
+    ITEM_NOT_AVAILABLE,
+    KEEP_CURRENT,
+    ETagValue,
+    ItemNotAvailableFlag,
+    KeepCurrentFlag,
+)
 from .keys import NonEmptySafeStrTuple, SafeStrTuple
 
 __all__ = ["ABSENT", "Blob", "ByteStore", "Capabilities", "Change", "IfMatch", "Listed"]
@@ -349,6 +356,10 @@ class ByteStore(ABC):
     ) -> ETagValue | ItemNotAvailableFlag | None:
         """Under ``key``'s lock, replace its bytes by ``change(current bytes)``.
 
+        Every other writer takes the lock, so only ``change`` can change the
+        key meanwhile: this default commits on the etag it read; FileBytes
+        compares none.
+
         Parameters
         ----------
         key : NonEmptySafeStrTuple
@@ -357,7 +368,7 @@ class ByteStore(ABC):
             Called once, under the lock, with the current bytes (None if
             absent); returns the new bytes, None to delete the key, or
             KEEP_CURRENT to leave it. What it raises propagates, nothing
-            stored. It may read and write any key (re-entrant per thread).
+            stored. It may read any key; a write of ``key`` makes it lose.
 
         Returns
         -------
@@ -369,13 +380,21 @@ class ByteStore(ABC):
         Raises
         ------
         NotImplementedError
-            The store declares no ``locks_keys``.
+            The store declares no ``locks_keys`` (``lock`` raises it).
         LockTimeoutError
             The lock was not acquired in time.
-
-        Notes
-        -----
-        Every other writer of the key takes its lock, so nothing but
-        ``change`` can change the key meanwhile: no etag is compared.
         """
-        raise NotImplementedError(f"{type(self).__name__} cannot lock a key")
+        with self.lock(key):
+            etag, data = self.read(key)
+            new = change(data)
+            if new is KEEP_CURRENT:
+                return etag
+            try:
+                if new is None:
+                    if etag is not ABSENT:
+                        self.delete(key, if_match=etag)  # type: ignore[arg-type]
+                    return ABSENT
+                assert isinstance(new, bytes)
+                return self.write(key, new, if_match=etag)
+            except PreconditionFailed:
+                return None
