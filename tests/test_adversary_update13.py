@@ -1019,3 +1019,38 @@ def test_an_interrupt_after_a_nested_write_committed_makes_the_outer_retry(
     c = json.loads(out.stdout.strip().splitlines()[-1])
     assert c["late"] > 5, c  # interrupts after the rename did happen
     assert c["over"] == [], c
+
+
+def test_nested_operations_that_change_nothing_do_not_make_the_commit_lose(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Reads, refused conditionals and deletes that find nothing, of the key and
+    of an absent one of its directory: the commit wins at the first attempt."""
+    from persidict import ETAG_HAS_CHANGED, ETAG_IS_THE_SAME, KEEP_CURRENT
+
+    d = _store(tmp_path)
+    d["a", "k"] = 1
+    sub = d.get_subdict("a")
+
+    def quiet(v: Any) -> Any:
+        etag = d.etag(("a", "k"))
+        assert sub.setdefault("k", 99) == 1
+        assert not sub.set_item_if("k", value=7, condition=ETAG_HAS_CHANGED,
+                                   expected_etag=etag).condition_was_satisfied
+        assert not d.discard_if(("a", "k"), condition=ETAG_IS_THE_SAME,
+                                expected_etag=ITEM_NOT_AVAILABLE).condition_was_satisfied
+        assert sub.set_item_if("k", value=KEEP_CURRENT, condition=ETAG_IS_THE_SAME,
+                               expected_etag=etag).condition_was_satisfied
+        assert not sub.setdefault_if("k", default_value=5, condition=ETAG_IS_THE_SAME,
+                                     expected_etag=ITEM_NOT_AVAILABLE).condition_was_satisfied
+        assert ("a", "k") in d and sub.get_with_etag("k").new_value == 1
+        for absent in (("a", "gone"), "gone"):
+            assert not d.discard(absent)
+            assert d.pop(absent, None) is None
+            with pytest.raises(KeyError):
+                del d[absent]
+        return v + 1
+
+    r = d.transform_item(("a", "k"), transformer=quiet, n_retries=0)
+    assert r.new_value == 2 == d["a", "k"] and r.resulting_etag == d.etag(("a", "k"))
+    assert held() == {}
