@@ -348,3 +348,43 @@ def test_enospc_mid_transform_on_a_full_tmpfs(tmp_path: pathlib.Path) -> None:
     finally:
         # -l: the lock file's descriptors (thread-locals) may still be open.
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def test_a_child_forked_inside_the_transformer_that_returns_retries_under_its_lock(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A child forked inside the transformer that carries on (returns a value)
+    holds no lock: it must not commit as if it did, over the parent's commit.
+    Both transforms are kept: the child's, retried under its own lock, sees
+    the parent's."""
+    import os
+
+    d = _store(tmp_path)
+    d["k"] = 0
+    out = str(tmp_path / "child")
+    child: list[bool] = []
+    pids: list[int] = []
+
+    def tr(v: Any) -> Any:
+        if child:
+            return v + 100
+        if not pids:
+            pid = os.fork()
+            if pid == 0:
+                child.append(True)
+                return v + 100
+            pids.append(pid)
+        return v + 1
+
+    try:
+        r = d.transform_item("k", transformer=tr)
+    finally:
+        if child:  # the child: report and leave, whatever happened
+            with open(out, "w") as f:
+                f.write(repr(r.new_value) if "r" in dir() else "raised")
+            os._exit(0)
+    _, status = os.waitpid(pids[0], 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with open(out) as f:
+        told = f.read()
+    assert (r.new_value, told, d["k"]) == (1, "101", 101)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..concurrency.atomic import parent_dir, read_file, sync_after_commit, write_atomic
 from ..concurrency.locks import KeyLocks
+from ..concurrency.locks_common import fork_generation
 from ..engine.contract import ABSENT, Capabilities, Change, IfMatch, Listed
 from ..engine.errors import PreconditionFailed
 from ..engine.flags import KEEP_CURRENT, ETagValue, ItemNotAvailableFlag
@@ -224,7 +225,9 @@ class FileBytes(FileReads):
         # Withdrawn until the commit is done. Gone only if a handler's exception
         # the transformer swallowed cut a nested update short: then retry.
         seen = grants.pop(grant, None)
-        if seen is not mark:
+        if seen is not mark or grant[2] != fork_generation():
+            # Or ``change`` forked and this is the child, which holds no lock:
+            # it retries under its own (its parent's grant is not its own).
             grants[grant] = seen
             return None
         if new is KEEP_CURRENT or (new is None and data is None):
