@@ -1,5 +1,5 @@
 """Adversary of the locked transform: processes using every API, forks inside a
-transform, SIGKILL at random instants, flock stripes, a full disk (see
+transform, SIGKILL at random instants, flock stripes (see
 test_adversary_update13.py)."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from persidict import ITEM_NOT_AVAILABLE, FileDirDict
-from persidict.backends.key_grants import held
+from persidict import DELETE_CURRENT, ITEM_NOT_AVAILABLE, FileDirDict
 
 
 def _store(tmp_path: pathlib.Path, **kw: Any) -> FileDirDict[Any]:
@@ -33,7 +32,7 @@ _KEYS: list[Any] = ["k", ("a", "b")]
 def _token_worker(base: str, me: int, n: int, start: Any, kw: dict[str, Any]) -> None:
     import random
 
-    from persidict import DELETE_CURRENT, ETAG_IS_THE_SAME, KEEP_CURRENT
+    from persidict import ETAG_IS_THE_SAME, KEEP_CURRENT
 
     d: FileDirDict[str] = FileDirDict(base_dir=base, durable=False, **kw)
     rng = random.Random(me)
@@ -313,41 +312,6 @@ def test_a_nested_write_of_a_stripe_mate_keeps_the_stripe_locked(
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r == {"backend": backend, "child": [1], "a": 1, "b": "nested"}, r
 
-
-@pytest.mark.timeout(60)
-def test_enospc_mid_transform_on_a_full_tmpfs(tmp_path: pathlib.Path) -> None:
-    """Growing a value by transform on a 1 MiB tmpfs until the disk is full: the
-    failing transform raises ENOSPC and stores nothing, leaves no temp file and
-    no grant, and a transform that fits commits afterwards."""
-    import errno
-    import os
-
-    from persidict import BackendError
-    from persidict.cli import main
-
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                             capture_output=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        d: FileDirDict[Any] = FileDirDict(base_dir=str(mnt / "s"), durable=True)
-        told = ""
-        with pytest.raises(BackendError) as info:
-            for _ in range(100):
-                told = d.transform_item(("a", "k"), transformer=lambda v: (
-                    "" if v is ITEM_NOT_AVAILABLE else v) + "y" * 60_000).new_value
-        assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
-        assert len(told) > 0 and d["a", "k"] == told and held() == {}
-        tmp = mnt / "s" / "@persidict" / "tmp"
-        assert not tmp.exists() or os.listdir(tmp) == []
-        r = d.transform_item(("a", "k"), transformer=lambda v: v[:10])
-        assert r.new_value == "y" * 10 == d["a", "k"] and r.resulting_etag == d.etag(("a", "k"))
-        assert main(["check", str(mnt / "s")]) == 0
-    finally:
-        # -l: the lock file's descriptors (thread-locals) may still be open.
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def test_a_child_forked_inside_the_transformer_that_returns_retries_under_its_lock(
