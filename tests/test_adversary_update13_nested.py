@@ -34,24 +34,25 @@ def test_a_transformer_discarding_the_absent_key_commits(tmp_path: pathlib.Path)
     assert not d.discard("gone")
 
 
-def _handles(tmp_path: pathlib.Path) -> list[tuple[FileDirDict[Any], Any]]:
+def _handles(tmp_path: pathlib.Path, layout: str) -> list[tuple[FileDirDict[Any], Any]]:
     """(store, key) pairs that all name one file: ('a', 'b') of the store, 'b' of
     its subdict 'a', of a second handle, of a handle through a symlinked base_dir."""
-    d = _store(tmp_path)
+    d = _store(tmp_path, layout=layout)
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "s")
-    other = FileDirDict(base_dir=str(tmp_path / "s") + "/", durable=False)
-    linked = FileDirDict(base_dir=str(link), durable=False)
+    other = FileDirDict(base_dir=str(tmp_path / "s") + "/", durable=False, layout=layout)
+    linked = FileDirDict(base_dir=str(link), durable=False, layout=layout)
     return [(d, ("a", "b")), (d.get_subdict("a"), "b"), (other, ("a", "b")),
             (linked.get_subdict(["a"]), ["b"])]
 
 
+@pytest.mark.parametrize("layout", ["direct", "hashed"])
 def test_a_nested_write_through_another_handle_makes_the_commit_lose(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, layout: str
 ) -> None:
     """Every handle of the file shares its grant: the nested write is seen (the
     outer retries on it), not overwritten, refused or deadlocked."""
-    pairs = _handles(tmp_path)
+    pairs = _handles(tmp_path, layout)
     for (outer, ok), (inner, ik) in [(p, q) for p in pairs for q in pairs]:
         outer[ok] = 0
         calls: list[Any] = []
@@ -68,10 +69,13 @@ def test_a_nested_write_through_another_handle_makes_the_commit_lose(
         assert held() == {}
 
 
-def test_threads_transforming_through_every_handle_lose_nothing(tmp_path: pathlib.Path) -> None:
+@pytest.mark.parametrize("layout", ["direct", "hashed"])
+def test_threads_transforming_through_every_handle_lose_nothing(
+    tmp_path: pathlib.Path, layout: str
+) -> None:
     import threading
 
-    pairs = _handles(tmp_path)
+    pairs = _handles(tmp_path, layout)
     pairs[0][0][pairs[0][1]] = 0
     errors: list[BaseException] = []
 
