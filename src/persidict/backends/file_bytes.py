@@ -7,6 +7,7 @@ lock and always see a whole old or new value (``file_reads.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -15,6 +16,7 @@ from typing import Any
 
 from ..concurrency.atomic import parent_dir, read_file, sync_after_commit, write_atomic
 from ..concurrency.locks import KeyLocks
+from ..concurrency.locks_common import fork_generation
 from ..engine.contract import ABSENT, Capabilities, Change, IfMatch, Listed
 from ..engine.errors import PreconditionFailed
 from ..engine.flags import KEEP_CURRENT, ETagValue, ItemNotAvailableFlag
@@ -96,29 +98,36 @@ class FileBytes(FileReads):
     def delete(self, key: NonEmptySafeStrTuple, *, if_match: ETagValue | None) -> bool:
         # docstring inherited
         path, locks, offset = self.where(key)
-        directory = parent_dir(path)
         try:
-            with self._exclusive(locks, offset, key, path, ABSENT) as known:
-                if if_match is None and not is_key_file(path):
-                    return False  # absent, or a symlink (not a key; `check` reports it)
-                if self._linked(key, path) is not None:
-                    return False  # no key lives under a symlink; never unlink through one
+            exclusive = self._exclusive(locks, offset, key, path, ABSENT)
+            with exclusive as known:
+                if (if_match is None and not is_key_file(path)) or (
+                    self._linked(key, path) is not None  # no key lives under a symlink
+                ):
+                    # Absent, a symlink or under one: nothing changed, and
+                    # what a held grant knew of the key still holds.
+                    if isinstance(exclusive, Using):
+                        exclusive.keep()
+                    return False
                 if if_match is not None and (
                     self._current(path) if known is None else known
                 ) != if_match:
                     raise PreconditionFailed
                 try:
-                    os.unlink(path)
+                    self._unlink(path)
                 except (FileNotFoundError, NotADirectoryError):
                     return False
-                # The unlink committed the delete: nothing below may raise.
-                if self.durable:
-                    sync_after_commit(directory)
         except OSError as exc:
             self._fail(exc, "delete", key, path)
             raise
-        self._prune(directory)
+        self._prune(parent_dir(path))
         return True
+
+    def _unlink(self, path: str) -> None:
+        """Unlink a key's file, its lock held: the commit of a delete; nothing after raises."""
+        os.unlink(path)
+        if self.durable:
+            sync_after_commit(parent_dir(path))
 
     def _prune(self, directory: str) -> None:
         """Remove now-empty directories up to (not including) base.
@@ -164,9 +173,9 @@ class FileBytes(FileReads):
     def lock(self, key: NonEmptySafeStrTuple) -> AbstractContextManager[None]:
         """Hold ``key``'s lock; this thread's writes and deletes of it then take none.
 
-        Re-entrant per thread (a nested lock(key) holds nothing more), so
-        code run under it may write the key (transform_item's commit then
-        sees the etag changed); other threads and processes wait.
+        Re-entrant per thread (a nested lock(key) or update(key) holds
+        nothing more), so code run under it may write the key; other threads
+        and processes wait.
         """
         _, locks, offset = self.where(key)
         grants = held()
@@ -193,43 +202,57 @@ class FileBytes(FileReads):
     ) -> ETagValue | ItemNotAvailableFlag | None:
         """update() with the key's grant held: read, change, commit; no etag compared.
 
-        The grant records a fresh mark while ``change`` runs: if it is still
-        there afterwards, this thread wrote nothing to the key meanwhile.
+        The grant holds a fresh mark from before the read until the commit
+        decides: if it is still there, this thread wrote nothing to the key
+        meanwhile (a signal handler's write included). Each swap of the grant
+        pops it first, and while it is out a re-entrant write of the key is
+        refused (``hold_at``), so no write slips between a check and a commit.
         """
-        try:
-            data = self._read(key, path)
-        except OSError as exc:
-            self._fail(exc, "read", key, path)
-            raise
-        prior = grants[grant]
+        prior = grants.pop(grant)
         mark: Seen = (path, None)
         grants[grant] = mark
         try:
+            try:
+                data = self._read(key, path)
+            except OSError as exc:
+                self._fail(exc, "read", key, path)
+                raise
             new = change(data)
-        finally:
-            unchanged = grants.get(grant) is mark
-            if unchanged:
-                grants[grant] = prior
-        if not unchanged:
+        except BaseException:
+            seen = grants.pop(grant, None)
+            grants[grant] = prior if seen is mark else seen
+            raise
+        # Withdrawn until the commit is done. Gone only if a handler's exception
+        # the transformer swallowed cut a nested update short: then retry.
+        seen = grants.pop(grant, None)
+        if seen is not mark or grant[2] != fork_generation():
+            # Or ``change`` forked and this is the child, which holds no lock:
+            # it retries under its own (its parent's grant is not its own).
+            grants[grant] = seen
             return None
-        if new is KEEP_CURRENT:
+        if new is KEEP_CURRENT or (new is None and data is None):
+            grants[grant] = prior
             return ABSENT if data is None else content_etag(data)
-        if new is None:
-            if data is not None:
-                self.delete(key, if_match=None)
-            return ABSENT
-        assert isinstance(new, bytes)
-        etag = content_etag(new)
-        # Withdrawn while the file changes: a signal handler's write of the key is refused.
-        del grants[grant]
         after: Seen = None
         try:
-            self._replace(key, path, new)
-            after = (path, etag)
+            if new is None:
+                # A key file (_read found it, under no symlink), unless removed
+                # from outside the store's locks: then it is gone all the same.
+                with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                    self._unlink(path)
+                after = (path, ABSENT)
+            else:
+                assert isinstance(new, bytes)
+                etag = content_etag(new)
+                self._replace(key, path, new)
+                after = (path, etag)
         except OSError as exc:
-            self._fail(exc, "write", key, path)
+            self._fail(exc, "delete" if new is None else "write", key, path)
             raise
         finally:
             grants[grant] = after
+        if new is None:
+            self._prune(parent_dir(path))
+            return ABSENT
         self.journal.maybe_recover()
         return etag

@@ -177,16 +177,19 @@ class FileReads(ByteStore):
     ) -> Blob:
         # docstring inherited; a file is read whole: its etag is its content's
         path = self._paths[key.strings]
+        grants = held()
+        if grants:  # what the grant knew before the read (see note)
+            _, locks, offset = self._wheres[key.strings]
+            grant = grant_of(locks, offset)
+            before = grants.get(grant)
         try:
             data = self._read(key, path)
         except OSError as exc:
             self._fail(exc, "read", key, path)
             raise
         etag = ABSENT if data is None else content_etag(data)
-        grants = held()
         if grants:
-            _, locks, offset = self._wheres[key.strings]
-            note(grants, grant_of(locks, offset), path, etag)
+            note(grants, grant, path, etag, before)
         if data is None:
             return Blob(ABSENT, None)
         if not body or etag == if_none_match:

@@ -1,11 +1,11 @@
 """The key locks a thread holds through ``FileBytes.lock``, and what it saw there.
 
-Inside ``lock(key)`` (transform_item's read, transformer and commit) this
-thread's writes and deletes of the key take no second lock: the key locks
-are not re-entrant, and a second take would raise. And the etag this thread
-last read or wrote there is the file's: every writer of the key takes its
-lock, so nobody else can change the file meanwhile, and a conditional
-commit compares with that etag instead of reading the file again.
+Inside ``lock(key)`` or ``update(key)`` (transform_item's read, transformer
+and commit) this thread's writes and deletes of the key take no second lock:
+the key locks are not re-entrant, and a second take would raise. And the
+etag this thread last read or wrote there is the file's: every writer of the
+key takes its lock, so nobody else can change the file meanwhile, and a
+conditional commit compares with that etag instead of reading the file again.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from __future__ import annotations
 import threading
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any
 
 from ..concurrency.locks import KeyLocks
 from ..concurrency.locks_common import fork_generation
+from ..engine.errors import PreconditionFailed
 from ..engine.flags import ETagValue, ItemNotAvailableFlag
 
 __all__ = ["Grant", "Holding", "Seen", "Using", "grant_of", "held", "note"]
@@ -30,6 +32,7 @@ tuple's identity tells it whether this thread has written the key since.
 """
 
 _local = threading.local()
+_OUT: Any = object()  # what note() pops when the grant is not held
 
 
 def held() -> dict[Grant, Seen]:
@@ -46,16 +49,21 @@ def grant_of(locks: KeyLocks, offset: int) -> Grant:
 
 
 def note(grants: dict[Grant, Seen], grant: Grant, path: str,
-         etag: ETagValue | ItemNotAvailableFlag) -> None:
+         etag: ETagValue | ItemNotAvailableFlag, before: Seen) -> None:
     """Record what a read under ``grant`` found at ``path`` (nothing if not held).
 
-    An update's mark stays (a read changes nothing it must know of).
+    ``before``: the grant's entry when the read began. If it changed since,
+    this thread wrote the key meanwhile (a signal handler), so what was read
+    may be stale: the entry stays. An update's mark stays too (a read changes
+    nothing it must know of). The entry is out while it is judged, so a
+    handler's write then is refused, not overwritten by a stale etag.
     """
-    if grant not in grants:
+    seen = grants.pop(grant, _OUT)
+    if seen is _OUT:
         return
-    seen = grants[grant]
-    if seen is None or seen[1] is not None:
-        grants[grant] = (path, etag)
+    if seen is before and (seen is None or seen[1] is not None):
+        seen = (path, etag)
+    grants[grant] = seen
 
 
 class Using:
@@ -64,16 +72,24 @@ class Using:
     ``with`` gives the etag known for ``path`` (None: read it). While the
     mutation runs the grant is withdrawn, so a re-entry then (a signal
     handler's write) goes to ``hold_at``, which refuses it as before. On
-    success the grant records ``after`` (None: not known); on failure what it
-    had.
+    success the grant records ``after`` (None: not known); after ``keep()``
+    or PreconditionFailed (raised before anything changed) what it had; on
+    any other failure None: an exception from a signal handler may land
+    after the rename or unlink took effect, so nothing is known (and an
+    update's mark is gone: its commit retries instead of going over it).
     """
 
-    __slots__ = ("after", "grant", "grants", "path", "seen")
+    __slots__ = ("after", "grant", "grants", "kept", "path", "seen")
 
     def __init__(self, grants: dict[Grant, Seen], grant: Grant, path: str,
                  after: ETagValue | ItemNotAvailableFlag | None) -> None:
         self.grants, self.grant, self.path, self.after = grants, grant, path, after
         self.seen: Seen = None
+        self.kept = False
+
+    def keep(self) -> None:
+        """The mutation changed nothing: the grant gets back what it had (an update's mark)."""
+        self.kept = True
 
     def __enter__(self) -> ETagValue | ItemNotAvailableFlag | None:
         self.seen = self.grants.pop(self.grant)
@@ -83,10 +99,12 @@ class Using:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc_type is not None:
+        if self.kept or (exc_type is not None and issubclass(exc_type, PreconditionFailed)):
             self.grants[self.grant] = self.seen
+        elif exc_type is not None or self.after is None:
+            self.grants[self.grant] = None
         else:
-            self.grants[self.grant] = None if self.after is None else (self.path, self.after)
+            self.grants[self.grant] = (self.path, self.after)
 
 
 class Holding:

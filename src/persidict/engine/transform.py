@@ -109,11 +109,8 @@ class TransformOps(ConditionalOps[ValueType]):
             return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)  # nothing to transform
         attempt = 0
         while True:
-            if capabilities.locks_keys and not self._append_only:
+            if capabilities.locks_keys:
                 result = self._transform_locked(k, transformer)
-            elif capabilities.locks_keys:
-                with self._bytes.lock(k):
-                    result = self._transform_once(k, transformer)
             else:
                 result = self._transform_once(k, transformer)
             if result is not None:
@@ -130,6 +127,8 @@ class TransformOps(ConditionalOps[ValueType]):
 
         No other writer can commit meanwhile, so no etag is read or compared;
         None if the transformer itself wrote the key (the caller retries).
+        Append-only: changing or deleting a present value raises
+        MutationPolicyError, decided on the bytes read under the lock.
         """
         seen: list[Any] = []
 
@@ -139,9 +138,12 @@ class TransformOps(ConditionalOps[ValueType]):
             seen[:] = old, new
             if new is KEEP_CURRENT:
                 return KEEP_CURRENT
+            if new is not DELETE_CURRENT:
+                self._check_value(k, new)
+            if self._append_only and data is not None:
+                raise self._policy_error()
             if new is DELETE_CURRENT:
                 return None
-            self._check_value(k, new)
             return self._encode(k, new)
 
         etag = self._bytes.update(k, change)
