@@ -3,10 +3,11 @@
 The wait runs on a virtual clock (its ``time`` is replaced by one that
 advances by exactly what each sleep asks), so the checks are on counts and
 requested sleeps, never on measured times; the locks and every attempt are
-real, on both backends (OFD bytes and flock stripes). Catches (each failed
-on the code before its fix): sleeps growing to 2 ms, so a lock freed while
-its waiter slept stayed unclaimed up to 2 ms, twice the bound now; a wait
-that ran past its deadline by up to one such sleep before LockTimeoutError.
+real, on both backends (OFD bytes and flock stripes). Catches a wait that
+ran past its deadline by up to one sleep (2 ms) before LockTimeoutError
+(failed on the code before its fix), and guards the bounds the wait
+promises: no sleep over MAX_DELAY, so a lock freed while its waiter sleeps
+stays unclaimed at most that long, and about 500 attempts per second.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def held(request: Any, tmp_path: pathlib.Path, monkeypatch: Any) -> Any:
 
 def test_a_wait_ends_at_its_deadline_with_capped_sleeps(held: Any) -> None:
     """Held past the timeout: LockTimeoutError at the deadline, not after it;
-    no sleep longer than MAX_DELAY; about 1000 attempts per second waited."""
+    no sleep longer than MAX_DELAY; about 1 / MAX_DELAY attempts per second waited."""
     backend, path, clock, _ = held
     start = clock.now
     with pytest.raises(LockTimeoutError):

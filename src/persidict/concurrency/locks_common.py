@@ -25,7 +25,7 @@ from ..engine.errors import LockTimeoutError, PersiDictError
 DEFAULT_LOCK_TIMEOUT = 60.0
 FIRST_DELAY = 0.00002
 """The first sleep of a lock wait (seconds); later ones double up to MAX_DELAY."""
-MAX_DELAY = 0.001
+MAX_DELAY = 0.002
 """The longest sleep between two attempts of a lock wait (seconds)."""
 
 META_DIR = "@persidict"
@@ -214,8 +214,12 @@ class KeyLocksBase:
         MAX_DELAY, the last one cut to end at the deadline, where one more
         attempt runs before LockTimeoutError. MAX_DELAY bounds how long a
         freed lock stays unclaimed (a holder that stops, a lock handed on);
-        a long wait costs about 1000 failed polls a second, a few percent
-        of one CPU. Linux adds its timer slack (50 us) to every sleep.
+        a long wait costs about 500 failed polls a second, 1-2 % of one CPU.
+        Linux adds its timer slack (50 us) to every sleep. A 1 ms cap, a
+        sched_yield spin before sleeping and other growths measured no
+        better on 4 processes sharing one key (benchmarks/contended.py):
+        there the holder keeps the lock for runs of operations, and goodput
+        is bounded by the work done under it.
         """
         deadline = time.monotonic() + self.timeout
         delay = FIRST_DELAY
