@@ -12,6 +12,8 @@ saw succeed) - (final counter value); it must be 0.
 - ``diskcache incr``: Cache.incr on the same filesystem;
 - disjoint keys: every worker writes its own keys (``d[k] = v`` / ``set``)
   and the bare-os floor (temp write + replace): scaling with processes.
+
+Each figure is the median of ``contended_reps * RUNS_PER_REP`` runs.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ from .files import Floor
 
 KINDS_CONTENDED = ("ours transform_item", "diskcache incr")
 KINDS_DISJOINT = ("ours set", "diskcache set", "floor write")
+RUNS_PER_REP = 5
+"""Runs per repetition: a run lasts ~40 ms, and on 2 shared CPUs one run's goodput
+swings by 2x (the scheduler preempts a lock holder for ~1 ms), so medians need
+many runs; the kinds alternate run by run, so a change of load hits them alike."""
 
 
 def _worker(kind: str, root: str, key: str, ops: int, wid: int, barrier: Any,
@@ -144,10 +150,11 @@ def run_contended(cfg: Config, places: dict[str, str], scratch: Scratch,
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {}
     dirs = {k: scratch.make(parent, "mp-" + k.replace(" ", "_"))
             for k in KINDS_CONTENDED + KINDS_DISJOINT}
-    for rep in range(cfg.contended_reps):
+    reps = cfg.contended_reps * (1 if cfg.smoke else RUNS_PER_REP)
+    for rep in range(reps):
         for procs in cfg.contended_procs:
             for kind in KINDS_CONTENDED + KINDS_DISJOINT:
-                log(f"contended: {kind} x{procs} (rep {rep + 1}/{cfg.contended_reps})")
+                log(f"contended: {kind} x{procs} (run {rep + 1}/{reps})")
                 root = dirs[kind] if kind in KINDS_CONTENDED else \
                     scratch.make(parent, f"mp-{rep}-{procs}-" + kind.replace(" ", "_"))
                 r = run_once(kind, root, procs, cfg.contended_ops, f"{rep}-{procs}")
