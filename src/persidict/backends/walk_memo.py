@@ -46,6 +46,7 @@ __all__ = ["BUDGET", "MEMO", "Entry", "ListingMemo"]
 BUDGET = 6 << 20
 _PER_NAME = 48  # a bytes object's header and its slot in the list
 _PER_KEY = 168  # a key, its tuple, its str's header and its slot in the list
+_PER_SLOT = 8  # each further component of a key (a prefix's) in its tuple
 _PER_SUBDIR = 176  # its (path, component) tuple and the two strings' headers
 _PER_ENTRY = 400  # the entry, its key and its table slot
 Key = tuple[str, str, int, bool]
@@ -66,13 +67,15 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 class Entry:
     """One directory's checked listing: what a walk needs of it."""
 
-    __slots__ = ("cost", "found", "made", "raw", "subdirs", "used")
+    __slots__ = ("cost", "depth", "found", "made", "raw", "subdirs", "used")
 
-    def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> None:
+    def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]],
+                 depth: int = 0) -> None:
         self.raw = raw  # the getdents64 records it was checked from
         self.found = found  # the key components of its files, as bytes
         self.subdirs = subdirs  # (path, component) of each key directory in it
-        self.cost = _cost(raw, found, subdirs)
+        self.depth = depth  # the longest key prefix whose keys ``cost`` has room for
+        self.cost = _cost(raw, found, subdirs, depth)
         self.used = 0  # the last walk that used it (ListingMemo.walks)
         self.made: tuple[tuple[str, ...], list[NonEmptySafeStrTuple]] | None = None
 
@@ -82,18 +85,23 @@ class Entry:
         Built when an entry is first hit, not when admitted: keys kept from a
         first pass would outlive the cyclic GC's young generation and slow it.
         Room for them is in ``cost``; a sub-dict's prefix replaces its parent's.
+        Keys under a longer prefix than ``depth`` are not kept: each component
+        adds a slot to every key's tuple, which ``cost`` has no room for.
         """
         made = self.made
         if made is not None and made[0] == prefix:
             return made[1]
         keys = trusted_keys(prefix, decoded(self.found))
-        self.made = (prefix, keys)
+        if len(prefix) <= self.depth:
+            self.made = (prefix, keys)
         return keys
 
 
-def _cost(raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> int:
-    """The bytes an entry holds, about (a little more)."""
-    names = 2 * sum(map(len, found)) + (_PER_NAME + _PER_KEY) * len(found)
+def _cost(raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]], depth: int = 0
+          ) -> int:
+    """The bytes an entry holds, about (a little more), its keys under ``depth`` components."""
+    per_name = _PER_NAME + _PER_KEY + _PER_SLOT * depth
+    names = 2 * sum(map(len, found)) + per_name * len(found)
     dirs = sum(len(p) + len(c) + _PER_SUBDIR for p, c in subdirs)
     return len(raw) + names + dirs + _PER_ENTRY
 
