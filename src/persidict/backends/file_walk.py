@@ -199,7 +199,7 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
         del chunks, names
         subdirs = list(_subdirs(directory, dirs, digest_len, None)) if dirs else []
         if kept is not None and raw is not None and not unknown:
-            MEMO.put(key, Entry(raw, kept, subdirs, len(prefix)))
+            MEMO.put(key, Entry(raw, kept, subdirs, len(prefix), directory))
     else:
         if entry.found:
             yield prefix, entry.found, entry

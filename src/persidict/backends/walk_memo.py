@@ -18,7 +18,7 @@ directories are checked together, and a first walk over 1M of its keys is to
 stay at a 1.6 MB peak, not keep megabytes of entries.
 
 Bounds: one table per process, shared by every store, of at most ``BUDGET``
-bytes (6 MiB; an entry costs its records, its names and the keys it will
+bytes (6 MiB; an entry costs its records, its names, its path and the keys it will
 hold: ``_cost``; a directory of 10k keys ``key<i>`` costs about 2.7 MB). A
 listing is admitted only while there is room, never by pushing others out,
 so a walk over more directories than fit keeps what it admitted first
@@ -47,8 +47,9 @@ BUDGET = 6 << 20
 _PER_NAME = 48  # a bytes object's header and its slot in the list
 _PER_KEY = 168  # a key, its tuple, its str's header and its slot in the list
 _PER_SLOT = 8  # each further component of a key (a prefix's) in its tuple
+_PER_STR = 49  # a str's header
 _PER_SUBDIR = 176  # its (path, component) tuple and the two strings' headers
-_PER_ENTRY = 400  # the entry, its key and its table slot
+_PER_ENTRY = 640  # the entry, its Key, its table slot, its lists, its keys' prefix (GC headers)
 Key = tuple[str, str, int, bool]
 """(directory, suffix, digest length, hashed) of a checked listing."""
 
@@ -70,12 +71,14 @@ class Entry:
     __slots__ = ("cost", "depth", "found", "made", "raw", "subdirs", "used")
 
     def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]],
-                 depth: int = 0) -> None:
+                 depth: int = 0, path: str = "") -> None:
         self.raw = raw  # the getdents64 records it was checked from
         self.found = found  # the key components of its files, as bytes
         self.subdirs = subdirs  # (path, component) of each key directory in it
         self.depth = depth  # the longest key prefix whose keys ``cost`` has room for
-        self.cost = _cost(raw, found, subdirs, depth)
+        # ``path``, the directory in its Key, is counted too: the parent entry that
+        # shares the string may be gone, or never admitted.
+        self.cost = _cost(raw, found, subdirs, depth) + _PER_STR + len(path)
         self.used = 0  # the last walk that used it (ListingMemo.walks)
         self.made: tuple[tuple[str, ...], list[NonEmptySafeStrTuple]] | None = None
 
