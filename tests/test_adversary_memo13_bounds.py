@@ -117,3 +117,70 @@ def test_many_small_directories_stay_within_the_budget(shm: str, levels: int,
     assert 0 < table.used_bytes <= table.budget
     assert held <= table.budget
     assert held <= 1.2 * table.used_bytes
+
+
+def test_stores_listed_in_turn_keep_hitting_when_not_all_fit(
+    shm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight stores listed round-robin, room for about six: most listings still hit.
+
+    Failed before: every listing that wanted room swept the entries the last
+    two walks had not used, i.e. those of the stores next in turn, so no
+    listing ever hit (40 stores of 600 keys under the 6 MiB budget: 0 hits;
+    30 such stores: all hit).
+    """
+    stores = [FileDirDict(base_dir=f"{shm}/s{i}", durable=False) for i in range(8)]
+    for d in stores:
+        for j in range(200):
+            d[f"k{j}"] = None
+    probe = ListingMemo()
+    monkeypatch.setattr(file_walk, "MEMO", probe)
+    len(stores[0])
+    one = next(iter(probe.entries.values()))
+    table = ListingMemo(budget=6 * walk_memo._guess(one.raw) + 1000)
+    monkeypatch.setattr(file_walk, "MEMO", table)
+    hits = [0]
+    real = table.get
+
+    def counted(key: walk_memo.Key, raw: bytes) -> walk_memo.Entry | None:
+        entry = real(key, raw)
+        hits[0] += entry is not None
+        return entry
+
+    monkeypatch.setattr(table, "get", counted)
+    for _ in range(2):  # fill
+        for d in stores:
+            assert len(d) == 200
+    hits[0] = 0
+    for _ in range(3):
+        for d in stores:
+            assert len(d) == 200
+    assert hits[0] >= 3 * 5  # five of eight stores hit each round (old: 0)
+    assert table.used_bytes <= table.budget
+
+
+def test_after_a_turn_of_stores_one_store_alone_gets_room_soon(
+    shm: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn shrinks: entries of stores no longer listed make room again."""
+    stores = [FileDirDict(base_dir=f"{shm}/s{i}", durable=False) for i in range(8)]
+    for d in stores:
+        for j in range(200):
+            d[f"k{j}"] = None
+    hot: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/hot", durable=False)
+    for j in range(200):
+        hot[f"h{j}"] = None
+    probe = ListingMemo()
+    monkeypatch.setattr(file_walk, "MEMO", probe)
+    len(stores[0])
+    one = next(iter(probe.entries.values()))
+    table = ListingMemo(budget=6 * walk_memo._guess(one.raw) + 1000)
+    monkeypatch.setattr(file_walk, "MEMO", table)
+    for _ in range(3):
+        for d in stores:
+            assert len(d) == 200
+    assert table.turn >= 8
+    for _ in range(2 * 8 + 2):
+        assert len(hot) == 200
+    assert (hot.base_dir, ".pkl", 4, False) in table.entries
+    assert table.used_bytes <= table.budget
