@@ -272,3 +272,47 @@ def test_unknown_types_in_one_directory_only(shm: str, memo: Checked,
     assert ("k5",) not in agrees(d)
     monkeypatch.setattr(listing, "_read_whole", real)
     assert ("k5",) not in agrees(d)
+
+
+def test_a_big_directory_grown_past_its_last_size(shm: str, memo: Checked) -> None:
+    """Records over 128 KiB (parsed in chunks; read in one call sized from the entry)."""
+    d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/s", durable=False)
+    for i in range(5000):
+        d[f"key{i:06d}"] = None
+    for g in range(20):
+        d[(f"g{g}", "k")] = None
+    assert len(agrees(d)) == 5020
+    for i in range(5000, 9000):  # more than the 1.25x room of the sized first call
+        d[f"key{i:06d}"] = None
+    open(f"{d.base_dir}/{name_of(('key000001',)).replace('key000001_', 'key000002_')}",
+         "wb").close()
+    assert len(agrees(d)) == 9020
+    for i in range(0, 9000, 2):
+        del d[f"key{i:06d}"]
+    assert len(agrees(d)) == 4520
+    assert memo.hits > 0
+
+
+def test_popitem_clear_and_a_hashed_store_inside(shm: str, memo: Checked) -> None:
+    """A hashed store in a key directory of a direct one: its buckets are no keys there."""
+    base = f"{shm}/s"
+    d: FileDirDict[Any] = FileDirDict(base_dir=base, durable=False)
+    inner = f"{base}/{name_of(('x',), '')}"
+    hashed: FileDirDict[Any] = FileDirDict(base_dir=inner, durable=False, layout="hashed")
+    for i in range(60):
+        d[f"k{i}"] = i
+        d[("g", f"n{i}")] = i
+        hashed[f"h{i}"] = i
+    whole = agrees(d)
+    assert sorted(k.strings for k in hashed) == sorted((f"h{i}",) for i in range(60))
+    seen = set()
+    for left in range(len(whole), 100, -1):
+        assert len(d) == left
+        key, _ = d.popitem()
+        assert key.strings not in seen and key.strings in whole
+        seen.add(key.strings)
+    assert agrees(d) == sorted(set(whole) - seen)
+    d.clear()
+    assert listed(d) == [] == oracle(base)
+    assert len(hashed) == 60
+    assert [*file_walk.iter_keys(inner, (), ".pkl", 4, False)] == []  # as the direct layout

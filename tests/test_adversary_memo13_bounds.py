@@ -184,3 +184,16 @@ def test_after_a_turn_of_stores_one_store_alone_gets_room_soon(
         assert len(hot) == 200
     assert (hot.base_dir, ".pkl", 4, False) in table.entries
     assert table.used_bytes <= table.budget
+
+
+def test_a_store_listed_after_a_long_pause_makes_no_long_turn() -> None:
+    table = ListingMemo()
+    table.walked("/a")
+    for _ in range(50):
+        table.walked("/b")
+    table.walked("/a")  # 51 walks since its last, but only two stores take turns
+    assert table.turn <= 6
+    for _ in range(3):
+        for root in ("/a", "/b", "/c", "/d", "/e"):
+            table.walked(root)
+    assert 5 <= table.turn <= 12

@@ -182,14 +182,17 @@ class ListingMemo:
 
         ``turn`` is the longest such gap lately (shrinking by one a walk): as
         long as stores listed in turn may leave an entry unused before they
-        come back to it. At most _ROOTS roots are remembered.
+        come back to it. A turn takes at most two walks a root (a store may
+        be listed between any two others), so one store listed again after
+        a long pause does not make it long. At most _ROOTS roots are remembered.
         """
         walks, roots = self.walks, self._roots
         last = roots.get(root)
         if last is None and len(roots) >= _ROOTS:
             roots.clear()
         roots[root] = walks
-        self.turn = max(2, self.turn - 1, 0 if last is None else walks - last)
+        turn = max(self.turn - 1, 0 if last is None else walks - last)
+        self.turn = max(2, min(turn, 2 * len(roots) + 2))
         self.walks = walks + 1
 
     def _sweep(self) -> None:
