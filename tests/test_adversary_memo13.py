@@ -183,8 +183,11 @@ def test_subdicts_and_the_parent_take_turns(shm: str, memo: Checked) -> None:
     assert memo.hits > 0
 
 
-def test_threads_list_while_threads_write(shm: str, memo: Checked) -> None:
-    d: FileDirDict[Any] = FileDirDict(base_dir=f"{shm}/s", durable=False)
+@pytest.mark.parametrize("where", ["shm", "ext4"])
+def test_threads_list_while_threads_write(where: str, request: pytest.FixtureRequest,
+                                          memo: Checked) -> None:
+    root = request.getfixturevalue(where)
+    d: FileDirDict[Any] = FileDirDict(base_dir=f"{root}/s", durable=False)
     for i in range(300):
         d[f"k{i}"] = i
         d[("g", f"n{i}")] = i
