@@ -199,7 +199,7 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
         del chunks, names
         subdirs = list(_subdirs(directory, dirs, digest_len, None)) if dirs else []
         if kept is not None and raw is not None and not unknown:
-            MEMO.put(key, Entry(raw, kept, subdirs))
+            MEMO.put(key, Entry(raw, kept, subdirs, len(prefix), directory))
     else:
         if entry.found:
             yield prefix, entry.found, entry
@@ -212,7 +212,7 @@ def _direct(directory: str, prefix: tuple[str, ...], suffix: str, digest_len: in
 def count_keys(directory: str, suffix: str, digest_len: int, hashed: bool) -> int:
     """The number of keys stored under ``directory`` (no key objects are built)."""
     count = sum(len(found) for _, found, _ in _batches(directory, (), suffix, digest_len, hashed))
-    MEMO.walked()
+    MEMO.walked(directory)
     return count
 
 
@@ -227,7 +227,7 @@ def key_chunks(
             continue
         for i in range(0, len(found), _KEYS_AT_ONCE):
             yield trusted_keys(strings, decoded(found[i : i + _KEYS_AT_ONCE]))
-    MEMO.walked()
+    MEMO.walked(directory)
 
 
 def iter_keys(

@@ -18,13 +18,14 @@ directories are checked together, and a first walk over 1M of its keys is to
 stay at a 1.6 MB peak, not keep megabytes of entries.
 
 Bounds: one table per process, shared by every store, of at most ``BUDGET``
-bytes (6 MiB; an entry costs its records, its names and the keys it will
-hold: ``_cost``; a directory of 10k keys ``key<i>`` costs about 2.7 MB). A
+bytes (6 MiB; an entry costs its records, its names, its path and the keys
+it will hold: ``_cost``; a directory of 10k keys ``key<i>`` costs about 2.7 MB). A
 listing is admitted only while there is room, never by pushing others out,
 so a walk over more directories than fit keeps what it admitted first
 (scan-resistant); an entry goes when its directory's snapshot differs or the
-directory is gone, and, when room is wanted, if the last two completed walks
-did not use it (entries of removed stores go).
+directory is gone, and, when room is wanted, if no walk used it for as many
+walks as lately passed between two walks of one store, at least two
+(``walked``): entries of removed stores go, stores listed in turn keep what fits.
 
 Thread- and fork-safe: an entry in the table changes only its ``used`` mark
 and, once, the keys it holds (one reference, set whole); adding and removing
@@ -46,8 +47,11 @@ __all__ = ["BUDGET", "MEMO", "Entry", "ListingMemo"]
 BUDGET = 6 << 20
 _PER_NAME = 48  # a bytes object's header and its slot in the list
 _PER_KEY = 168  # a key, its tuple, its str's header and its slot in the list
+_PER_SLOT = 8  # each further component of a key (a prefix's) in its tuple
+_PER_STR = 49  # a str's header
+_ROOTS = 512  # roots whose last walk ListingMemo.walked remembers
 _PER_SUBDIR = 176  # its (path, component) tuple and the two strings' headers
-_PER_ENTRY = 400  # the entry, its key and its table slot
+_PER_ENTRY = 640  # the entry, its Key, its table slot, its lists, its keys' prefix (GC headers)
 Key = tuple[str, str, int, bool]
 """(directory, suffix, digest length, hashed) of a checked listing."""
 
@@ -66,13 +70,17 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 class Entry:
     """One directory's checked listing: what a walk needs of it."""
 
-    __slots__ = ("cost", "found", "made", "raw", "subdirs", "used")
+    __slots__ = ("cost", "depth", "found", "made", "raw", "subdirs", "used")
 
-    def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> None:
+    def __init__(self, raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]],
+                 depth: int = 0, path: str = "") -> None:
         self.raw = raw  # the getdents64 records it was checked from
         self.found = found  # the key components of its files, as bytes
         self.subdirs = subdirs  # (path, component) of each key directory in it
-        self.cost = _cost(raw, found, subdirs)
+        self.depth = depth  # the longest key prefix whose keys ``cost`` has room for
+        # ``path``, the directory in its Key, is counted too: the parent entry that
+        # shares the string may be gone, or never admitted.
+        self.cost = _cost(raw, found, subdirs, depth) + _PER_STR + len(path)
         self.used = 0  # the last walk that used it (ListingMemo.walks)
         self.made: tuple[tuple[str, ...], list[NonEmptySafeStrTuple]] | None = None
 
@@ -82,18 +90,23 @@ class Entry:
         Built when an entry is first hit, not when admitted: keys kept from a
         first pass would outlive the cyclic GC's young generation and slow it.
         Room for them is in ``cost``; a sub-dict's prefix replaces its parent's.
+        Keys under a longer prefix than ``depth`` are not kept: each component
+        adds a slot to every key's tuple, which ``cost`` has no room for.
         """
         made = self.made
         if made is not None and made[0] == prefix:
             return made[1]
         keys = trusted_keys(prefix, decoded(self.found))
-        self.made = (prefix, keys)
+        if len(prefix) <= self.depth:
+            self.made = (prefix, keys)
         return keys
 
 
-def _cost(raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]]) -> int:
-    """The bytes an entry holds, about (a little more)."""
-    names = 2 * sum(map(len, found)) + (_PER_NAME + _PER_KEY) * len(found)
+def _cost(raw: bytes, found: list[bytes], subdirs: list[tuple[str, str]], depth: int = 0
+          ) -> int:
+    """The bytes an entry holds, about (a little more), its keys under ``depth`` components."""
+    per_name = _PER_NAME + _PER_KEY + _PER_SLOT * depth
+    names = 2 * sum(map(len, found)) + per_name * len(found)
     dirs = sum(len(p) + len(c) + _PER_SUBDIR for p, c in subdirs)
     return len(raw) + names + dirs + _PER_ENTRY
 
@@ -112,6 +125,8 @@ class ListingMemo:
         self.entries: dict[Key, Entry] = {}
         self.used_bytes = 0
         self.walks = 0  # walks completed (``walked``)
+        self.turn = 2  # walks an unused entry may still be wanted in (``walked``)
+        self._roots: dict[str, int] = {}  # the last walk from each root (``walked``)
         self._swept = -1  # the walk count at the last sweep
 
     def get(self, key: Key, raw: bytes) -> Entry | None:
@@ -162,18 +177,38 @@ class ListingMemo:
         finally:
             _lock.release()
 
-    def walked(self) -> None:
-        """Note a completed walk: entries unused by the last two may be swept."""
-        self.walks += 1
+    def walked(self, root: str = "") -> None:
+        """Note a completed walk from ``root``, and how many walks passed since its last.
+
+        ``turn`` is the longest such gap lately (shrinking by one a walk): as
+        long as stores listed in turn may leave an entry unused before they
+        come back to it. A turn takes at most two walks a root (a store may
+        be listed between any two others), so one store listed again after
+        a long pause does not make it long. At most _ROOTS roots are remembered.
+        """
+        walks, roots = self.walks, self._roots
+        last = roots.get(root)
+        if last is None and len(roots) >= _ROOTS:
+            roots.clear()
+        roots[root] = walks
+        turn = max(self.turn - 1, 0 if last is None else walks - last)
+        self.turn = max(2, min(turn, 2 * len(roots) + 2))
+        self.walks = walks + 1
 
     def _sweep(self) -> None:
-        """Drop the entries that neither this walk nor the last completed one used."""
+        """Drop the entries no walk used for ``turn`` walks.
+
+        Not all that the last two walks did not use: stores listed in turn,
+        more than fit, then swept the entries of the stores next in turn, so
+        none ever hit; with ``turn`` they keep hitting what fits.
+        """
         if not _lock.acquire(blocking=False):
             return
         try:
             self._swept = self.walks
+            old = self.walks - self.turn
             for key, entry in list(self.entries.items()):
-                if entry.used < self.walks - 1:
+                if entry.used < old:
                     del self.entries[key]
                     self.used_bytes -= entry.cost
         finally:
