@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.bounds [--dir /dev/shm] [--reps 7] [--keys 2000]
 
-Two operations where FileDirDict trails diskcache, each built up from the
-bare system calls to our public call, interleaved in one run (harness.py),
-so that each step's cost is the difference of two rows:
+Two operations built up from the bare system calls to our public call,
+interleaved in one run (harness.py), so that each step's cost is the
+difference of two rows (the first trails diskcache; the second did until
+repeated listings reused the checks of an unchanged snapshot, walk_memo):
 
 - ``transform_item`` +1 vs ``incr``: read + loads + dumps + temp write +
   rename in bare ``os`` calls; the same under the key's OFD lock (every
