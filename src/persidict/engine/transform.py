@@ -34,7 +34,7 @@ class TransformOps(ConditionalOps[ValueType]):
         transformer: TransformingFunction[ValueType],
         n_retries: int | None = 6,
     ) -> OperationResult[ValueType]:
-        """Apply ``transformer(current)`` and commit its result with compare-and-swap.
+        """Apply ``transformer(current)`` and commit its result atomically.
 
         Parameters
         ----------
