@@ -75,3 +75,24 @@ def mutator(base: str, worker: int, rounds: int) -> None:
         d[f"k{i}"] = r  # a replace (new inode) or a create
         d.pop(f"k{(i + 500) % 1000 + 500}", None)
         d[f"n{worker}_{r}"] = r
+
+
+# Fixtures of the memo tests (a plugin of tests/conftest.py).
+@pytest.fixture
+def shm() -> Iterator[str]:
+    """A fresh directory on tmpfs, removed afterwards."""
+    yield from scratch()
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The names each fresh parse checks (count_parses)."""
+    return count_parses(monkeypatch)
+
+
+@pytest.fixture
+def memo(monkeypatch: pytest.MonkeyPatch) -> Checked:
+    """A self-checking memo table in place of the process's own."""
+    table = Checked()
+    monkeypatch.setattr(file_walk, "MEMO", table)
+    return table

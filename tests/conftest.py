@@ -55,7 +55,7 @@ pytest.register_assert_rewrite("_s3_plugin")
 from _s3_plugin import S3_STORE_FACTORIES  # noqa: E402 - S3 stores, real server
 
 STORE_FACTORIES.update(S3_STORE_FACTORIES)
-pytest_plugins = ["_s3_plugin"]
+pytest_plugins = ["_s3_plugin", "_listing_memo"]
 
 FILE_STORE_NAMES = [n for n in STORE_FACTORIES if n.startswith("file")]
 

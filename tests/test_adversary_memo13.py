@@ -19,17 +19,13 @@ from typing import Any
 import pytest
 
 from _adversary_memo13 import agrees, listed, name_of, oracle
-from _listing_memo import Checked, scratch
+from _listing_memo import Checked
 from persidict import FileDirDict
 from persidict.backends import file_walk
 from persidict.concurrency import listing
 
 pytestmark = pytest.mark.skipif(not listing.SNAPSHOTS, reason="getdents64 unavailable")
 
-
-@pytest.fixture
-def shm() -> Iterator[str]:
-    yield from scratch()
 
 
 @pytest.fixture
@@ -40,12 +36,6 @@ def ext4() -> Iterator[str]:
     finally:
         shutil.rmtree(path, ignore_errors=True)
 
-
-@pytest.fixture
-def memo(monkeypatch: pytest.MonkeyPatch) -> Checked:
-    table = Checked()
-    monkeypatch.setattr(file_walk, "MEMO", table)
-    return table
 
 
 @pytest.mark.parametrize("where", ["shm", "ext4"])

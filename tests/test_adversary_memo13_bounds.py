@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from _adversary_memo13 import listed
-from _listing_memo import fresh, scratch
+from _listing_memo import fresh
 from persidict import FileDirDict
 from persidict.backends import file_walk, walk_memo
 from persidict.backends.walk_memo import ListingMemo
@@ -22,10 +21,6 @@ from persidict.concurrency import listing
 
 pytestmark = pytest.mark.skipif(not listing.SNAPSHOTS, reason="getdents64 unavailable")
 
-
-@pytest.fixture
-def shm() -> Iterator[str]:
-    yield from scratch()
 
 
 def test_a_directory_near_the_budget_edge(shm: str, monkeypatch: pytest.MonkeyPatch) -> None:

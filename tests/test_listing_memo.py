@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from _listing_memo import Checked, count_parses, fresh, mutator, scratch
+from _listing_memo import Checked, fresh, mutator
 from persidict import FileDirDict
 from persidict.backends import file_walk, walk_memo
 from persidict.concurrency import listing
@@ -23,21 +22,7 @@ from persidict.concurrency import listing
 pytestmark = pytest.mark.skipif(not listing.SNAPSHOTS, reason="getdents64 unavailable")
 
 
-@pytest.fixture
-def shm() -> Iterator[str]:
-    yield from scratch()
 
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    return count_parses(monkeypatch)
-
-
-@pytest.fixture
-def memo(monkeypatch: pytest.MonkeyPatch) -> Checked:
-    table = Checked()
-    monkeypatch.setattr(file_walk, "MEMO", table)
-    return table
 
 
 def test_hits_are_fresh_parses_while_processes_mutate(shm: str, memo: Checked) -> None:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import shutil
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from _listing_memo import Checked, count_parses, fresh, scratch
+from _listing_memo import Checked, fresh
 from persidict import FileDirDict
 from persidict.backends import file_walk, walk_memo
 from persidict.backends.walk_memo import Entry, ListingMemo
@@ -22,21 +21,7 @@ from persidict.concurrency import listing
 pytestmark = pytest.mark.skipif(not listing.SNAPSHOTS, reason="getdents64 unavailable")
 
 
-@pytest.fixture
-def shm() -> Iterator[str]:
-    yield from scratch()
 
-
-@pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    return count_parses(monkeypatch)
-
-
-@pytest.fixture
-def memo(monkeypatch: pytest.MonkeyPatch) -> Checked:
-    table = Checked()
-    monkeypatch.setattr(file_walk, "MEMO", table)
-    return table
 
 
 def test_stores_take_turns_without_evicting_each_other(shm: str, memo: Checked,
