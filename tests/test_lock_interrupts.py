@@ -103,18 +103,18 @@ def test_interrupt_inside_the_release_still_releases(tmp_path: pathlib.Path) -> 
 
     _, locks, offset = d.byte_store.where(to_key("k"))
     calls = []
-    real_release = locks.release
+    real_release = locks.release_on
 
-    def flaky_release(off: int) -> None:
+    def flaky_release(d: object, off: int) -> None:
         calls.append(off)
         if len(calls) == 1:
             raise KeyboardInterrupt  # as if a signal landed right here
-        real_release(off)
+        real_release(d, off)  # type: ignore[arg-type]
 
-    locks.release = flaky_release  # type: ignore[method-assign]
+    locks.release_on = flaky_release  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt), locks.hold_at(offset, "k"):
         pass
-    del locks.release
+    del locks.release_on
     assert calls == [offset, offset]
     took: list[bool] = []
 

@@ -193,8 +193,11 @@ class FileBytes(FileReads):
         grant = grant_of(locks, offset)
         if grant in grants:
             return self._update_held(key, path, grants, grant, change)
-        with Holding(grants, grant, locks.hold_at(offset, key)):
-            return self._update_held(key, path, grants, grant, change)
+        with locks.hold_at(offset, key):
+            try:
+                return self._update_held(key, path, grants, grant, change)
+            finally:
+                grants.pop(grant, None)
 
     def _update_held(
         self, key: NonEmptySafeStrTuple, path: str, grants: dict[Grant, Seen], grant: Grant,
@@ -208,7 +211,7 @@ class FileBytes(FileReads):
         pops it first, and while it is out a re-entrant write of the key is
         refused (``hold_at``), so no write slips between a check and a commit.
         """
-        prior = grants.pop(grant)
+        prior = grants.pop(grant, None)  # absent: the lock was just taken
         mark: Seen = (path, None)
         grants[grant] = mark
         try:

@@ -172,18 +172,40 @@ class KeyLocksBase:
     lock_path: str
     timeout: float
 
-    def acquire(self, offset: int, key: object) -> None:  # pragma: no cover - abstract
+    def descriptor(self, offset: int) -> Descriptor:  # pragma: no cover - abstract
+        """This thread's descriptor through which the lock at ``offset`` is taken."""
         raise NotImplementedError
 
-    def release(self, offset: int) -> None:  # pragma: no cover - abstract
+    def acquire_on(self, d: Descriptor, offset: int, key: object) -> None:  # pragma: no cover
+        """Take the lock at ``offset`` through ``d`` (not held by this thread).
+
+        Marks ``offset`` held first; waits at most ``timeout`` seconds, then
+        raises LockTimeoutError. Call it inside ``try`` with release_on() in
+        ``finally``: a signal handler may raise after the take.
+        """
         raise NotImplementedError
 
-    def _held(self, offset: int) -> set[int]:  # pragma: no cover - abstract
+    def release_on(self, d: Descriptor, offset: int) -> None:  # pragma: no cover - abstract
+        """Release the lock at ``offset`` taken through ``d``; a no-op if not held."""
+        raise NotImplementedError
+
+    def acquire(self, offset: int, key: object) -> None:
+        """Take this thread's lock at ``offset`` (see lock_offset and acquire_on)."""
+        d = self.descriptor(offset)
+        if offset in d.held:
+            raise self.reentry_error(key)
+        self.acquire_on(d, offset, key)
+
+    def release(self, offset: int) -> None:
+        """Release this thread's lock at ``offset``; a no-op if it is not held."""
+        self.release_on(self.descriptor(offset), offset)
+
+    def _held(self, offset: int) -> set[int]:
         """The lock numbers this thread holds through the descriptor of ``offset``."""
-        raise NotImplementedError
+        return self.descriptor(offset).held
 
-    def refuse_reentry(self, offset: int, key: object) -> None:
-        """Refuse to take again a lock this thread holds.
+    def reentry_error(self, key: object) -> RuntimeError:
+        """The error for taking again a lock this thread holds.
 
         One descriptor per thread means one lock owner per thread: a second
         take would succeed at once and its release would end the first
@@ -191,12 +213,11 @@ class KeyLocksBase:
         finalizer or a callback that writes while the thread is inside a
         locked section); it gets an error instead.
         """
-        if offset in self._held(offset):
-            raise RuntimeError(
-                f"the lock of {key!r} in {self.lock_path} is already held by this thread "
-                "(re-entered from a signal handler, a finalizer or a callback); taking it "
-                "again would end that hold early"
-            )
+        return RuntimeError(
+            f"the lock of {key!r} in {self.lock_path} is already held by this thread "
+            "(re-entered from a signal handler, a finalizer or a callback); taking it "
+            "again would end that hold early"
+        )
 
     def hold(self, name: str, key: object = None) -> AbstractContextManager[None]:
         """Hold the exclusive lock of ``name`` for the duration of the block."""
@@ -243,7 +264,7 @@ class Hold:
     generator context: a generator would cost a write about 0.5 us more.
     """
 
-    __slots__ = ("key", "locks", "offset", "taken")
+    __slots__ = ("d", "key", "locks", "offset", "taken")
 
     def __init__(self, locks: KeyLocksBase, offset: int, key: object) -> None:
         self.locks, self.offset, self.key = locks, offset, key
@@ -251,10 +272,13 @@ class Hold:
 
     def __enter__(self) -> None:
         # A lock file that cannot be opened, or a re-entry, raises here, holding nothing.
-        self.locks.refuse_reentry(self.offset, self.key)
+        locks, offset = self.locks, self.offset
+        d = self.d = locks.descriptor(offset)
+        if offset in d.held:
+            raise locks.reentry_error(self.key)
         self.taken = True  # from here on a release is owed, whatever happens
         try:
-            self.locks.acquire(self.offset, self.key)
+            locks.acquire_on(d, offset, self.key)
         except BaseException:
             self._release()
             raise
@@ -263,10 +287,13 @@ class Hold:
         self._release()
 
     def _release(self) -> None:
+        # In a child forked inside the block ``d`` is closed there and the
+        # lock is the parent's: nothing to release.
         interrupted: BaseException | None = None
         while self.taken:
             try:
-                self.locks.release(self.offset)
+                if self.d.generation == _fork_generation:
+                    self.locks.release_on(self.d, self.offset)
                 self.taken = False
             except OSError:
                 self.taken = False

@@ -102,8 +102,9 @@ class KeyLocks(KeyLocksBase):
         """The file whose flock stands for the lock at ``offset``."""
         return self._stripes.stripe_path(offset % self._stripes.count)
 
-    def _held(self, offset: int) -> set[int]:
-        return self._stripes.descriptor(offset).held
+    def descriptor(self, offset: int) -> Descriptor:
+        # docstring inherited: the descriptor of the offset's stripe file
+        return self._stripes.descriptor(offset)
 
     def _flock(self, d: Descriptor, operation: int) -> bool:
         """One non-blocking flock(); False if another holder has the file."""
@@ -123,27 +124,18 @@ class KeyLocks(KeyLocksBase):
         d.locked = True
         return True
 
-    def acquire(self, offset: int, key: object) -> None:
-        """Take this thread's lock at ``offset`` (see lock_offset).
-
-        Waits at most ``timeout`` seconds, then raises LockTimeoutError.
-        Call it inside ``try`` with release() in ``finally``.
-        """
-        d = self._stripes.descriptor(offset)
-        self.refuse_reentry(offset, key)
-        # Marked before the take, cleared by release() only; ``locked`` is set
-        # only once the flock is ours, so a handler that runs in between
-        # takes it itself (a flock taken twice through one descriptor is one).
+    def acquire_on(self, d: Descriptor, offset: int, key: object) -> None:
+        # docstring inherited. Marked before the take, cleared by release_on()
+        # only; ``locked`` is set only once the flock is ours, so a handler
+        # that runs in between takes it itself (a flock taken twice through
+        # one descriptor is one).
         d.held.add(offset)
         if not d.locked and not self._take(d):
             self.wait(lambda: self._take(d), key)
 
-    def release(self, offset: int) -> None:
-        """Release this thread's lock at ``offset``; a no-op if it is not held.
-
-        The stripe's flock goes when no name of it is held by this thread.
-        """
-        d = self._stripes.descriptor(offset)
+    def release_on(self, d: Descriptor, offset: int) -> None:
+        # docstring inherited. The stripe's flock goes when no name of it is
+        # held by this thread.
         d.held.discard(offset)
         if not d.held:
             d.locked = False  # first: a handler running after it takes the flock again

@@ -76,8 +76,9 @@ class KeyLocks(KeyLocksBase):
         self.timeout = timeout
         self._file: _LockFile = shared(_lock_files, lock_path, lambda: _LockFile(lock_path))
 
-    def _held(self, offset: int) -> set[int]:
-        return self._file.descriptor().held
+    def descriptor(self, offset: int) -> Descriptor:
+        # docstring inherited: one descriptor per thread, whatever the offset
+        return self._file.descriptor()
 
     def _setlk(self, fd: int, lock: bytes) -> bool:
         """One F_OFD_SETLK; False if another holder has the byte."""
@@ -91,18 +92,9 @@ class KeyLocks(KeyLocksBase):
             raise
         return True
 
-    def acquire(self, offset: int, key: object) -> None:
-        """Take this thread's lock at ``offset`` (see lock_offset).
-
-        Waits at most ``timeout`` seconds, then raises LockTimeoutError.
-        Call it inside ``try`` with release() in ``finally``: a signal handler
-        may raise after the lock was taken but before this returns.
-        """
-        d = self._file.descriptor()
-        if offset in d.held:
-            self.refuse_reentry(offset, key)
-        # Marked before the take, cleared by release() only: a handler that
-        # runs anywhere in between is refused.
+    def acquire_on(self, d: Descriptor, offset: int, key: object) -> None:
+        # docstring inherited. Marked before the take, cleared by release_on()
+        # only: a handler that runs anywhere in between is refused.
         d.held.add(offset)
         lock = _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
         try:
@@ -111,8 +103,11 @@ class KeyLocks(KeyLocksBase):
             if not self._setlk(d.fd, lock):
                 self.wait(lambda: self._setlk(d.fd, lock), key)
 
-    def release(self, offset: int) -> None:
-        """Release this thread's lock at ``offset``; a no-op if it is not held."""
-        d = self._file.descriptor()
-        self._setlk(d.fd, _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0))
+    def release_on(self, d: Descriptor, offset: int) -> None:
+        # docstring inherited
+        unlock = _FLOCK.pack(fcntl.F_UNLCK, os.SEEK_SET, offset, 1, 0)
+        try:
+            fcntl.fcntl(d.fd, fcntl.F_OFD_SETLK, unlock)  # the common case, inline
+        except OSError:
+            self._setlk(d.fd, unlock)  # again, to map the error
         d.held.discard(offset)
