@@ -5,7 +5,7 @@ operation on a key that is already written and read through the wrapper, so
 its cache entry is warm. Everything is counted from outside the code under
 test: the codec functions stores are built with (``codec_for``), ``os.replace``
 (the commit of every local atomic write), ``os.unlink``, ``os.fsync``, the file
-lock backend's ``acquire``, ``hashlib.sha256`` called from persidict, and S3
+lock backend's ``acquire_on``, ``hashlib.sha256`` called from persidict, and S3
 requests by operation and HTTP status (a botocore ``after-call`` hook on an
 injected client). ``python tests/test_cache_counts.py`` prints the table.
 """
@@ -122,7 +122,7 @@ def counting() -> Iterator[Counts]:
         patch.setattr(os, "replace", _wrap(counts, "write", os.replace))
         patch.setattr(os, "unlink", _wrap(counts, "unlink", os.unlink))
         patch.setattr(os, "fsync", _wrap(counts, "fsync", os.fsync))
-        patch.setattr(locks.KeyLocks, "acquire", _wrap(counts, "lock", locks.KeyLocks.acquire))
+        patch.setattr(locks.KeyLocks, "acquire_on", _wrap(counts, "lock", locks.KeyLocks.acquire_on))
         patch.setattr(hashlib, "sha256", _ours_sha256(counts, hashlib.sha256))
         yield counts
     finally:

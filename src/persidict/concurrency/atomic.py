@@ -323,9 +323,8 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
     one write(2) takes all) runs inline; _create_temp and _commit handle
     the races.
     """
-    directory = parent_dir(path)
-    if tmp_dir is None or directory in _cross_device:
-        tmp_dir = directory
+    if tmp_dir is None or (_cross_device and parent_dir(path) in _cross_device):
+        tmp_dir = parent_dir(path)
     tmp = f"{tmp_dir}/{temp_name()}" if tmp_dir else temp_name()  # os.path.join, 4x faster
     try:
         fd = os.open(tmp, _CREATE, 0o666)
@@ -346,7 +345,7 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
             os.replace(tmp, path)
             committed = True
         except FileNotFoundError:  # the directory pruned meanwhile: re-create it
-            committed = _commit(tmp, path, directory, durable)
+            committed = _commit(tmp, path, parent_dir(path), durable)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
@@ -359,8 +358,8 @@ def write_atomic(path: str, data: bytes, *, durable: bool, tmp_dir: str | None =
         os.unlink(tmp)
         if len(_cross_device) >= _MAX_CROSS_DEVICE:
             _cross_device.clear()
-        _cross_device.add(directory)
-        write_atomic(path, data, durable=durable, tmp_dir=directory)
+        _cross_device.add(parent_dir(path))
+        write_atomic(path, data, durable=durable, tmp_dir=parent_dir(path))
         return
     if durable:
-        sync_after_commit(directory)
+        sync_after_commit(parent_dir(path))

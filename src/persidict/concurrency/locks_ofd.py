@@ -50,12 +50,6 @@ class _LockFile:
         self.path = path
         self.local = threading.local()
 
-    def descriptor(self) -> Descriptor:
-        d: Descriptor | None = getattr(self.local, "descriptor", None)
-        if d is None or d.generation != fork_generation():
-            d = self.local.descriptor = Descriptor.open(self.path)
-        return d
-
 
 # Lock path -> its _LockFile while some KeyLocks uses it; dropping the last
 # KeyLocks drops the thread-locals, whose descriptors then close.
@@ -78,7 +72,11 @@ class KeyLocks(KeyLocksBase):
 
     def descriptor(self, offset: int) -> Descriptor:
         # docstring inherited: one descriptor per thread, whatever the offset
-        return self._file.descriptor()
+        file = self._file
+        d: Descriptor | None = getattr(file.local, "descriptor", None)
+        if d is None or d.generation != fork_generation():
+            d = file.local.descriptor = Descriptor.open(file.path)
+        return d
 
     def _setlk(self, fd: int, lock: bytes) -> bool:
         """One F_OFD_SETLK; False if another holder has the byte."""

@@ -18,7 +18,7 @@ else:
 """The type of a store's values: ``FileDirDict[int]`` holds ints."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ConditionalOperationResult(Generic[ValueType]):
     """Outcome of an etag-guarded operation, as of its linearization instant.
 
@@ -42,13 +42,28 @@ class ConditionalOperationResult(Generic[ValueType]):
     resulting_etag: ETagValue | ItemNotAvailableFlag
     new_value: ValueType | ItemNotAvailableFlag | ValueNotRetrievedFlag
 
+    def __init__(
+        self,
+        condition_was_satisfied: bool,
+        actual_etag: ETagValue | ItemNotAvailableFlag,
+        resulting_etag: ETagValue | ItemNotAvailableFlag,
+        new_value: ValueType | ItemNotAvailableFlag | ValueNotRetrievedFlag,
+    ) -> None:
+        # Fields filled in place: a frozen dataclass's generated __init__ calls
+        # object.__setattr__ per field, which doubles the cost of a result.
+        fields = self.__dict__
+        fields["condition_was_satisfied"] = condition_was_satisfied
+        fields["actual_etag"] = actual_etag
+        fields["resulting_etag"] = resulting_etag
+        fields["new_value"] = new_value
+
     @property
     def value_was_mutated(self) -> bool:
         """Whether the operation changed the stored value (the etag moved)."""
         return self.resulting_etag != self.actual_etag
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OperationResult(Generic[ValueType]):
     """Outcome of an unconditional mutating operation (transform_item).
 
@@ -62,3 +77,12 @@ class OperationResult(Generic[ValueType]):
 
     resulting_etag: ETagValue | ItemNotAvailableFlag
     new_value: ValueType | ItemNotAvailableFlag
+
+    def __init__(
+        self,
+        resulting_etag: ETagValue | ItemNotAvailableFlag,
+        new_value: ValueType | ItemNotAvailableFlag,
+    ) -> None:
+        fields = self.__dict__  # as ConditionalOperationResult's
+        fields["resulting_etag"] = resulting_etag
+        fields["new_value"] = new_value

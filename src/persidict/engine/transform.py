@@ -130,12 +130,13 @@ class TransformOps(ConditionalOps[ValueType]):
         Append-only: changing or deleting a present value raises
         MutationPolicyError, decided on the bytes read under the lock.
         """
-        seen: list[Any] = []
+        old: Any = None
+        new: Any = None
 
         def change(data: bytes | None) -> Any:
+            nonlocal old, new
             old = ITEM_NOT_AVAILABLE if data is None else self._decode(k, data)
             new = transformer(old)
-            seen[:] = old, new
             if new is KEEP_CURRENT:
                 return KEEP_CURRENT
             if new is not DELETE_CURRENT:
@@ -149,12 +150,11 @@ class TransformOps(ConditionalOps[ValueType]):
         etag = self._bytes.update(k, change)
         if etag is None:
             return None
-        old, new = seen
         if new is KEEP_CURRENT:
             return OperationResult(etag, old)
         if new is DELETE_CURRENT:
             return OperationResult(ITEM_NOT_AVAILABLE, ITEM_NOT_AVAILABLE)
-        return OperationResult(etag, kept(etag, new))
+        return OperationResult(etag, new)  # a store that discards writes returned earlier
 
     def _transform_once(
         self, k: NonEmptySafeStrTuple, transformer: Any
