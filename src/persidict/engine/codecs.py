@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import pickle
 import re
 from collections.abc import Callable
@@ -15,8 +16,8 @@ Encoder = Callable[[Any], bytes]
 Decoder = Callable[[bytes], Any]
 
 
-def _pkl_encode(value: Any) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+# A partial of the C function: no Python frame per write.
+_pkl_encode: Encoder = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # jsonpickle writes lambdas as null, and local functions and classes under a
