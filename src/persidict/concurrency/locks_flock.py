@@ -76,6 +76,19 @@ class _Stripes:
         d = opened[stripe] = Descriptor.open(self.stripe_path(stripe))
         return d
 
+    def keep(self, offset: int, d: Descriptor) -> None:
+        """Make ``d`` (now held) the thread's descriptor of its stripe again.
+
+        A signal handler run between descriptor() and the take may have
+        opened other stripes and evicted ``d``, still unheld then: a later
+        hold of another name of the stripe would open a second descriptor
+        and wait for this one's flock, i.e. for itself.
+        """
+        opened: OrderedDict[int, Descriptor] | None = getattr(self.local, "open", None)
+        stripe = offset % self.count
+        if opened is not None and opened.get(stripe) is not d and d.current():
+            opened[stripe] = d
+
 
 # (lock path, count) -> its _Stripes while some KeyLocks uses it.
 _stripe_sets: weakref.WeakValueDictionary[str, _Stripes] = weakref.WeakValueDictionary()
@@ -130,6 +143,7 @@ class KeyLocks(KeyLocksBase):
         # that runs in between takes it itself (a flock taken twice through
         # one descriptor is one).
         d.held.add(offset)
+        self._stripes.keep(offset, d)
         if not d.locked and not self._take(d):
             self.wait(lambda: self._take(d), key)
 
