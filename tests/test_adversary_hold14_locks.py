@@ -357,3 +357,37 @@ def test_no_grant_outlives_an_update(tmp_path: pathlib.Path) -> None:
         leave.set()
         t.join(10)
     assert d["k"] == 1
+
+
+def test_a_hold_whose_init_was_interrupted_drops_silently(
+    make_locks: Callable[[float], KeyLocksBase], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal landing at the start of Hold.__init__ (before ``taken`` is set)
+    leaves an object without attributes: dropping it must hold, release and
+    report nothing (it printed AttributeError from __del__ as unraisable)."""
+    from persidict.concurrency.locks_common import Hold
+
+    locks = make_locks(0.2)
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: raised.append(u.exc_value))
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    real_init = Hold.__init__
+
+    def interrupted_init(self: Hold, *args: Any) -> None:
+        signal.raise_signal(signal.SIGUSR1)  # lands before the first attribute is set
+        real_init(self, *args)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    monkeypatch.setattr(Hold, "__init__", interrupted_init)
+    try:
+        with pytest.raises(KeyboardInterrupt), locks.hold("k"):
+            pass
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    monkeypatch.undo()
+    assert raised == []
+    assert lock_offset("k") not in locks._held(lock_offset("k"))
+    assert _free_elsewhere(make_locks, "k")

@@ -304,6 +304,10 @@ class Hold:
             raise interrupted
 
     def __del__(self) -> None:
-        if self.taken:  # __exit__ was interrupted before it released
+        try:
+            taken = self.taken
+        except AttributeError:  # a signal landed in __init__ before it set anything
+            return
+        if taken:  # __exit__ was interrupted before it released
             with contextlib.suppress(BaseException):
                 self._release()
