@@ -150,6 +150,58 @@ def test_a_handler_evicting_the_stripe_before_the_take(tmp_path: pathlib.Path) -
         signal.signal(signal.SIGUSR1, old)
 
 
+def test_a_handler_evicting_the_stripe_inside_the_release(tmp_path: pathlib.Path) -> None:
+    """flock: the same, landing inside the release (no name of the stripe held
+    any more, its flock not yet dropped): the handler's hold of another name
+    of the stripe waited for the flock of the evicted descriptor, i.e. for
+    itself."""
+    import fcntl
+
+    (tmp_path / "@persidict").mkdir()
+    locks = locks_flock.KeyLocks(str(tmp_path / "@persidict" / "lock"), timeout=0.3)
+    a, b = _names_on_one_stripe(2)
+    stripe = lock_offset(a) % locks_flock.STRIPES
+    others: list[str] = []
+    seen = {stripe}
+    for i in range(5000):
+        s = lock_offset(f"o{i}") % locks_flock.STRIPES
+        if s not in seen and len(others) < locks_flock._OPEN_MAX:
+            seen.add(s)
+            others.append(f"o{i}")
+    out: list[str] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        for name in others:
+            with locks.hold(name):
+                pass
+        try:
+            with locks.hold(b):
+                out.append("took")
+                out.append("free" if _free_from(locks, b) else "exclusive")
+        except LockTimeoutError:
+            out.append("waited for itself")
+
+    real = locks._flock
+    armed = [False]
+
+    def flock(d: Any, operation: int) -> bool:
+        if operation == fcntl.LOCK_UN and armed[0]:
+            armed[0] = False
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs before the unlock
+        return real(d, operation)
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    locks._flock = flock  # type: ignore[method-assign]
+    try:
+        with locks.hold(a):
+            armed[0] = True
+    finally:
+        del locks._flock
+        signal.signal(signal.SIGUSR1, old)
+    assert out == ["took", "exclusive"]
+    assert _free_from(locks, a) and _free_from(locks, b)
+
+
 def _free_from(locks: locks_flock.KeyLocks, name: str) -> bool:
     return _free_elsewhere(lambda t: locks_flock.KeyLocks(locks.lock_path, timeout=t), name)
 

@@ -113,7 +113,8 @@ class Descriptor:
         self.generation = _fork_generation
         self.pid = os.getpid()
         self.held: set[int] = set()  # offsets this thread holds through fd
-        self.locked = False  # flock backend: the whole file is locked through fd
+        # flock backend: the whole file is locked through fd (None: being released)
+        self.locked: bool | None = False
 
     @classmethod
     def open(cls, path: str) -> Descriptor:

@@ -70,7 +70,7 @@ class _Stripes:
             return d
         if len(opened) >= _OPEN_MAX:
             for old, held in opened.items():
-                if not held.held:
+                if not held.held and held.locked is False:  # None: its flock is going
                     del opened[old]  # dropped: it closes
                     break
         d = opened[stripe] = Descriptor.open(self.stripe_path(stripe))
@@ -144,7 +144,7 @@ class KeyLocks(KeyLocksBase):
         # one descriptor is one).
         d.held.add(offset)
         self._stripes.keep(offset, d)
-        if not d.locked and not self._take(d):
+        if d.locked is not True and not self._take(d):
             self.wait(lambda: self._take(d), key)
 
     def release_on(self, d: Descriptor, offset: int) -> None:
@@ -152,5 +152,9 @@ class KeyLocks(KeyLocksBase):
         # held by this thread.
         d.held.discard(offset)
         if not d.held:
-            d.locked = False  # first: a handler running after it takes the flock again
+            # First: a handler running after it takes the flock again, and no
+            # handler evicts the descriptor while it still has the flock (a
+            # hold through a new one would wait for this one, i.e. for itself).
+            d.locked = None
             self._flock(d, fcntl.LOCK_UN)
+            d.locked = False
