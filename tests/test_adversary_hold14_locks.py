@@ -202,6 +202,42 @@ def test_a_handler_evicting_the_stripe_inside_the_release(tmp_path: pathlib.Path
     assert _free_from(locks, a) and _free_from(locks, b)
 
 
+def test_a_handler_right_after_the_unlock_takes_the_flock_again(tmp_path: pathlib.Path) -> None:
+    """flock: a handler landing just after the stripe's unlock, before the
+    release has finished, holds another name of the stripe exclusively."""
+    import fcntl
+
+    (tmp_path / "@persidict").mkdir()
+    locks = locks_flock.KeyLocks(str(tmp_path / "@persidict" / "lock"), timeout=0.3)
+    a, b = _names_on_one_stripe(2)
+    out: list[str] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        with locks.hold(b):
+            out.append("free" if _free_from(locks, b) else "exclusive")
+
+    real = locks._flock
+    armed = [False]
+
+    def flock(d: Any, operation: int) -> bool:
+        done = real(d, operation)
+        if operation == fcntl.LOCK_UN and armed[0]:
+            armed[0] = False
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs after the unlock
+        return done
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    locks._flock = flock  # type: ignore[method-assign]
+    try:
+        with locks.hold(a):
+            armed[0] = True
+    finally:
+        del locks._flock
+        signal.signal(signal.SIGUSR1, old)
+    assert out == ["exclusive"]
+    assert _free_from(locks, a) and _free_from(locks, b)
+
+
 def _free_from(locks: locks_flock.KeyLocks, name: str) -> bool:
     return _free_elsewhere(lambda t: locks_flock.KeyLocks(locks.lock_path, timeout=t), name)
 

@@ -144,7 +144,7 @@ class KeyLocks(KeyLocksBase):
         # one descriptor is one).
         d.held.add(offset)
         self._stripes.keep(offset, d)
-        if d.locked is not True and not self._take(d):
+        if not d.locked and not self._take(d):  # None too: take it again
             self.wait(lambda: self._take(d), key)
 
     def release_on(self, d: Descriptor, offset: int) -> None:
