@@ -170,3 +170,53 @@ def test_a_handler_write_between_a_read_and_its_note(tmp_path: pathlib.Path, fir
         signal.signal(signal.SIGUSR1, old)
     assert d["k"] == 2 and not r.condition_was_satisfied, (d["k"], r)
     assert r.actual_etag == d.etag("k") != e
+
+
+def test_a_handler_update_failing_after_its_commit_between_a_read_and_its_note(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The same with a handler's transform_item whose commit raised after the
+    rename took effect (an interrupt there), caught by the handler: its grant
+    entry is unknown, and must not read as the entry the read began with."""
+    import signal
+
+    from persidict import ETAG_IS_THE_SAME, FileDirDict
+    from persidict.backends import file_bytes, file_reads
+    from persidict.engine.keys import to_key
+
+    d: FileDirDict[int] = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
+    d["k"] = 0
+    real_etag, real_write = file_reads.content_etag, file_bytes.write_atomic
+    armed = [False]
+
+    def etag_then_signal(data: bytes) -> Any:
+        if armed[0]:
+            armed[0] = False
+            signal.raise_signal(signal.SIGUSR1)  # the handler runs before note()
+        return real_etag(data)
+
+    def write_then_fail(*args: Any, **kwargs: Any) -> None:
+        real_write(*args, **kwargs)
+        raise KeyboardInterrupt  # as if a signal landed right after the rename
+
+    def handler(signum: int, frame: Any) -> None:
+        file_bytes.write_atomic = write_then_fail  # type: ignore[assignment]
+        try:
+            d.transform_item("k", transformer=lambda v: 2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            file_bytes.write_atomic = real_write  # type: ignore[assignment]
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    file_reads.content_etag = etag_then_signal  # type: ignore[assignment]
+    try:
+        with d.byte_store.lock(to_key("k")):
+            armed[0] = True
+            e = d.etag("k")
+            assert not armed[0]
+            r = d.set_item_if("k", value=3, condition=ETAG_IS_THE_SAME, expected_etag=e)
+    finally:
+        file_reads.content_etag = real_etag  # type: ignore[assignment]
+        signal.signal(signal.SIGUSR1, old)
+    assert d["k"] == 2 and not r.condition_was_satisfied, (d["k"], r)
