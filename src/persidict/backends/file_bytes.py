@@ -236,7 +236,7 @@ class FileBytes(FileReads):
         if new is KEEP_CURRENT or (new is None and data is None):
             grants[grant] = prior
             return ABSENT if data is None else content_etag(data)
-        after: Seen = None
+        after: Seen = (path, None)  # unknown if interrupted: a fresh tuple (see Seen)
         try:
             if new is None:
                 # A key file (_read found it, under no symlink), unless removed

@@ -28,7 +28,10 @@ Seen = tuple[str, ETagValue | ItemNotAvailableFlag | None] | None
 """(path, etag) this thread last read or wrote under the grant; None: not known.
 
 ``(path, None)``: FileBytes.update read the key and computed no etag; that
-tuple's identity tells it whether this thread has written the key since.
+tuple's identity tells it whether this thread has written the key since. A
+write whose etag is unknown leaves a fresh such tuple, never None: a read
+begun before it (interrupted by a signal handler's write) compares the
+entry by identity, and None is always None.
 """
 
 _local = threading.local()
@@ -72,11 +75,12 @@ class Using:
     ``with`` gives the etag known for ``path`` (None: read it). While the
     mutation runs the grant is withdrawn, so a re-entry then (a signal
     handler's write) goes to ``hold_at``, which refuses it as before. On
-    success the grant records ``after`` (None: not known); after ``keep()``
-    or PreconditionFailed (raised before anything changed) what it had; on
-    any other failure None: an exception from a signal handler may land
-    after the rename or unlink took effect, so nothing is known (and an
-    update's mark is gone: its commit retries instead of going over it).
+    success the grant records ``after`` (if None: unknown, a fresh
+    ``(path, None)``); after ``keep()`` or PreconditionFailed (raised before
+    anything changed) what it had; on any other failure unknown: an
+    exception from a signal handler may land after the rename or unlink
+    took effect, so nothing is known (and an update's mark is gone: its
+    commit retries instead of going over it).
     """
 
     __slots__ = ("after", "grant", "grants", "kept", "path", "seen")
@@ -102,7 +106,9 @@ class Using:
         if self.kept or (exc_type is not None and issubclass(exc_type, PreconditionFailed)):
             self.grants[self.grant] = self.seen
         elif exc_type is not None or self.after is None:
-            self.grants[self.grant] = None
+            # Unknown, as a fresh tuple: not None, which a read that began
+            # before this write (a handler's) took for "unchanged" (note).
+            self.grants[self.grant] = (self.path, None)
         else:
             self.grants[self.grant] = (self.path, self.after)
 

@@ -113,7 +113,8 @@ class Descriptor:
         self.generation = _fork_generation
         self.pid = os.getpid()
         self.held: set[int] = set()  # offsets this thread holds through fd
-        self.locked = False  # flock backend: the whole file is locked through fd
+        # flock backend: the whole file is locked through fd (None: being released)
+        self.locked: bool | None = False
 
     @classmethod
     def open(cls, path: str) -> Descriptor:
@@ -304,6 +305,10 @@ class Hold:
             raise interrupted
 
     def __del__(self) -> None:
-        if self.taken:  # __exit__ was interrupted before it released
+        try:
+            taken = self.taken
+        except AttributeError:  # a signal landed in __init__ before it set anything
+            return
+        if taken:  # __exit__ was interrupted before it released
             with contextlib.suppress(BaseException):
                 self._release()

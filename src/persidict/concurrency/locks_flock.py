@@ -70,11 +70,24 @@ class _Stripes:
             return d
         if len(opened) >= _OPEN_MAX:
             for old, held in opened.items():
-                if not held.held:
+                if not held.held and held.locked is False:  # None: its flock is going
                     del opened[old]  # dropped: it closes
                     break
         d = opened[stripe] = Descriptor.open(self.stripe_path(stripe))
         return d
+
+    def keep(self, offset: int, d: Descriptor) -> None:
+        """Make ``d`` (now held) the thread's descriptor of its stripe again.
+
+        A signal handler run between descriptor() and the take may have
+        opened other stripes and evicted ``d``, still unheld then: a later
+        hold of another name of the stripe would open a second descriptor
+        and wait for this one's flock, i.e. for itself.
+        """
+        opened: OrderedDict[int, Descriptor] | None = getattr(self.local, "open", None)
+        stripe = offset % self.count
+        if opened is not None and opened.get(stripe) is not d and d.current():
+            opened[stripe] = d
 
 
 # (lock path, count) -> its _Stripes while some KeyLocks uses it.
@@ -130,7 +143,8 @@ class KeyLocks(KeyLocksBase):
         # that runs in between takes it itself (a flock taken twice through
         # one descriptor is one).
         d.held.add(offset)
-        if not d.locked and not self._take(d):
+        self._stripes.keep(offset, d)
+        if not d.locked and not self._take(d):  # None too: take it again
             self.wait(lambda: self._take(d), key)
 
     def release_on(self, d: Descriptor, offset: int) -> None:
@@ -138,5 +152,9 @@ class KeyLocks(KeyLocksBase):
         # held by this thread.
         d.held.discard(offset)
         if not d.held:
-            d.locked = False  # first: a handler running after it takes the flock again
+            # First: a handler running after it takes the flock again, and no
+            # handler evicts the descriptor while it still has the flock (a
+            # hold through a new one would wait for this one, i.e. for itself).
+            d.locked = None
             self._flock(d, fcntl.LOCK_UN)
+            d.locked = False
