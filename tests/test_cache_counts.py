@@ -122,7 +122,8 @@ def counting() -> Iterator[Counts]:
         patch.setattr(os, "replace", _wrap(counts, "write", os.replace))
         patch.setattr(os, "unlink", _wrap(counts, "unlink", os.unlink))
         patch.setattr(os, "fsync", _wrap(counts, "fsync", os.fsync))
-        patch.setattr(locks.KeyLocks, "acquire_on", _wrap(counts, "lock", locks.KeyLocks.acquire_on))
+        acquire_on = locks.KeyLocks.acquire_on
+        patch.setattr(locks.KeyLocks, "acquire_on", _wrap(counts, "lock", acquire_on))
         patch.setattr(hashlib, "sha256", _ours_sha256(counts, hashlib.sha256))
         yield counts
     finally:
