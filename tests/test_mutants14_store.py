@@ -11,11 +11,13 @@ import os
 import pathlib
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from persidict import ETAG_IS_THE_SAME, FileDirDict, NonEmptySafeStrTuple
 from persidict.backends.key_grants import held
+from persidict.concurrency.atomic import TEMP_PREFIX
 
 
 def _other_process_sets(base: str, key: str, value: int) -> None:
@@ -167,3 +169,122 @@ def test_a_subdict_delete_prunes_up_to_its_base_not_the_base(tmp_path: pathlib.P
     assert os.path.isdir(sub.base_dir)
     assert os.listdir(sub.base_dir) == []
     assert len(sub) == 0
+
+
+def test_a_write_across_mounts_leaves_no_temp_in_the_journal(tmp_path: pathlib.Path) -> None:
+    """Real EXDEV: a key directory is a tmpfs mounted inside the store (root only).
+
+    The journal's temp file cannot be renamed there; the write retries with a
+    temp beside the key, and the first temp is removed, not left to recovery.
+    """
+    base = tmp_path / "s"
+    d: FileDirDict[int] = FileDirDict(base_dir=str(base), durable=True)
+    d[("a", "k")] = 0
+    path = pathlib.Path(d.byte_store.location(NonEmptySafeStrTuple(("a", "k"))))
+    path.unlink()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path.parent)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        d[("a", "k")] = 1
+        assert d[("a", "k")] == 1
+        assert os.listdir(path.parent) == [path.name]
+        temps = [p for p in base.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
+        assert temps == []
+    finally:
+        subprocess.run(["umount", "-l", str(path.parent)], capture_output=True, check=False)
+
+
+@pytest.mark.timeout(60)
+def test_a_transformer_that_forks_loses_no_update(tmp_path: pathlib.Path) -> None:
+    """A child forked inside the transformer holds no lock of its own: it retries.
+
+    Parent and child both return from the same transform_item; the child's
+    commit must wait for the parent's and apply to its result (2, not 1).
+    """
+    d: FileDirDict[Any] = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
+    d["k"] = 0
+    parent = os.getpid()
+    forked: list[int] = []
+
+    def fork_then_increment(v: object) -> object:
+        if not forked:
+            forked.append(os.fork())
+        assert isinstance(v, int)
+        return v + 1
+
+    try:
+        d.transform_item("k", transformer=fork_then_increment)
+    except BaseException:
+        if os.getpid() != parent:
+            os._exit(1)
+        raise
+    if os.getpid() != parent:
+        os._exit(0)
+    _, status = os.waitpid(forked[0], 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert d["k"] == 2
+
+
+def test_a_file_planted_where_a_key_directory_goes_holds_no_key(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A regular file at a key's directory path (ENOTDIR below it): that key is absent."""
+    d: FileDirDict[int] = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
+    d[("a", "k")] = 1
+    path = pathlib.Path(d.byte_store.location(NonEmptySafeStrTuple(("a", "k"))))
+    path.unlink()
+    path.parent.rmdir()
+    path.parent.write_bytes(b"planted")
+    assert ("a", "k") not in d
+    assert d.get(("a", "k"), "default") == "default"
+    assert d.discard(("a", "k")) is False
+    with pytest.raises(KeyError):
+        del d[("a", "k")]
+    assert d.pop(("a", "k"), "default") == "default"
+    assert path.parent.read_bytes() == b"planted"
+
+
+def test_insert_if_absent_under_the_key_lock_uses_what_the_lock_knows(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Under lock(key) a write records the new etag: an insert-if-absent then sees the key."""
+    from persidict import ITEM_NOT_AVAILABLE
+
+    d: FileDirDict[int] = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
+    key = NonEmptySafeStrTuple(("k",))
+    with d.byte_store.lock(key):
+        d["k"] = 1
+        refused = d.set_item_if("k", value=2, condition=ETAG_IS_THE_SAME,
+                                expected_etag=ITEM_NOT_AVAILABLE)
+        assert not refused.condition_was_satisfied
+        assert d["k"] == 1
+        del d["k"]
+        inserted = d.set_item_if("k", value=3, condition=ETAG_IS_THE_SAME,
+                                 expected_etag=ITEM_NOT_AVAILABLE)
+        assert inserted.condition_was_satisfied
+    assert d["k"] == 3
+
+
+def test_a_key_file_replaced_from_outside_mid_transform_is_deleted_all_the_same(
+    tmp_path: pathlib.Path,
+) -> None:
+    """While a transformer runs, an outside actor (bypassing the locks) removes the key's
+    file and puts a regular file where its directory was: DELETE_CURRENT still succeeds."""
+    from persidict import DELETE_CURRENT, ITEM_NOT_AVAILABLE
+
+    d: FileDirDict[Any] = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
+    d[("a", "k")] = 1
+    path = pathlib.Path(d.byte_store.location(NonEmptySafeStrTuple(("a", "k"))))
+
+    def outside_then_delete(v: object) -> object:
+        path.unlink()
+        path.parent.rmdir()
+        path.parent.write_bytes(b"planted")
+        return DELETE_CURRENT
+
+    result = d.transform_item(("a", "k"), transformer=outside_then_delete)
+    assert result.new_value is ITEM_NOT_AVAILABLE
+    assert ("a", "k") not in d
+    assert path.parent.read_bytes() == b"planted"
