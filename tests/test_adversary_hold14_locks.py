@@ -65,6 +65,19 @@ def _names_on_one_stripe(n: int) -> list[str]:
     raise AssertionError("unreachable")
 
 
+def _names_on_other_stripes(stripe: int) -> list[str]:
+    """_OPEN_MAX names, each on its own stripe, none on ``stripe``: holding
+    them in turn evicts every other unheld descriptor of the thread."""
+    others: list[str] = []
+    seen = {stripe}
+    for i in range(5000):
+        s = lock_offset(f"o{i}") % locks_flock.STRIPES
+        if s not in seen and len(others) < locks_flock._OPEN_MAX:
+            seen.add(s)
+            others.append(f"o{i}")
+    return others
+
+
 def _wait_child(pid: int) -> int:
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
@@ -112,13 +125,7 @@ def test_a_handler_evicting_the_stripe_before_the_take(tmp_path: pathlib.Path) -
     locks = locks_flock.KeyLocks(str(tmp_path / "@persidict" / "lock"), timeout=0.3)
     a, b = _names_on_one_stripe(2)
     stripe = lock_offset(a) % locks_flock.STRIPES
-    others: list[str] = []
-    seen = {stripe}
-    for i in range(5000):
-        s = lock_offset(f"o{i}") % locks_flock.STRIPES
-        if s not in seen and len(others) < locks_flock._OPEN_MAX:
-            seen.add(s)
-            others.append(f"o{i}")
+    others = _names_on_other_stripes(stripe)
 
     def handler(signum: int, frame: Any) -> None:
         for name in others:
@@ -161,13 +168,7 @@ def test_a_handler_evicting_the_stripe_inside_the_release(tmp_path: pathlib.Path
     locks = locks_flock.KeyLocks(str(tmp_path / "@persidict" / "lock"), timeout=0.3)
     a, b = _names_on_one_stripe(2)
     stripe = lock_offset(a) % locks_flock.STRIPES
-    others: list[str] = []
-    seen = {stripe}
-    for i in range(5000):
-        s = lock_offset(f"o{i}") % locks_flock.STRIPES
-        if s not in seen and len(others) < locks_flock._OPEN_MAX:
-            seen.add(s)
-            others.append(f"o{i}")
+    others = _names_on_other_stripes(stripe)
     out: list[str] = []
 
     def handler(signum: int, frame: Any) -> None:
