@@ -38,14 +38,14 @@ def make_locks(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iterat
     yield lambda timeout: _BACKENDS[request.param](path, timeout=timeout)
 
 
-def _free_elsewhere(make: Callable[[float], KeyLocksBase], name: str) -> bool:
-    """Whether another thread (own descriptor, own KeyLocks) takes ``name``'s lock at once."""
+def _done_elsewhere(action: Callable[[], object]) -> bool:
+    """Whether ``action``, run in another thread, finishes without LockTimeoutError."""
     out: list[bool] = []
 
     def probe() -> None:
         try:
-            with make(0.2).hold(name):
-                out.append(True)
+            action()
+            out.append(True)
         except LockTimeoutError:
             out.append(False)
 
@@ -53,6 +53,16 @@ def _free_elsewhere(make: Callable[[float], KeyLocksBase], name: str) -> bool:
     t.start()
     t.join(10)
     return out[0]
+
+
+def _free_elsewhere(make: Callable[[float], KeyLocksBase], name: str) -> bool:
+    """Whether another thread (own descriptor, own KeyLocks) takes ``name``'s lock at once."""
+
+    def take() -> None:
+        with make(0.2).hold(name):
+            pass
+
+    return _done_elsewhere(take)
 
 
 def _names_on_one_stripe(n: int) -> list[str]:
@@ -340,19 +350,7 @@ def _written_elsewhere(tmp_path: pathlib.Path, key: str, value: Any) -> bool:
     """Whether another thread, through another handle, writes ``key`` at once."""
     probe = FileDirDict(base_dir=str(tmp_path / "s"), durable=False)
     probe.lock_timeout = 0.2
-    out: list[bool] = []
-
-    def other() -> None:
-        try:
-            probe[key] = value
-            out.append(True)
-        except LockTimeoutError:
-            out.append(False)
-
-    t = threading.Thread(target=other)
-    t.start()
-    t.join(10)
-    return out[0]
+    return _done_elsewhere(lambda: probe.__setitem__(key, value))
 
 
 def test_fork_inside_lock_key_block(tmp_path: pathlib.Path) -> None:
