@@ -49,6 +49,7 @@ from persidict import (
 from persidict.concurrency import locks
 
 N_KILLS = 240
+N_EXTRA = 120  # more kills, focused on any op no kill has yet landed in (bounded)
 KEYS = [("a",), ("b",), ("n", "c"), ("n", "m", "d"), ("n", "m", "e"), ("p", "f"), ("q", "r", "g")]
 OPS = [
     "set", "set_item_if", "setdefault_if", "setdefault", "discard_if", "discard",
@@ -281,10 +282,14 @@ def test_sigkill_during_every_mutating_operation(tmp_path: pathlib.Path) -> None
     in_flight: Counter[str] = Counter()
     temps_reclaimed = 0
     try:
-        for run in range(N_KILLS):
+        for run in range(N_KILLS + N_EXTRA):
+            missed = [op for op in OPS if op not in in_flight]
+            if run >= N_KILLS and not missed:
+                break
+            focus = OPS[run % len(OPS)] if run < N_KILLS else missed[run % len(missed)]
             log = tmp_path / f"log{run}"
             spec = dict(base=str(base), durable=run % 3 == 0, run=run,
-                        focus=OPS[run % len(OPS)], seed=run, log=str(log))  # fmt: skip
+                        focus=focus, seed=run, log=str(log))  # fmt: skip
             launcher.stdin.write(f"start {json.dumps(spec)}\n")
             launcher.stdin.flush()
             pid = int(launcher.stdout.readline())
@@ -318,7 +323,8 @@ def test_sigkill_during_every_mutating_operation(tmp_path: pathlib.Path) -> None
     finally:
         launcher.stdin.close()
         launcher.wait(30)
-    print(f"kills={N_KILLS} in flight={dict(in_flight)} temps reclaimed={temps_reclaimed}")
+    kills = sum(in_flight.values())
+    print(f"kills={kills} in flight={dict(in_flight)} temps reclaimed={temps_reclaimed}")
     assert set(OPS) <= set(in_flight), f"never killed during {set(OPS) - set(in_flight)}"
 
     probe = subprocess.run(
