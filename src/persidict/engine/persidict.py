@@ -58,6 +58,16 @@ class PersiDict(SamplingOps[ValueType], MutableMapping[NonEmptySafeStrTuple, Val
     cannot be known (``OutcomeUnknownError``, S3 only).
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # Abstract, as the API reference says: PersiDict itself holds no
+        # backend, so an instance of it would fail on its first access.
+        if cls is PersiDict:
+            raise TypeError(
+                "Can't instantiate abstract class PersiDict: use a concrete store "
+                "(FileDirDict, LocalDict, BasicS3Dict, ...) or a subclass"
+            )
+        return super().__new__(cls)
+
     # -- item access ----------------------------------------------------------
 
     def __getitem__(self, key: Any) -> ValueType:
