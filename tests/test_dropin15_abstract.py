@@ -8,6 +8,7 @@ another process (unpickling goes through ``__new__`` too).
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing as mp
 import pathlib
 import pickle
@@ -29,6 +30,13 @@ def test_a_subclass_and_the_concrete_stores_still_instantiate() -> None:
 
     assert isinstance(Sub(), PersiDict)
     assert isinstance(LocalDict(), PersiDict)
+
+
+@pytest.mark.parametrize("cls", [PersiDict, EmptyDict])
+def test_the_constructor_signature_stays_introspectable(cls: type) -> None:
+    """The check lives in ``__init__``: a ``__new__(*args, **kwargs)`` would hide it."""
+    params = inspect.signature(cls).parameters
+    assert list(params) == ["append_only", "base_class_for_values", "serialization_format"]
 
 
 def _write_in_child(blob: bytes) -> None:
