@@ -29,9 +29,8 @@ class OverlappingMultiDict:
     ------
     TypeError
         ``dict_type`` is not a PersiDict subclass, or a parameter set is not
-        a dict.
-    ValueError
-        No sub-dict was given.
+        a dict. (No sub-dict at all is allowed, as in the original: an
+        empty container.)
 
     Notes
     -----
@@ -53,8 +52,6 @@ class OverlappingMultiDict:
                 "shared_subdicts_params must be a dict, got "
                 f"{type(shared_subdicts_params).__name__}"
             )
-        if not individual_subdicts_params:
-            raise ValueError("give at least one sub-dict: name=params, e.g. json={}")
         self.dict_type = dict_type
         self.shared_subdicts_params = dict(shared_subdicts_params)
         self.individual_subdicts_params = dict(individual_subdicts_params)
@@ -77,9 +74,9 @@ class OverlappingMultiDict:
         TypeError
             Always; the message names a sub-dict to use instead.
         """
+        example = self.subdicts_names[0] if self.subdicts_names else "json"
         raise TypeError(
-            f"{type(self).__name__} has no items of its own; use a sub-dict such as "
-            f".{self.subdicts_names[0]}"
+            f"{type(self).__name__} has no items of its own; use a sub-dict such as .{example}"
         )
 
     __getitem__ = _no_items

@@ -101,7 +101,9 @@ def _flatten(args: Sequence[Any], out: list[str]) -> None:
             out.append(_check_component(a))
         elif isinstance(a, SafeStrTuple):
             out.extend(a.strings)
-        elif isinstance(a, (list, tuple)):
+        elif isinstance(a, (list, tuple)) or (
+            isinstance(a, Sequence) and not isinstance(a, (bytes, bytearray))
+        ):  # any Sequence[str], as the API reference types keys (UserList, deque...)
             _flatten(a, out)
         else:
             raise TypeError(
