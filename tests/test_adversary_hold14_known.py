@@ -62,9 +62,15 @@ _CHILD = textwrap.dedent(
         c["writes"] += 1
 
     signal.signal(signal.SIGALRM, handler)
-    deadline = time.monotonic() + 5
+    # Past the soft deadline only while short of what the test asserts (a loaded
+    # machine); never past the hard one.
+    soft, hard = time.monotonic() + 5, time.monotonic() + 35
+
+    def enough():
+        return c["writes"] > 20 and c["checked"] > 100 and c["inside"] > 5
+
     for i in range(3000):
-        if time.monotonic() > deadline:
+        if time.monotonic() > (soft if enough() else hard):
             break
         c["rounds"] += 1
         with d.byte_store.lock(to_key("k")):

@@ -48,9 +48,11 @@ _HANDLER_CHILD = textwrap.dedent(
             told["refused"] += 1
 
     signal.signal(signal.SIGALRM, handler)
-    deadline = time.monotonic() + 6
+    # Past the soft deadline only while short of what the test asserts (a loaded
+    # machine); never past the hard one.
+    soft, hard = time.monotonic() + 6, time.monotonic() + 35
     for _ in range(3000):
-        if time.monotonic() > deadline:
+        if time.monotonic() > (soft if told["handler"] > 20 else hard):
             break
         signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 400e-6))
         d.transform_item("k", transformer=bump(1))
@@ -103,9 +105,11 @@ _APPEND_CHILD = textwrap.dedent(
             pass
 
     signal.signal(signal.SIGALRM, handler)
-    deadline = time.monotonic() + 5
+    # Past the soft deadline only while short of what the test asserts (a loaded
+    # machine); never past the hard one.
+    soft, hard = time.monotonic() + 5, time.monotonic() + 35
     for i in range(3000):
-        if time.monotonic() > deadline:
+        if time.monotonic() > (soft if len(told) > 3000 else hard):
             break
         cur[0] = f"k{i}"
         signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 200e-6))
@@ -196,9 +200,11 @@ _MIXED_CHILD = textwrap.dedent(
             refused[0] += 1
 
     signal.signal(signal.SIGALRM, handler)
-    deadline = time.monotonic() + 6
+    # Past the soft deadline only while short of what the test asserts (a loaded
+    # machine); never past the hard one.
+    soft, hard = time.monotonic() + 6, time.monotonic() + 35
     for _ in range(3000):
-        if time.monotonic() > deadline:
+        if time.monotonic() > (soft if len(log) > 3000 else hard):
             break
         signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 200e-6))
         transform(fresh())
@@ -271,9 +277,11 @@ _NOTE_CHILD = textwrap.dedent(
         return KEEP_CURRENT
 
     signal.signal(signal.SIGALRM, handler)
-    deadline = time.monotonic() + 6
+    # Past the soft deadline only while short of what the test asserts (a loaded
+    # machine); never past the hard one.
+    soft, hard = time.monotonic() + 6, time.monotonic() + 35
     for _ in range(300):
-        if time.monotonic() > deadline:
+        if time.monotonic() > (soft if told["handler"] > 20 else hard):
             break
         calls[0] = 0
         d.transform_item("k", transformer=cas_loop)

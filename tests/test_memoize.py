@@ -7,6 +7,7 @@ the store: a duplicate computation shows as two ``done`` lines for one key.
 from __future__ import annotations
 
 import collections
+import contextlib
 import multiprocessing
 import os
 import pathlib
@@ -36,6 +37,22 @@ def _wait_for(log: str, word: str, count: int = 1, limit: float = 60.0) -> None:
     while sum(1 for line in w.read_log(log) if line[0] == word) < count:
         assert time.monotonic() < deadline, f"no {word!r} line in {limit} s: {w.read_log(log)}"
         time.sleep(0.02)
+
+
+def _wait_for_lock_file(pid: int, limit: float = 60.0) -> None:
+    """Until ``pid`` has the memo lock file open: it opens it right before its
+    first attempt at the lock (where /proc is missing, not at all)."""
+    fds = f"/proc/{pid}/fd"
+    if not os.path.isdir(fds):
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for fd in os.listdir(fds):
+            with contextlib.suppress(OSError):  # closed meanwhile
+                if os.readlink(f"{fds}/{fd}").endswith("/memo-lock"):
+                    return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} never opened the memo lock file in {limit} s")
 
 
 @pytest.fixture(params=["file", "local"])
@@ -68,7 +85,9 @@ def test_sigkill_of_the_computer_lets_a_waiter_take_over(tmp_path: pathlib.Path)
     waiter = CTX.Process(target=w.call_once, args=(store, log, 7, 0.0, 30.0))
     waiter.start()
     _wait_for(log, "calling", 2)
-    time.sleep(0.5)  # let the waiter reach the lock (a late one computes as a plain miss)
+    assert waiter.pid is not None
+    _wait_for_lock_file(waiter.pid)  # a waiter that comes late computes as a plain miss
+    time.sleep(0.5)  # and the attempt that follows the open
     assert computer.pid is not None
     os.kill(computer.pid, signal.SIGKILL)
     computer.join(30)

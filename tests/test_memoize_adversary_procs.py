@@ -62,16 +62,19 @@ def run_with_kills(
         procs.append(CTX.Process(target=worker, args=(store, log, mine, delay, lease)))
     for p in procs:
         p.start()
+    by_pid = {p.pid: p for p in procs}
     killed: set[int] = set()
     deadline = time.monotonic() + limit
     while len(killed) < kills and time.monotonic() < deadline:
         busy = [int(line[2]) for line in read_log(log) if line[0] == "start"]
-        targets = [pid for pid in busy if pid not in killed]
+        targets = [pid for pid in busy if pid not in killed and by_pid[pid].is_alive()]
         if targets:
             time.sleep(rng.uniform(0.0, 1.3 * delay))  # before, during or after its write
             victim = rng.choice(targets)
-            os.kill(victim, signal.SIGKILL)
-            killed.add(victim)
+            os.kill(victim, signal.SIGKILL)  # not reaped yet: still our child, even if done
+            by_pid[victim].join(30)
+            if by_pid[victim].exitcode == -signal.SIGKILL:  # not one that finished first
+                killed.add(victim)
         time.sleep(0.01)
     for p in procs:
         p.join(max(1.0, deadline - time.monotonic()))

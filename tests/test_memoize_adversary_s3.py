@@ -14,18 +14,22 @@ import os
 import pathlib
 import signal
 import time
+import types
 
 import pytest
 
 import test_memoize_adversary_procs as procs
 from _s3_plugin import BUCKET, fresh_prefix
-from persidict import BasicS3Dict, PersiDict, S3Dict
+from persidict import BasicS3Dict, LocalDict, PersiDict, S3Dict, eviction
 from persidict.eviction import evict
 from persidict.memoization import LEASE_PREFIX, MemoizedFunction, memoize
 from s3_server import REGION, S3Server
 
 CTX = multiprocessing.get_context("spawn")
 LEASE = 1.0
+# Where a live lease must look live: seconds of margin for a loaded machine
+# (S3 gives whole seconds, so a lease may look up to a second older).
+LONG_LEASE = 3.0
 
 
 @pytest.fixture(params=["basic", "cached"])
@@ -77,7 +81,7 @@ def test_a_stopped_holder_is_taken_over_and_resumes_harmlessly(
 
 def kill_after_write(store: PersiDict, log: str) -> None:
     """Compute key 1, and die by SIGKILL right after the store write (lease still held)."""
-    f = memoize(store, name=procs.NAME, lease_timeout=LEASE)(procs.compute)
+    f = memoize(store, name=procs.NAME, lease_timeout=LONG_LEASE)(procs.compute)
     original = MemoizedFunction._count
 
     def count_then_die(self: MemoizedFunction[..., int], what: str) -> None:
@@ -97,11 +101,11 @@ def test_a_lease_left_by_a_killed_holder_is_evicted_once_dead(
     dying.start()
     dying.join(30)
     assert dying.exitcode == -signal.SIGKILL
-    f = memoize(shared, name=procs.NAME, lease_timeout=LEASE)(procs.compute)
+    f = memoize(shared, name=procs.NAME, lease_timeout=LONG_LEASE)(procs.compute)
     assert f(1, log) == 2 and f.stats()["hits"] == 1  # the result was stored
     assert len(_leases(shared)) == 1  # nobody renews it, nobody removes it
     assert not _leases(shared) or evict(shared).removed == []  # still live-looking: kept
-    time.sleep(LEASE + 2.1)  # past its timeout, with a second for S3's clock
+    time.sleep(LONG_LEASE + 2.1)  # past its timeout, with a second for S3's clock
     report = evict(shared)
     assert _leases(shared) == [] and len(report.removed) == 1, report
     assert f(1, log) == 2 and len(shared) == 1  # the result itself stays
@@ -158,10 +162,10 @@ def test_a_store_whose_base_class_refuses_leases_is_refused_up_front(
 
 def test_evict_never_removes_a_live_lease(shared: PersiDict, tmp_path: pathlib.Path) -> None:
     log = str(tmp_path / "log")
-    holder = CTX.Process(target=procs.worker, args=(shared, log, [4], 3.5, LEASE))
+    holder = CTX.Process(target=procs.worker, args=(shared, log, [4], LONG_LEASE + 1.0, LONG_LEASE))
     holder.start()
     _wait_for(log, "start")
-    waiter = CTX.Process(target=procs.worker, args=(shared, log, [4], 0.0, LEASE))
+    waiter = CTX.Process(target=procs.worker, args=(shared, log, [4], 0.0, LONG_LEASE))
     waiter.start()
     removed = []
     while holder.is_alive():  # evicts the whole time the holder renews its lease
@@ -173,3 +177,19 @@ def test_evict_never_removes_a_live_lease(shared: PersiDict, tmp_path: pathlib.P
     assert removed == []
     words = [line[0] for line in procs.read_log(log)]
     assert words.count("done") == 1, procs.read_log(log)
+
+
+def test_a_lease_is_evicted_only_a_second_past_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second of slack S3's whole-second times need, on a virtual clock
+    (the S3 tests above use leases long enough for a loaded machine)."""
+    store = LocalDict()
+    lease = (LEASE_PREFIX, "k")
+    store[lease] = "token~2.0"  # a lease whose holder set lease_timeout=2.0
+    written = store.timestamp(lease)
+    for age, kept in [(2.9, True), (3.1, False)]:
+        clock = types.SimpleNamespace(time=lambda age=age: written + age)
+        monkeypatch.setattr(eviction, "time", clock)  # eviction's own clock only
+        assert (evict(store).removed == []) is kept, age
+        assert (lease in store) is kept, age

@@ -23,7 +23,9 @@ from persidict.memoization import LEASE_PREFIX, memoize
 from s3_server import REGION, S3Server
 
 CTX = multiprocessing.get_context("spawn")
-LEASE = 1.0  # seconds: short, so a takeover comes quickly
+# Seconds: short, so a takeover comes quickly; long enough that a loaded
+# machine's stalls (a renewal is due every LEASE / 4) do not look like death.
+LEASE = 2.0
 
 
 @pytest.fixture(params=["basic", "cached"])

@@ -39,39 +39,62 @@ def proxy(s3_server: S3Server) -> Iterator[RandomFaultProxy]:
     p.stop()
 
 
+RUNS = 3  # at most: a further run only while chance left a fault kind under its floor
+
+
 def faulted_run(
-    s3_server: S3Server, proxy: RandomFaultProxy, duration: float, factory: Any = None
+    s3_server: S3Server, proxy: RandomFaultProxy, duration: float, factory: Any = None,
+    seed: int = 5,
 ) -> dict[str, Any]:
     """One stress run whose workers talk to the server through ``proxy``."""
     return run_stress(Options(
         backend="s3", endpoint_url=s3_server.endpoint_url, bucket=BUCKET, region=REGION,
         worker_endpoint_url=proxy.endpoint_url, expect_faults=True, workers=4,
-        duration=duration, seed=5, progress=False, store_factory=factory,
+        duration=duration, seed=seed, progress=False, store_factory=factory,
     ))  # fmt: skip
+
+
+def _covered(injected: Any, unknown: int, raised_unknown: int) -> bool:
+    """Enough faults of each kind: writes lost before and after, deletes, unknown outcomes."""
+    return (injected["PUT before"] >= 3 and injected["PUT after"] >= 3
+            and injected["DELETE before"] + injected["DELETE after"] >= 2
+            and unknown >= 3 and raised_unknown >= 3)  # fmt: skip
 
 
 def test_fault_stress_holds_every_invariant(
     s3_server: S3Server, proxy: RandomFaultProxy
 ) -> None:
-    report = faulted_run(s3_server, proxy, SECONDS)
-    history = report["history"]
-    print(format_text(report))
-    print(f"injected {dict(proxy.injected)} in {dict(proxy.requests)}; ops ended by a "
-          f"fault {report['faults']}; history {history.get('outcome_unknown')} unknown, "
-          f"{history.get('raised_not_counted')} raised")
-    assert report["violations"] == [], report["violations"]
-    assert history["checked"] and history["undecided"] == [], history
-    assert proxy.injected["PUT before"] >= 3 and proxy.injected["PUT after"] >= 3, proxy.injected
-    assert proxy.injected["DELETE before"] + proxy.injected["DELETE after"] >= 2, proxy.injected
-    assert history["outcome_unknown"] >= 3, history
-    assert report["faults"].get("OutcomeUnknownError", 0) >= 3, report["faults"]
+    """Every run holds every invariant; together they saw enough faults of each
+    kind (a loaded machine makes fewer requests in a run, so fewer faults)."""
+    unknown = raised_unknown = 0
+    for run in range(RUNS):
+        report = faulted_run(s3_server, proxy, SECONDS, seed=5 + run)
+        history = report["history"]
+        print(format_text(report))
+        print(f"injected {dict(proxy.injected)} in {dict(proxy.requests)}; ops ended by a "
+              f"fault {report['faults']}; history {history.get('outcome_unknown')} unknown, "
+              f"{history.get('raised_not_counted')} raised")
+        assert report["violations"] == [], report["violations"]
+        assert history["checked"] and history["undecided"] == [], history
+        unknown += history["outcome_unknown"]
+        raised_unknown += report["faults"].get("OutcomeUnknownError", 0)
+        if _covered(proxy.injected, unknown, raised_unknown):
+            break
+    assert _covered(proxy.injected, unknown, raised_unknown), (
+        dict(proxy.injected), unknown, raised_unknown)
 
 
 def test_fault_stress_catches_the_old_lost_reply_guesses(
     s3_server: S3Server, proxy: RandomFaultProxy
 ) -> None:
-    report = faulted_run(s3_server, proxy, 8.0, factory=guessing_factory)
-    checks = sorted({v["check"] for v in report["violations"]})
-    print(f"injected {dict(proxy.injected)}; violations {len(report['violations'])}: {checks}")
+    """Caught in one of at most RUNS runs (a run may draw no fault the guesses get wrong)."""
+    checks: set[str] = set()
+    for run in range(RUNS):
+        report = faulted_run(s3_server, proxy, 8.0, factory=guessing_factory, seed=5 + run)
+        checks |= {v["check"] for v in report["violations"]}
+        print(f"injected {dict(proxy.injected)}; violations {len(report['violations'])}: "
+              f"{sorted(checks)}")
+        if any(c.startswith("history-") for c in checks):
+            break
     assert proxy.faults > 0
-    assert any(c.startswith("history-") for c in checks), report["violations"]
+    assert any(c.startswith("history-") for c in checks), sorted(checks)

@@ -121,7 +121,7 @@ def test_sigkilled_writer_leaves_whole_committed_values(tmp_path: Path, durable:
     deadline = time.monotonic() + 12
     n_kills = 0
     for run in range(25):
-        if time.monotonic() > deadline:
+        if n_kills >= 5 and time.monotonic() > deadline:  # a slow machine still gets 5
             break
         p, started = _start(ctx, w.kill_writer, spec, KEYS, str(log), run)
         try:
@@ -212,9 +212,9 @@ def test_lock_dies_with_holder_despite_forked_children(tmp_path: Path) -> None:
             os.kill(p.pid, signal.SIGKILL)
             p.join(10)
             # A child forked just before the kill may not have been scheduled
-            # yet to close its copy (a loaded machine); one that keeps the lock
-            # keeps it for its whole 30 s sleep.
-            _wait_unlocked(_lock_path(base), 2.0)
+            # yet to close its copy (a loaded machine: seconds); one that keeps
+            # the lock keeps it for its whole 30 s sleep.
+            _wait_unlocked(_lock_path(base), 10.0)
             if w.lock_file_is_locked(_lock_path(base)):
                 stuck_runs.append(run)
         finally:
