@@ -13,6 +13,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import sys
 import threading
 import time
 import weakref
@@ -135,10 +136,14 @@ class Descriptor:
         """False in a forked child: the descriptor was closed there."""
         return self.generation == _fork_generation
 
-    def __del__(self) -> None:
-        # In a forked child the number was (or is about to be) closed and may
-        # name another file; the pid test also holds while other after-fork
-        # hooks (threading's) drop dead threads' descriptors before ours runs.
+    def __del__(self, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
+        # At interpreter exit module globals may already be None, and the OS
+        # closes the descriptor anyway. In a forked child the number was (or
+        # is about to be) closed and may name another file; the pid test also
+        # holds while other after-fork hooks (threading's) drop dead threads'
+        # descriptors before ours runs.
+        if _finalizing():
+            return
         if self.pid == os.getpid() and self.generation == _fork_generation:
             with _open_fds_lock:
                 _open_fds.discard(self.fd)
@@ -304,11 +309,13 @@ class Hold:
         if interrupted is not None:
             raise interrupted
 
-    def __del__(self) -> None:
+    def __del__(self, _finalizing: Callable[[], bool] = sys.is_finalizing) -> None:
         try:
             taken = self.taken
         except AttributeError:  # a signal landed in __init__ before it set anything
             return
+        if _finalizing():
+            return  # the exiting process drops its locks; module globals may be None
         if taken:  # __exit__ was interrupted before it released
             with contextlib.suppress(BaseException):
                 self._release()
