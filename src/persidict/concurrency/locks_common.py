@@ -314,8 +314,8 @@ class Hold:
             taken = self.taken
         except AttributeError:  # a signal landed in __init__ before it set anything
             return
-        if _finalizing():
-            return  # the exiting process drops its locks; module globals may be None
-        if taken:  # __exit__ was interrupted before it released
+        # __exit__ was interrupted before it released. At exit the process
+        # drops its locks itself, and module globals may already be None.
+        if taken and not _finalizing():
             with contextlib.suppress(BaseException):
                 self._release()
