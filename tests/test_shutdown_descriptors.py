@@ -3,8 +3,9 @@
 At exit, module globals are set to None module by module; an object held by
 a module torn down late (here: ``os``) is freed after ``contextlib`` and our
 own modules are gone. Its lock descriptors' finalizers (and a lock hold's,
-still taken) must not run code that needs them (they printed "Exception ignored in: Descriptor.__del__ ...
-TypeError: 'NoneType' object is not callable" from every such process).
+still taken) must not run code that needs them: they printed "Exception
+ignored in: Descriptor.__del__ ... TypeError: 'NoneType' object is not
+callable" from every such process.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ def test_a_store_freed_during_module_teardown_exits_without_errors(
     if backend == "ofd" and not sys.platform.startswith("linux"):
         pytest.skip("OFD locks are Linux-only")
     env = {**os.environ, "PERSIDICT_LOCKS": backend}
-    run = subprocess.run([sys.executable, "-c", _CHILD, str(tmp_path / "store"), what],
-                         capture_output=True, text=True, timeout=60, env=env)
+    run = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tmp_path / "store"), what],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
     assert run.stderr == "", run.stderr
