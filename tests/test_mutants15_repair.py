@@ -212,3 +212,145 @@ def test_a_store_opened_below_with_a_sub_marker_is_left_alone(
     assert _values(inner_dir) == before
     reopened = FileDirDict(base_dir=inner_dir, digest_len=0)
     assert {tuple(k): v for k, v in reopened.items()} == {("m", "w"): 1, ("x",): 2}
+
+
+def test_names_that_only_look_like_ours_are_strays(tmp_path: pathlib.Path) -> None:
+    """A '@tmp-' directory recording no owner, and files whose format part is unsafe."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base)
+    d["k"] = 1
+    signed = next(base.glob("k_*.pkl")).name.rpartition(".")[0]
+    junk = [base / "@tmp-notes", base / f"{signed}.", base / f"{signed}.p kl"]
+    junk[0].mkdir()
+    (junk[0] / "f").write_text("x")
+    for p in junk[1:]:
+        p.write_text("text")
+    report = d.check()
+    assert sorted((f.kind, f.path) for f in report.findings) == sorted(
+        ("stray", str(p)) for p in junk
+    ), str(report)
+    assert report.value_files == 1 and report.live_temps == 0
+    d.check(fix=True)
+    assert not any(os.path.lexists(p) for p in junk)
+    assert d.check().clean and d["k"] == 1
+
+
+def test_an_empty_tree_in_a_substore_without_its_own_meta_is_pruned(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A substore's directory holds no ``@persidict``: its empty trees are still found."""
+    base = tmp_path / "s"
+    sub = FileDirDict(base_dir=base).get_subdict("p")
+    sub[("x", "y")] = 1
+    del sub[("x", "y")]
+    sub[("e", "f")] = 2
+    leaf = next(next(base.glob("p_*")).glob("e_*"))
+    for p in leaf.iterdir():
+        p.unlink()  # a crash between a delete and its pruning
+    report = sub.check(fix=True)
+    assert [(f.kind, f.path) for f in report.findings] == [("empty_dir", str(leaf))], str(report)
+    assert not leaf.exists()
+    assert sub.check().clean and len(sub) == 0
+
+
+def test_a_symlink_planted_as_marker_meanwhile_does_not_shield_a_stray(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Only a real directory is a store marker: a planted link must not keep junk in place."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base)
+    d[("a", "k")] = 1
+    key_dir = next(base.glob("a_*"))
+    junk = key_dir / "junk"
+    junk.write_text("x")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / META_DIR).mkdir(parents=True)
+
+    def plant(rel: str) -> None:
+        if not (key_dir / META_DIR).is_symlink():
+            (key_dir / META_DIR).symlink_to(elsewhere / META_DIR)
+
+    report = _check(d, fix=True, markers_before=plant)
+    [finding] = report.findings
+    assert finding.kind == "stray" and finding.action.startswith("moved to"), str(report)
+    assert not junk.exists()
+
+
+def test_pruning_keeps_a_key_written_into_the_empty_tree_meanwhile(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rmdir, never rmtree: another process fills the tree between the walk and the prune."""
+    from persidict.concurrency import repair
+
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base)
+    d["k"] = 1
+    d[("e", "f", "g")] = 0
+    for p in next(next(base.glob("e_*")).glob("f_*")).iterdir():
+        p.unlink()  # left empty by a crash
+    prune = repair._prune_tree
+
+    def writer_first(top: str) -> None:
+        _run("import sys; from persidict import FileDirDict; "
+             "FileDirDict(base_dir=sys.argv[1])[('e', 'f', 'new')] = 'kept'", str(base))
+        prune(top)
+
+    monkeypatch.setattr(repair, "_prune_tree", writer_first)
+    report = d.check(fix=True)
+    assert [f.kind for f in report.findings] == ["empty_dir"], str(report)
+    assert d[("e", "f", "new")] == "kept"
+
+
+def test_quarantine_keeps_the_path_below_the_lock_root(tmp_path: pathlib.Path) -> None:
+    """Strays of two substores with one name land apart (a run's stamp is per second)."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base)
+    subs = [d.get_subdict(p) for p in ("p", "q")]
+    junk = []
+    for i, sub in enumerate(subs):
+        sub["k"] = i
+        p = next(base.glob(f"{'pq'[i]}_*")) / "junk"
+        p.write_text(f"junk of {'pq'[i]}")
+        junk.append(p)
+    for sub in subs:
+        [finding] = sub.check(fix=True).findings
+        dest = pathlib.Path(finding.action.removeprefix("moved to "))
+        rel = junk[subs.index(sub)].relative_to(base)
+        assert dest.relative_to(base / META_DIR / "quarantine").parts[1:] == rel.parts, dest
+    found = sorted(p.read_text() for p in (base / META_DIR / "quarantine").rglob("junk"))
+    assert found == ["junk of p", "junk of q"]
+
+
+def test_half_signed_looking_names_of_an_unsigned_store_are_not_moved(
+    tmp_path: pathlib.Path,
+) -> None:
+    """An older store (no recorded digest_len) whose names are half 'signed-looking'."""
+    from persidict.cli import main
+    from persidict.engine.names import sign_component
+
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base, digest_len=0)
+    d["plain"] = 1
+    d[sign_component("x", 4)] = 2
+    keys = {tuple(k) for k in d}
+    os.unlink(base / META_DIR / PARAMS)  # as an older version left it
+    assert main(["check", str(base), "--fix"]) == 0
+    assert {tuple(k) for k in FileDirDict(base_dir=base, digest_len=0)} == keys
+
+
+def test_digest_len_is_detected_from_key_names_only(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """persidict's own '@' entries are no key names: a small older store is still read right."""
+    import json
+
+    from persidict.cli import main
+
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base, digest_len=6)
+    d["a"] = 1
+    d["b"] = 2
+    (base / META_DIR / "quarantine" / "x" / "y").mkdir(parents=True)
+    os.unlink(base / META_DIR / PARAMS)  # as an older version left it
+    assert main(["check", str(base), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["digest_len"] == 6
