@@ -215,12 +215,12 @@ def test_a_store_opened_below_with_a_sub_marker_is_left_alone(
 
 
 def test_names_that_only_look_like_ours_are_strays(tmp_path: pathlib.Path) -> None:
-    """A '@tmp-' directory recording no owner, and files whose format part is unsafe."""
+    """'@tmp-' names recording no owner, and files whose format part is unsafe."""
     base = tmp_path / "s"
     d = FileDirDict(base_dir=base)
     d["k"] = 1
     signed = next(base.glob("k_*.pkl")).name.rpartition(".")[0]
-    junk = [base / "@tmp-notes", base / f"{signed}.", base / f"{signed}.p kl"]
+    junk = [base / "@tmp-notes", base / "@tmp-file", base / f"{signed}.", base / f"{signed}.p kl"]
     junk[0].mkdir()
     (junk[0] / "f").write_text("x")
     for p in junk[1:]:
@@ -354,3 +354,37 @@ def test_digest_len_is_detected_from_key_names_only(
     os.unlink(base / META_DIR / PARAMS)  # as an older version left it
     assert main(["check", str(base), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["digest_len"] == 6
+
+
+def test_a_value_file_at_a_hashed_key_level_is_a_stray(tmp_path: pathlib.Path) -> None:
+    """A hashed layout's key levels hold buckets only: a file there is no key's."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base, layout="hashed")
+    d["k"] = 1
+    [value] = [p for p in base.rglob("k_*.pkl")]
+    planted = base / value.name  # a good value, but one bucket level too high
+    planted.write_bytes(value.read_bytes())
+    report = d.check()
+    assert [(f.kind, f.path) for f in report.findings] == [("stray", str(planted))], str(report)
+    assert report.value_files == 1
+
+
+def test_a_stray_removed_meanwhile_leaves_its_directory_prunable(tmp_path: pathlib.Path) -> None:
+    """Another process removes the stray before the fix moves it: its emptied tree is pruned."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base)
+    d["k"] = 1
+    d[("a", "b")] = 2
+    key_dir = next(base.glob("a_*"))
+    junk = key_dir / "junk"
+    junk.write_text("x")
+    next(key_dir.glob("b_*.pkl")).unlink()  # only the stray is left in it
+
+    def remove_it(rel: str) -> None:
+        _run("import os, sys; os.unlink(sys.argv[1])", str(junk))
+
+    report = _check(d, fix=True, markers_before=remove_it)
+    assert [(f.kind, f.action) for f in report.findings] == [
+        ("stray", "already gone"), ("empty_dir", "pruned")
+    ], str(report)
+    assert not key_dir.exists()
