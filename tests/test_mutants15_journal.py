@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
 
-from persidict.concurrency.journal import Journal, Owner, parse_temp_name, temp_name, verdict
+from persidict import FileDirDict
+from persidict.concurrency.journal import (
+    FOREIGN_STALE_SECONDS,
+    Journal,
+    Owner,
+    parse_temp_name,
+    temp_name,
+    verdict,
+)
 
 # Names a temp, then changes what /proc/<pid>/stat says about it besides its
 # start time (threads, memory), then waits for stdin to close.
@@ -126,3 +138,116 @@ def test_a_live_process_of_another_user_is_alive() -> None:
     out = subprocess.run([sys.executable, "-c", _JUDGE_AS_NOBODY, str(os.getpid())],
                          capture_output=True, timeout=60, check=True)
     assert out.stdout.decode().strip() == "alive", out.stderr.decode()
+
+
+_PRINT_NAME = "from persidict.concurrency.journal import temp_name; print(temp_name(), flush=True)"
+
+
+def test_a_killed_writer_not_yet_reaped_is_dead(tmp_path: pathlib.Path) -> None:
+    """SIGKILLed and left a zombie by its parent: its temp is reclaimed at once."""
+    proc = subprocess.Popen([sys.executable, "-c", _PRINT_NAME + "; import time; time.sleep(60)"],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        name = proc.stdout.readline().decode().strip()
+        os.kill(proc.pid, signal.SIGKILL)
+        for _ in range(500):  # until the kernel has made it a zombie (bounded)
+            if pathlib.Path(f"/proc/{proc.pid}/stat").read_bytes().split(b") ")[1][:1] == b"Z":
+                break
+            time.sleep(0.01)
+        owner = parse_temp_name(name)
+        assert owner is not None and verdict(owner) == "dead"
+        journal = tmp_path / "@persidict" / "tmp"
+        journal.mkdir(parents=True)
+        (journal / name).write_bytes(b"x")
+        assert Journal(str(tmp_path / "@persidict")).recover() == [str(journal / name)]
+    finally:
+        proc.kill()
+        proc.wait(30)
+
+
+def _foreign_temp_name() -> str | None:
+    """The temp name of a real process in another pid namespace (None: not permitted)."""
+    if not shutil.which("unshare"):
+        return None
+    out = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+                          _PRINT_NAME], capture_output=True, timeout=60)
+    name = out.stdout.decode().strip()
+    return name if out.returncode == 0 and parse_temp_name(name) is not None else None
+
+
+def test_foreign_namespace_temps_go_only_when_stale_and_non_temps_stay(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Recovery removes a temp of another pid namespace only after FOREIGN_STALE_SECONDS
+    untouched, and never an entry that is no temp at all."""
+    fresh_name, stale_name = _foreign_temp_name(), _foreign_temp_name()
+    if fresh_name is None or stale_name is None:
+        pytest.skip("unshare --pid is not permitted here")
+    journal = tmp_path / "@persidict" / "tmp"
+    journal.mkdir(parents=True)
+    fresh, stale, notes = journal / fresh_name, journal / stale_name, journal / "notes"
+    for p in (fresh, stale, notes):
+        p.write_bytes(b"x")
+    old = time.time() - FOREIGN_STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    (journal / "@tmp-subdir").mkdir()
+    assert Journal(str(tmp_path / "@persidict")).recover() == [str(stale)]
+    assert fresh.exists() and notes.exists() and (journal / "@tmp-subdir").is_dir()
+    FileDirDict(base_dir=tmp_path)  # opening recovers too
+    assert fresh.exists() and notes.exists()
+
+
+def _dead_names(count: int) -> list[str]:
+    code = _PRINT_NAME.replace("print(temp_name()",
+                               f"print(*[temp_name() for _ in range({count})]")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                         timeout=60)
+    return out.stdout.decode().split()
+
+
+def test_an_entry_recovery_cannot_remove_does_not_stop_it(tmp_path: pathlib.Path) -> None:
+    """A directory under a dead temp's name (an outside hand's) is left; the rest go."""
+    journal = tmp_path / "@persidict" / "tmp"
+    journal.mkdir(parents=True)
+    names = _dead_names(9)
+    (journal / names[0]).mkdir()
+    (journal / names[0] / "f").write_bytes(b"not ours")
+    for name in names[1:]:
+        (journal / name).write_bytes(b"x")
+    assert sorted(Journal(str(tmp_path / "@persidict")).recover()) == sorted(
+        str(journal / n) for n in names[1:]
+    )
+    assert (journal / names[0] / "f").read_bytes() == b"not ours"
+
+
+_LAZY_WRITER = r"""
+import os, sys, time
+from persidict import FileDirDict
+base = sys.argv[1]
+d = FileDirDict(base_dir=base, durable=False)
+d["k"] = 0  # warm-up: every module a write needs is imported now
+for dirpath, dirnames, filenames in os.walk(base):
+    for n in dirnames + filenames:
+        os.chmod(os.path.join(dirpath, n), 0o777 if n in dirnames else 0o666)
+os.chmod(base, 0o777)
+os.chmod(os.path.join(base, "@persidict", "tmp"), 0o733)  # temps can be made, not listed
+os.setgid(65534)
+os.setuid(65534)
+d.byte_store.journal._next_lazy = time.monotonic() - 1  # the lazy pass is due
+d["k"] = 1
+print(d["k"], flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_a_failing_lazy_recovery_never_fails_the_committed_write() -> None:
+    """The journal cannot be listed (EACCES) by a writer that may create temps in it."""
+    with tempfile.TemporaryDirectory() as top:  # not below pytest's 0o700 directories
+        base = pathlib.Path(top) / "s"
+        base.mkdir()
+        os.chmod(top, 0o755)
+        out = subprocess.run([sys.executable, "-c", _LAZY_WRITER, str(base)],
+                             capture_output=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.decode().strip() == "1", out.stderr.decode()
+        assert FileDirDict(base_dir=base)["k"] == 1

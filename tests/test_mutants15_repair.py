@@ -388,3 +388,21 @@ def test_a_stray_removed_meanwhile_leaves_its_directory_prunable(tmp_path: pathl
         ("stray", "already gone"), ("empty_dir", "pruned")
     ], str(report)
     assert not key_dir.exists()
+
+
+def test_fix_reports_a_directory_under_a_dead_temps_name_and_goes_on(
+    tmp_path: pathlib.Path,
+) -> None:
+    """It was removed with unlink: IsADirectoryError ended the whole check --fix."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base)
+    d["k"] = 1
+    planted = base / META_DIR / "tmp" / _dead_temp_name()
+    planted.mkdir()
+    (planted / "f").write_bytes(b"not ours")
+    (base / "junk").write_text("x")
+    report = d.check(fix=True)
+    kinds = {f.kind: f.action for f in report.findings}
+    assert kinds.keys() == {"dead_intent", "stray"}, str(report)
+    assert kinds["dead_intent"].startswith("NOT removed") and (planted / "f").exists()
+    assert kinds["stray"].startswith("moved to") and not (base / "junk").exists()
