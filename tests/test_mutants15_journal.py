@@ -251,3 +251,31 @@ def test_a_failing_lazy_recovery_never_fails_the_committed_write() -> None:
                              capture_output=True, timeout=60)
         assert out.returncode == 0 and out.stdout.decode().strip() == "1", out.stderr.decode()
         assert FileDirDict(base_dir=base)["k"] == 1
+
+
+def test_a_name_without_its_random_part_is_not_a_temp(tmp_path: pathlib.Path) -> None:
+    """'@tmp-<owner>' lacks the '-<salt><n>' every temp has: not ours, never removed."""
+    [dead] = _dead_names(1)
+    journal = tmp_path / "@persidict" / "tmp"
+    journal.mkdir(parents=True)
+    bare = journal / dead.rpartition("-")[0]
+    bare.write_bytes(b"someone's file")
+    assert parse_temp_name(bare.name) is None
+    assert Journal(str(tmp_path / "@persidict")).recover() == []
+    assert bare.exists()
+
+
+def test_lazy_recovery_runs_once_per_interval(tmp_path: pathlib.Path) -> None:
+    """After a lazy pass the next is LAZY_INTERVAL away: writes do not list the journal."""
+    base = tmp_path / "s"
+    d = FileDirDict(base_dir=base, durable=False)
+    d["k"] = 0
+    first, second = (base / "@persidict" / "tmp" / n for n in _dead_names(2))
+    first.write_bytes(b"x")
+    d.byte_store.journal._next_lazy = time.monotonic() - 1  # due now
+    d["k"] = 1
+    assert not first.exists()
+    second.write_bytes(b"x")
+    for i in range(3):
+        d["k"] = i
+    assert second.exists()
