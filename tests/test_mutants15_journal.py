@@ -20,6 +20,7 @@ import time
 import pytest
 
 from persidict import FileDirDict
+from persidict.backends.file_bytes import FileBytes
 from persidict.concurrency.journal import (
     FOREIGN_STALE_SECONDS,
     Journal,
@@ -224,6 +225,7 @@ def test_an_entry_recovery_cannot_remove_does_not_stop_it(tmp_path: pathlib.Path
 _LAZY_WRITER = r"""
 import os, sys, time
 from persidict import FileDirDict
+from persidict.backends.file_bytes import FileBytes
 base = sys.argv[1]
 d = FileDirDict(base_dir=base, durable=False)
 d["k"] = 0  # warm-up: every module a write needs is imported now
@@ -272,7 +274,9 @@ def test_lazy_recovery_runs_once_per_interval(tmp_path: pathlib.Path) -> None:
     d["k"] = 0
     first, second = (base / "@persidict" / "tmp" / n for n in _dead_names(2))
     first.write_bytes(b"x")
-    d.byte_store.journal._next_lazy = time.monotonic() - 1  # due now
+    store = d.byte_store
+    assert isinstance(store, FileBytes)
+    store.journal._next_lazy = time.monotonic() - 1  # due now
     d["k"] = 1
     assert not first.exists()
     second.write_bytes(b"x")
