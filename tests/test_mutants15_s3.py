@@ -1,0 +1,102 @@
+"""BasicS3Dict's S3 primitives: duties found unchecked by mutation testing (round 15).
+
+The SeaweedFS server of the other S3 tests takes ``DELETE If-Match: *`` as
+"delete if present"; AWS answers 404 for a missing key and moto 5 answers
+412 for a present one. The plain delete has a path for each, so these tests
+run on moto 5 in-process (sequential use only: moto's preconditions are not
+atomic), with a second store as the other writer. Its writes are made from
+botocore's ``before-parameter-build`` event, i.e. between our HEAD and our DELETE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from _s3_plugin import BUCKET as S3_BUCKET
+from _s3_plugin import fresh_prefix
+from persidict import BasicS3Dict
+from persidict.backends.s3_bytes import S3Bytes
+from s3_server import REGION, S3Server
+
+moto = pytest.importorskip("moto")
+
+BUCKET = "mutants15"
+
+
+@pytest.fixture
+def stores() -> Iterator[tuple[BasicS3Dict, BasicS3Dict]]:
+    """(ours, another writer's), one prefix of one moto bucket."""
+    with moto.mock_aws():
+        ours = BasicS3Dict(bucket_name=BUCKET, region="us-east-1", root_prefix="p/")
+        theirs = BasicS3Dict(bucket_name=BUCKET, region="us-east-1", root_prefix="p/")
+        yield ours, theirs
+
+
+def _before_each_delete(d: BasicS3Dict, hook: Any) -> list[dict[str, Any]]:
+    """Run ``hook(params)`` before each DeleteObject of ``d``; the params seen."""
+    seen: list[dict[str, Any]] = []
+
+    def handler(params: dict[str, Any], **_: Any) -> None:
+        seen.append(dict(params))
+        hook(params)
+
+    store = d.byte_store
+    assert isinstance(store, S3Bytes)
+    store.client.meta.events.register("before-parameter-build.s3.DeleteObject", handler)
+    return seen
+
+
+def test_deleting_a_missing_key_is_a_key_error(stores: Any) -> None:
+    """404 to the plain delete: absent (not 'deleted')."""
+    ours, _ = stores
+    ours["other"] = 1
+    with pytest.raises(KeyError):
+        del ours["missing"]
+    assert ours.discard("missing") is False
+    assert ours.pop("missing", "dflt") == "dflt"
+    assert dict(ours.items()) == {("other",): 1}
+
+
+def test_a_plain_delete_that_loses_to_a_writer_looks_again(stores: Any) -> None:
+    """412 on ``If-Match: *`` (moto), then another write lands between our HEAD and
+    our DELETE by etag: the delete looks again and removes what is current."""
+    ours, theirs = stores
+    ours["k"] = "v0"
+    writes = iter(["v1", "v2", "v3"])
+
+    def other_writes(params: dict[str, Any]) -> None:
+        if params.get("IfMatch") not in (None, "*"):  # a DELETE by etag: lose it twice
+            value = next(writes, None)
+            if value is not None and value != "v3":
+                theirs["k"] = value
+
+    seen = _before_each_delete(ours, other_writes)
+    assert ours.discard("k") is True
+    assert "k" not in ours and "k" not in theirs
+    assert [p.get("IfMatch") == "*" for p in seen] == [True, False, False, False]
+
+
+def test_object_names_up_to_the_limits_are_stored_and_one_more_byte_is_refused(
+    s3_server: S3Server,
+) -> None:
+    """255 bytes per segment (file-system-backed servers such as SeaweedFS), 1024 per
+    object key (S3): both inclusive, on the real server."""
+    d = BasicS3Dict(bucket_name=S3_BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                    endpoint_url=s3_server.endpoint_url)
+    last = 255 - len(".pkl")
+    d["x" * last] = "a full segment"
+    assert d["x" * last] == "a full segment"
+    with pytest.raises(ValueError, match="255 bytes"):
+        d["x" * (last + 1)] = "one byte more"
+    head = ("y" * 253,) * 3  # 3 * 254 bytes with their '/'
+    fill = 1024 - len(d.root_prefix) - 3 * 254 - len(".pkl")
+    key = (*head, "z" * fill)
+    d[key] = "a full name"
+    assert d[key] == "a full name"
+    too_long = (*head, "z" * (fill + 1))
+    with pytest.raises(ValueError, match="1024 bytes"):
+        d[too_long] = "one byte more"
+    assert {tuple(k) for k in d} == {("x" * last,), key}
