@@ -100,3 +100,22 @@ def test_object_names_up_to_the_limits_are_stored_and_one_more_byte_is_refused(
     with pytest.raises(ValueError, match="1024 bytes"):
         d[too_long] = "one byte more"
     assert {tuple(k) for k in d} == {("x" * last,), key}
+
+
+def test_a_listing_holds_only_objects_a_key_of_this_store_names(s3_server: S3Server) -> None:
+    """Other formats' objects and names with unsafe components (written around the store,
+    on the real server) are not keys of it."""
+    prefix = fresh_prefix()
+    d = BasicS3Dict(bucket_name=S3_BUCKET, region=REGION, root_prefix=prefix,
+                    endpoint_url=s3_server.endpoint_url)
+    other = BasicS3Dict(bucket_name=S3_BUCKET, region=REGION, root_prefix=prefix,
+                        endpoint_url=s3_server.endpoint_url, serialization_format="json")
+    d[("a", "k")] = 1
+    other["j"] = 2
+    store = d.byte_store
+    assert isinstance(store, S3Bytes)
+    for name in ("a/k.pkl.bak", "a b/k.pkl", "a/~k!.pkl", "a/.pkl", "a/..pkl"):
+        store.client.put_object(Bucket=S3_BUCKET, Key=d.root_prefix + name, Body=b"x")
+    assert [tuple(k) for k in d] == [("a", "k")]
+    assert [tuple(k) for k in other] == [("j",)]
+    assert len(d) == 1 and d[("a", "k")] == 1
