@@ -17,7 +17,7 @@ import pytest
 
 from _s3_plugin import BUCKET as S3_BUCKET
 from _s3_plugin import fresh_prefix
-from persidict import BasicS3Dict
+from persidict import ETAG_IS_THE_SAME, BasicS3Dict
 from persidict.backends.s3_bytes import S3Bytes
 from s3_server import REGION, S3Server
 
@@ -119,3 +119,36 @@ def test_a_listing_holds_only_objects_a_key_of_this_store_names(s3_server: S3Ser
     assert [tuple(k) for k in d] == [("a", "k")]
     assert [tuple(k) for k in other] == [("j",)]
     assert len(d) == 1 and d[("a", "k")] == 1
+
+
+def test_a_conditional_delete_of_a_key_gone_meanwhile_is_a_failed_condition(
+    stores: Any,
+) -> None:
+    """A ``DELETE If-Match`` on a missing key is 404 on moto and AWS: the condition failed,
+    the store is unchanged (not an internal 'not found' escaping)."""
+    ours, theirs = stores
+    ours["k"] = 1
+    etag = ours.etag("k")
+    del theirs["k"]
+    r = ours.discard_if("k", condition=ETAG_IS_THE_SAME, expected_etag=etag)
+    assert not r.condition_was_satisfied
+    assert "k" not in ours
+
+
+def test_writes_to_a_bucket_deleted_meanwhile_are_backend_errors(stores: Any) -> None:
+    """The value cannot be stored: an error (not a failed condition, not 'not found');
+    reads find the key absent. On moto (SeaweedFS makes the bucket again on a PUT)."""
+    from persidict import ITEM_NOT_AVAILABLE, BackendError
+
+    d = BasicS3Dict(bucket_name="deleted-meanwhile", region="us-east-1")
+    store = d.byte_store
+    assert isinstance(store, S3Bytes)
+    store.client.delete_bucket(Bucket="deleted-meanwhile")
+    with pytest.raises(BackendError, match="NoSuchBucket"):
+        d["k"] = 1
+    with pytest.raises(BackendError, match="NoSuchBucket"):
+        d.setdefault_if("k", default_value=1, condition=ETAG_IS_THE_SAME,
+                        expected_etag=ITEM_NOT_AVAILABLE)
+    assert "k" not in d
+    with pytest.raises(KeyError):
+        d["k"]
