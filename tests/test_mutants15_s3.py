@@ -10,15 +10,21 @@ botocore's ``before-parameter-build`` event, i.e. between our HEAD and our DELET
 
 from __future__ import annotations
 
+import io
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
 
 from _s3_plugin import BUCKET as S3_BUCKET
 from _s3_plugin import fresh_prefix
 from persidict import ETAG_IS_THE_SAME, BasicS3Dict
 from persidict.backends.s3_bytes import S3Bytes
+from persidict.backends.s3_transport import RetryPolicy
 from s3_server import REGION, S3Server
 
 moto = pytest.importorskip("moto")
@@ -152,3 +158,66 @@ def test_writes_to_a_bucket_deleted_meanwhile_are_backend_errors(stores: Any) ->
     assert "k" not in d
     with pytest.raises(KeyError):
         d["k"]
+
+
+# -- exact statuses: botocore's Stubber (no server can be made to answer these) --
+
+
+@pytest.fixture
+def stubbed() -> Iterator[tuple[BasicS3Dict, Stubber]]:
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="y")
+    stub = Stubber(client)
+    stub.add_client_error("head_bucket", "403", http_status_code=403)  # objects-only credentials
+    stub.activate()
+    d = BasicS3Dict(bucket_name="stubbed", region="us-east-1", root_prefix="p", client=client)
+    d.retry_policy = RetryPolicy(sleep=lambda s: None, clock=lambda: 0.0)
+    yield d, stub
+    stub.deactivate()
+
+
+def _body(value: Any) -> dict[str, Any]:
+    data = pickle.dumps(value)
+    return {"Body": StreamingBody(io.BytesIO(data), len(data)), "ETag": '"e2"'}
+
+
+def test_a_403_on_the_bucket_head_is_accepted_and_a_bare_500_read_is_retried(
+    stubbed: tuple[BasicS3Dict, Stubber],
+) -> None:
+    """The store was made despite the 403; a 500 with no known code is transient for a read."""
+    d, stub = stubbed
+    stub.add_client_error("get_object", "WeirdFailure", http_status_code=500)
+    stub.add_response("get_object", _body("v"))
+    assert d["k"] == "v"
+    stub.assert_no_pending_responses()
+
+
+def test_a_412_with_an_unknown_code_is_a_failed_condition(
+    stubbed: tuple[BasicS3Dict, Stubber],
+) -> None:
+    d, stub = stubbed
+    stub.add_client_error("put_object", "SomeVendorCode", http_status_code=412)
+    stub.add_response("get_object", _body("theirs"))
+    r = d.set_item_if("k", value=1, condition=ETAG_IS_THE_SAME, expected_etag='"e1"')
+    assert not r.condition_was_satisfied and r.actual_etag == '"e2"'
+    stub.assert_no_pending_responses()
+
+
+def test_a_bucket_made_by_another_creator_meanwhile_is_used(s3_server: S3Server) -> None:
+    """HEAD finds no bucket, another client makes it, our create loses: fine, it exists."""
+    bucket = f"race-{fresh_prefix().replace('/', '-').lower()}"
+    other = boto3.client("s3", region_name=REGION, endpoint_url=s3_server.endpoint_url)
+    made: list[str] = []
+
+    def make_it_first(**_: Any) -> None:
+        if not made:
+            other.create_bucket(Bucket=bucket)
+            made.append(bucket)
+
+    client = boto3.client("s3", region_name=REGION, endpoint_url=s3_server.endpoint_url)
+    client.meta.events.register("before-parameter-build.s3.CreateBucket", make_it_first)
+    d = BasicS3Dict(bucket_name=bucket, region=REGION, endpoint_url=s3_server.endpoint_url,
+                    client=client)
+    assert made == [bucket]
+    d["k"] = 1
+    assert d["k"] == 1
