@@ -25,6 +25,7 @@ from _s3_plugin import fresh_prefix
 from persidict import ETAG_IS_THE_SAME, BasicS3Dict
 from persidict.backends.s3_bytes import S3Bytes
 from persidict.backends.s3_transport import RetryPolicy
+from persidict.engine.flags import ETagValue
 from s3_server import REGION, S3Server
 
 moto = pytest.importorskip("moto")
@@ -198,7 +199,7 @@ def test_a_412_with_an_unknown_code_is_a_failed_condition(
     d, stub = stubbed
     stub.add_client_error("put_object", "SomeVendorCode", http_status_code=412)
     stub.add_response("get_object", _body("theirs"))
-    r = d.set_item_if("k", value=1, condition=ETAG_IS_THE_SAME, expected_etag='"e1"')
+    r = d.set_item_if("k", value=1, condition=ETAG_IS_THE_SAME, expected_etag=ETagValue('"e1"'))
     assert not r.condition_was_satisfied and r.actual_etag == '"e2"'
     stub.assert_no_pending_responses()
 
