@@ -222,3 +222,31 @@ def test_a_bucket_made_by_another_creator_meanwhile_is_used(s3_server: S3Server)
     assert made == [bucket]
     d["k"] = 1
     assert d["k"] == 1
+
+
+def test_a_503_of_any_code_is_a_refusal_and_the_write_is_resent(
+    stubbed: tuple[BasicS3Dict, Stubber],
+) -> None:
+    """503 is the server refusing (it did not act): resent, not OutcomeUnknownError."""
+    d, stub = stubbed
+    stub.add_client_error("put_object", "VendorBusy", http_status_code=503)
+    stub.add_response("put_object", {"ETag": '"e3"'})
+    d["k"] = 1
+    stub.assert_no_pending_responses()
+
+
+def test_a_non_transient_client_failure_is_not_retried(s3_server: S3Server) -> None:
+    """No credentials (botocore's own error, before anything is sent): one attempt."""
+    import botocore.session
+
+    from persidict import BackendError
+
+    session = botocore.session.Session()
+    session.get_component("credential_provider").providers = []
+    client = boto3.Session(botocore_session=session).client(
+        "s3", region_name=REGION, endpoint_url=s3_server.endpoint_url)
+    calls: list[str] = []
+    client.meta.events.register("before-call.s3.*", lambda **kw: calls.append(kw["model"].name))
+    with pytest.raises(BackendError, match="NoCredentialsError") as info:
+        BasicS3Dict(bucket_name=S3_BUCKET, region=REGION, client=client)
+    assert calls == ["HeadBucket"] and "attempts" not in str(info.value)
