@@ -10,8 +10,11 @@ botocore's ``before-parameter-build`` event, i.e. between our HEAD and our DELET
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -250,3 +253,73 @@ def test_a_non_transient_client_failure_is_not_retried(s3_server: S3Server) -> N
     with pytest.raises(BackendError, match="NoCredentialsError") as info:
         BasicS3Dict(bucket_name=S3_BUCKET, region=REGION, client=client)
     assert calls == ["HeadBucket"] and "attempts" not in str(info.value)
+
+
+class _Relay:
+    """A TCP relay on a fixed loopback port to the real server, switched on and off:
+    while off nothing listens there (connection refused: the request was never sent)."""
+
+    def __init__(self, upstream: str) -> None:
+        host, port = upstream.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.listener: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+
+    def on(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def off(self) -> None:
+        assert self.listener is not None
+        with contextlib.suppress(OSError):  # wakes the accept() blocked on it (Linux)
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+        self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                server = socket.create_connection(self.upstream)
+                self.conns += [client, server]
+                for a, b in ((client, server), (server, client)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def test_a_write_refused_a_connection_is_resent(s3_server: S3Server) -> None:
+    """Connection refused means never sent: the write is retried, not OutcomeUnknownError."""
+    relay = _Relay(s3_server.endpoint_url)
+    relay.on()
+    d = BasicS3Dict(bucket_name=S3_BUCKET, region=REGION, root_prefix=fresh_prefix(),
+                    endpoint_url=f"http://127.0.0.1:{relay.port}")
+    d["k"] = 0
+    relay.off()
+    sleeps: list[float] = []
+
+    def back_on(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:
+            relay.on()
+
+    d.retry_policy = RetryPolicy(max_attempts=3, sleep=back_on)
+    try:
+        d["k"] = 1
+        assert len(sleeps) == 1, "the first attempt was refused, the second went through"
+        assert d["k"] == 1
+    finally:
+        relay.off()
