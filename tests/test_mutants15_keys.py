@@ -148,3 +148,11 @@ def test_a_store_opened_below_a_directory_that_is_no_bucket_is_left_alone(
     report = outer.check(fix=True)
     assert all(f.action.startswith("left:") for f in report.findings), str(report)
     assert FileDirDict(base_dir=inner_dir, layout="hashed")["w"] == "inner"
+
+
+def test_replace_unsafe_chars_uses_the_given_replacement() -> None:
+    from persidict import replace_unsafe_chars
+
+    assert replace_unsafe_chars("a b/c", "-") == "a-b-c"
+    assert replace_unsafe_chars("a b/c", "") == "abc"
+    assert replace_unsafe_chars("ok_(1)", "!") == "ok_(1)"
