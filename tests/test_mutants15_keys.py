@@ -156,3 +156,14 @@ def test_replace_unsafe_chars_uses_the_given_replacement() -> None:
     assert replace_unsafe_chars("a b/c", "-") == "a-b-c"
     assert replace_unsafe_chars("a b/c", "") == "abc"
     assert replace_unsafe_chars("ok_(1)", "!") == "ok_(1)"
+
+
+def test_an_unordered_collection_is_no_key(tmp_path: pathlib.Path) -> None:
+    """A set has no order, so it names no key path: TypeError, nothing stored."""
+    d = FileDirDict(base_dir=tmp_path / "s")
+    for bad in ({"a", "b"}, frozenset({"a"}), ("a", {"b"})):
+        with pytest.raises(TypeError, match="sequence of str"):
+            d[bad] = 1
+        with pytest.raises(TypeError):
+            NonEmptySafeStrTuple(bad)
+    assert len(d) == 0
