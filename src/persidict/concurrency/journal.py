@@ -252,7 +252,9 @@ class Journal:
         removed = []
         for path, state in self.entries():
             if state == "dead":
-                with contextlib.suppress(FileNotFoundError):
+                # Gone already, or not a file (a directory given such a name):
+                # either way the next entries are still recovered.
+                with contextlib.suppress(OSError):
                     os.unlink(path)
                     removed.append(path)
         return removed

@@ -170,10 +170,22 @@ class _Checker:
         finding.action = f"moved to {dest}"
         return True
 
-    def remove(self, finding: Finding) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(finding.path)
+    def remove(self, finding: Finding, marker: bool = False) -> bool:
+        """Remove the temp file (or ``marker`` directory) ``finding.path``; True if gone."""
+        try:
+            if marker:  # it holds nothing but the marker's files
+                for child in os.listdir(finding.path):
+                    os.unlink(os.path.join(finding.path, child))
+                os.rmdir(finding.path)
+            else:
+                os.unlink(finding.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # say a directory given a temp's name: not ours to empty
+            finding.action = f"NOT removed: {exc}"
+            return False
         finding.action = "removed"
+        return True
 
     # -- the walk ------------------------------------------------------------
 
@@ -186,10 +198,7 @@ class _Checker:
             self.report.live_temps += 1
             return True
         finding = self.add(kind, path, "temp file of a dead writer (uncommitted write)")
-        if self.report.fixed:
-            self.remove(finding)
-            return False
-        return True
+        return not self.report.fixed or not self.remove(finding)
 
     def marker_temp(self, path: str, name: str) -> bool:
         """A marker an opener was making (marker.py); True if it remains."""
@@ -197,19 +206,7 @@ class _Checker:
             self.report.live_temps += 1
             return True
         finding = self.add("orphan_temp", path, "a store marker a dead opener was making")
-        if not self.report.fixed:
-            return True
-        try:  # it holds nothing but the marker's files
-            for child in os.listdir(path):
-                os.unlink(os.path.join(path, child))
-            os.rmdir(path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            finding.action = f"NOT removed: {exc}"
-            return True
-        finding.action = "removed"
-        return False
+        return not self.report.fixed or not self.remove(finding, marker=True)
 
     def stray(self, path: str, detail: str) -> bool:
         finding = self.add("stray", path, detail)
