@@ -58,17 +58,7 @@ class PersiDict(SamplingOps[ValueType], MutableMapping[NonEmptySafeStrTuple, Val
     cannot be known (``OutcomeUnknownError``, S3 only).
     """
 
-    def __init__(
-        self,
-        *,
-        append_only: bool = False,
-        base_class_for_values: type | None = None,
-        serialization_format: str = "pkl",
-    ) -> None:
-        if type(self) is PersiDict:  # abstract, as the API reference says: no backend
-            raise TypeError("Can't instantiate abstract class PersiDict: use a concrete store")
-        super().__init__(append_only=append_only, base_class_for_values=base_class_for_values,
-                         serialization_format=serialization_format)
+    _abstract = True  # PersiDict() itself has no backend (StoreCore.__init__ refuses it)
 
     # -- item access ----------------------------------------------------------
 

@@ -80,6 +80,10 @@ class StoreCore(Store, ABC, Generic[ValueType]):
         base_class_for_values: type | None = None,
         serialization_format: str = "pkl",
     ) -> None:
+        if type(self).__dict__.get("_abstract"):  # the class itself, not a subclass
+            raise TypeError(
+                f"Can't instantiate abstract class {type(self).__name__}: use a concrete store"
+            )
         if not isinstance(append_only, bool):
             raise TypeError(f"append_only must be a bool, got {append_only!r}")
         if not isinstance(serialization_format, str):
