@@ -65,3 +65,15 @@ def test_nested_sequences_flatten() -> None:
 def test_sequences_of_non_str_are_still_refused(bad: Any) -> None:
     with pytest.raises(TypeError):
         SafeStrTuple(bad)
+
+
+def test_local_dict_subdict_takes_an_iterator_prefix() -> None:
+    """LocalDict.get_subdict's prefix is typed Iterable[str] in the reference."""
+    d: LocalDict[int] = LocalDict()
+    d["a", "b", "c"] = 1
+    d["a", "x"] = 2
+    sub = d.get_subdict(part for part in ["a", "b"])
+    assert dict(sub.items()) == {("c",): 1}
+    assert dict(d.get_subdict(iter(["a"])).items()) == {("b", "c"): 1, ("x",): 2}
+    with pytest.raises(TypeError):
+        d.get_subdict(iter([1, 2]))  # still strings only

@@ -281,8 +281,9 @@ class LocalDict(PersiDict[ValueType]):
 
         Parameters
         ----------
-        prefix_key : str or sequence of str
-            The key prefix; an empty one gives the same key space.
+        prefix_key : str, sequence of str, or an iterator of str
+            The key prefix; an empty one gives the same key space. An
+            iterator (a generator, say) is read once, in order.
 
         Returns
         -------
@@ -296,6 +297,8 @@ class LocalDict(PersiDict[ValueType]):
         ValueError
             A component of ``prefix_key`` is invalid.
         """
+        if isinstance(prefix_key, Iterator):  # the reference types it Iterable[str]
+            prefix_key = tuple(prefix_key)
         prefix = to_prefix(prefix_key)
         params = self.get_params()
         params["backend"] = self._backend.child(prefix.strings)
