@@ -77,3 +77,16 @@ def test_local_dict_subdict_takes_an_iterator_prefix() -> None:
     assert dict(d.get_subdict(iter(["a"])).items()) == {("b", "c"): 1, ("x",): 2}
     with pytest.raises(TypeError):
         d.get_subdict(iter([1, 2]))  # still strings only
+
+
+def test_a_sequence_that_holds_itself_is_a_type_error_not_a_recursion_error() -> None:
+    looped: list[Any] = ["a"]
+    looped.append(looped)
+    d: LocalDict[int] = LocalDict()
+    with pytest.raises(TypeError, match="hold itself"):
+        d[looped] = 1
+    deep: Any = "a"
+    for _ in range(50):
+        deep = [deep]
+    d[deep] = 2  # deep but finite: one component
+    assert d["a"] == 2 and len(d) == 1

@@ -95,7 +95,15 @@ def _check_component(s: object) -> str:
     return s
 
 
-def _flatten(args: Sequence[Any], out: list[str]) -> None:
+_MAX_NESTING = 100  # sequences inside sequences: deeper is a sequence that holds itself
+
+
+def _flatten(args: Sequence[Any], out: list[str], depth: int = 0) -> None:
+    if depth > _MAX_NESTING:
+        raise TypeError(
+            f"a key nests sequences more than {_MAX_NESTING} deep (does a sequence hold "
+            "itself?): give a str or a flat sequence of str"
+        )
     for a in args:
         if isinstance(a, str):
             out.append(_check_component(a))
@@ -104,7 +112,7 @@ def _flatten(args: Sequence[Any], out: list[str]) -> None:
         elif isinstance(a, (list, tuple)) or (
             isinstance(a, Sequence) and not isinstance(a, (bytes, bytearray))
         ):  # any Sequence[str], as the API reference types keys (UserList, deque...)
-            _flatten(a, out)
+            _flatten(a, out, depth + 1)
         else:
             raise TypeError(
                 f"a key must be a str or a sequence of str, got {type(a).__name__} {a!r}"
