@@ -29,8 +29,7 @@ class OverlappingMultiDict:
     ------
     TypeError
         ``dict_type`` is not a PersiDict subclass, or a parameter set is not
-        a dict. (No sub-dict at all is allowed, as in the original: an
-        empty container.)
+        a dict. With no sub-dict at all it is an empty container.
 
     Notes
     -----
